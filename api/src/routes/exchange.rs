@@ -1,0 +1,272 @@
+//! The exchange API for government consumers, `/api/v1/exchange/{resource_code}/…`.
+//!
+//! Every call, allowed or refused, is decided by policy from the catalog and recorded in the
+//! audit trail before the response leaves.
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use catalog::Resource;
+use exchange_core::{FieldKind, IdNumber, Library};
+use policy::{AuditEntry, Credential, Decision};
+use serde_json::{Map, Value, json};
+
+use crate::problem::Problem;
+use crate::startup::AppState;
+
+const RECORD_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/records/{key}";
+
+/// What the audit record of a call accumulates while the call is served.
+struct CallRecord {
+    started: Instant,
+    entry: AuditEntry,
+}
+
+impl CallRecord {
+    fn new(req: &HttpRequest, endpoint: &str, resource_code: &str) -> Self {
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(str::to_string)
+            .unwrap_or_else(new_request_id);
+        Self {
+            started: Instant::now(),
+            entry: AuditEntry {
+                request_id,
+                endpoint: endpoint.to_string(),
+                resource_code: Some(resource_code.to_string()),
+                ..AuditEntry::default()
+            },
+        }
+    }
+
+    fn caller(&mut self, credential: &Credential) {
+        self.entry.credential_id = Some(credential.id);
+        self.entry.department = credential.department_code.clone();
+    }
+
+    /// Records the outcome durably, then returns the response (or a 503 if it cannot be recorded).
+    async fn finish(
+        mut self,
+        state: &AppState,
+        outcome: Result<HttpResponse, Problem>,
+    ) -> HttpResponse {
+        let mut response = match outcome {
+            Ok(response) => {
+                self.entry.outcome = "allowed".into();
+                response
+            }
+            Err(problem) => {
+                self.entry.outcome = problem.code.to_string();
+                actix_web::ResponseError::error_response(&problem)
+            }
+        };
+        self.entry.status = response.status().as_u16();
+        self.entry.latency_us = self.started.elapsed().as_micros() as i64;
+        let request_id = self.entry.request_id.clone();
+        if let Err(e) = state.audit.record(self.entry).await {
+            tracing::error!(error = %e, "call refused: its audit record could not be written");
+            let problem = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "Audit trail unavailable",
+                "the call could not be recorded, so it was not served",
+            );
+            response = actix_web::ResponseError::error_response(&problem);
+        }
+        if let Ok(value) = request_id.parse() {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static("x-request-id"),
+                value,
+            );
+        }
+        response
+    }
+}
+
+fn new_request_id() -> String {
+    use rand::Rng;
+    let bytes: [u8; 12] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `GET /api/v1/exchange/{resource_code}/records/{key}`: one record, masked as policy says.
+pub async fn get_record(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let (resource_code, key) = path.into_inner();
+    let mut call = CallRecord::new(&req, RECORD_ENDPOINT, &resource_code);
+    let outcome = serve_record(&req, &state, &resource_code, &key, &mut call).await;
+    call.finish(&state, outcome).await
+}
+
+async fn serve_record(
+    req: &HttpRequest,
+    state: &AppState,
+    resource_code: &str,
+    key: &str,
+    call: &mut CallRecord,
+) -> Result<HttpResponse, Problem> {
+    let credential = authenticate(req, state).await?;
+    call.caller(&credential);
+    state.quotas.check(credential.id).map_err(|over| {
+        let seconds = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let mut problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            "Quota exceeded",
+            format!("this credential's quota is used up; retry after {seconds} s"),
+        );
+        problem.retry_after = Some(seconds);
+        problem.rate_limit = Some(over.limit);
+        problem
+    })?;
+    let resource = state
+        .catalog
+        .resource_by_code(resource_code)
+        .await
+        .map_err(|e| match e {
+            catalog::Error::NotFound { .. } => Problem::new(
+                StatusCode::NOT_FOUND,
+                "resource_not_found",
+                "No such resource",
+                format!("no resource has the code {resource_code:?}"),
+            )
+            .with_field("resource_code"),
+            other => Problem::internal(&other),
+        })?;
+    let library = library_of(state, &resource)?;
+    let grant = match credential.department_id {
+        Some(department) => state
+            .catalog
+            .active_grant(resource.id, department)
+            .await
+            .map_err(|e| Problem::internal(&e))?,
+        None => None,
+    };
+    let access = match policy::decide(&resource, &credential, grant.as_ref()) {
+        Decision::Allow(access) => access,
+        Decision::Deny(denial) => {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                denial.code(),
+                "Access denied",
+                denial.message(),
+            ));
+        }
+    };
+    call.entry.grant_id = access.grant_id;
+
+    let key = parse_key(library, key)?;
+    call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
+    let stored = library
+        .get(&key)
+        .map_err(|e| Problem::internal(&e))?
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "record_not_found",
+                "No such record",
+                format!("resource {resource_code} holds no record for this key"),
+            )
+            .with_field("key")
+        })?;
+
+    let schema = library.schema();
+    let mut record = Map::new();
+    for item in &access.items {
+        let Some(position) = schema.position(&item.name) else {
+            continue;
+        };
+        let value = stored.values[position].as_deref().map(|v| {
+            if item.plain {
+                v.to_string()
+            } else {
+                policy::mask::mask(schema.fields[position].kind, v)
+            }
+        });
+        if item.plain {
+            call.entry.items_plain.push(item.name.clone());
+        } else {
+            call.entry.items_masked.push(item.name.clone());
+        }
+        record.insert(
+            item.name.clone(),
+            value.map(Value::String).unwrap_or(Value::Null),
+        );
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "resource_code": resource.code,
+        "library_version": stored.version,
+        "record": record,
+        "masked": call.entry.items_masked,
+    })))
+}
+
+async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Credential, Problem> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <API key>"))?;
+    let presented = header.strip_prefix("Bearer ").ok_or_else(|| {
+        Problem::unauthorized("the Authorization header must be `Bearer <API key>`")
+    })?;
+    policy::credentials::authenticate(&state.catalog, presented.trim())
+        .await
+        .map_err(|e| match e {
+            policy::Error::Unauthenticated(why) => {
+                Problem::unauthorized(format!("the API key is not valid ({why})"))
+            }
+            other => Problem::internal(&other),
+        })
+}
+
+fn library_of<'a>(state: &'a AppState, resource: &Resource) -> Result<&'a Library, Problem> {
+    resource
+        .library
+        .as_deref()
+        .and_then(|name| state.libraries.get(name))
+        .map(|l| l.as_ref())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "resource_not_served",
+                "Resource not served",
+                format!(
+                    "resource {} is catalogued but not served from a library",
+                    resource.code
+                ),
+            )
+            .with_field("resource_code")
+        })
+}
+
+/// Parses the key as the library's key field requires: a bad ID number is a 422 that says
+/// what is wrong with it, not a 404.
+fn parse_key(library: &Library, raw: &str) -> Result<String, Problem> {
+    let schema = library.schema();
+    let key_field = &schema.fields[0];
+    match key_field.kind {
+        FieldKind::IdNumber => IdNumber::parse(raw)
+            .map(|id| id.as_str().to_string())
+            .map_err(|e| {
+                Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_key",
+                    "Invalid key",
+                    format!(
+                        "{} is not a valid citizen ID number: {e}",
+                        key_field.label_zh
+                    ),
+                )
+                .with_field("key")
+            }),
+        _ => Ok(raw.trim().to_string()),
+    }
+}

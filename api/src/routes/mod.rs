@@ -1,0 +1,4 @@
+//! One module per route group.
+
+pub mod exchange;
+pub mod health;

@@ -1,0 +1,153 @@
+//! Typed, layered configuration: built-in defaults, then a TOML file (`--config FILE`, or
+//! `huitong.toml` in the working directory when present), then `HUITONG_*` environment
+//! variables (`HUITONG_DATA_DIR`, `HUITONG_DATABASE_URL`, `HUITONG_RATE_LIMIT__BURST`, …),
+//! then command-line flags.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Everything the server and CLI are configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where libraries, the SQLite metadata DB and demo files live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The metadata DB. Default: SQLite at `<data_dir>/huitong.db`.
+    #[serde(default)]
+    pub database_url: Option<SecretString>,
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Per-credential request quota.
+    #[serde(default)]
+    pub rate_limit: RateLimitSettings,
+}
+
+/// The default quota of each credential (grants will set their own).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Sustained requests per second (fractions allowed).
+    #[serde(default = "default_per_second")]
+    pub requests_per_second: f64,
+    /// Requests allowed in a burst.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            requests_per_second: default_per_second(),
+            burst: default_burst(),
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./huitong-data")
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_per_second() -> f64 {
+    1000.0
+}
+fn default_burst() -> u32 {
+    2000
+}
+
+impl Settings {
+    /// Loads defaults, the file, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, config::ConfigError> {
+        let mut builder = config::Config::builder();
+        match file {
+            Some(path) => {
+                builder =
+                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            }
+            None => {
+                builder = builder.add_source(
+                    config::File::with_name("huitong.toml")
+                        .format(config::FileFormat::Toml)
+                        .required(false),
+                );
+            }
+        }
+        builder
+            .add_source(
+                config::Environment::with_prefix("HUITONG")
+                    .prefix_separator("_")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+
+    /// The metadata DB URL: the configured one, or SQLite in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose_secret().to_string(),
+            None => format!("sqlite://{}", self.data_dir.join("huitong.db").display()),
+        }
+    }
+
+    /// Replaces the port of `listen`.
+    pub fn set_port(&mut self, port: u16) {
+        let host = self
+            .listen
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or("127.0.0.1");
+        self.listen = format!("{host}:{port}");
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: default_data_dir(),
+            database_url: None,
+            listen: default_listen(),
+            rate_limit: RateLimitSettings::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../huitong.toml");
+        let settings = Settings::load(Some(&example)).unwrap();
+        assert_eq!(settings.listen, "127.0.0.1:8080");
+        assert_eq!(
+            settings.database_url(),
+            "sqlite://./huitong-data/huitong.db"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "data_dri = \"/x\"\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("data_dri"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = Settings {
+            database_url: Some(SecretString::from("postgres://u:pw@h/db")),
+            ..Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("pw"));
+    }
+}

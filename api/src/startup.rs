@@ -1,0 +1,165 @@
+//! Building the application: open the catalog, libraries, audit writer and quotas, bind the
+//! listener, and wire every route in one place.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpRequest, HttpServer, web};
+use catalog::Catalog;
+use exchange_core::Library;
+use exchange_core::schema::LIBRARIES;
+use policy::{AuditLog, Quotas};
+
+use crate::Failure;
+use crate::problem::Problem;
+use crate::routes;
+use crate::settings::Settings;
+
+/// Shared by every request.
+pub struct AppState {
+    /// The metadata DB.
+    pub catalog: Catalog,
+    /// The libraries by name.
+    pub libraries: HashMap<&'static str, Arc<Library>>,
+    /// The audit writer.
+    pub audit: AuditLog,
+    /// Per-credential quotas.
+    pub quotas: Quotas,
+    /// Secret for the keyed hashes of looked-up keys in the audit trail.
+    pub audit_key: Vec<u8>,
+}
+
+/// Opens the catalog and the libraries of a data dir; used by the server and the CLI.
+pub async fn open_stores(
+    settings: &Settings,
+) -> crate::Result<(Catalog, HashMap<&'static str, Arc<Library>>)> {
+    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
+        Failure::msg(format!(
+            "creating data dir {}: {e}",
+            settings.data_dir.display()
+        ))
+    })?;
+    let catalog = Catalog::connect(&settings.database_url()).await?;
+    let mut libraries = HashMap::new();
+    for schema in LIBRARIES {
+        libraries.insert(
+            schema.name,
+            Arc::new(Library::open(&settings.data_dir, schema).await?),
+        );
+    }
+    Ok((catalog, libraries))
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Opens everything `settings` names and binds its listen address (port 0 picks a free
+    /// port: see [`Application::port`]).
+    pub async fn build(settings: &Settings) -> crate::Result<Self> {
+        let (catalog, libraries) = open_stores(settings).await?;
+        Self::build_with(settings, catalog, libraries).await
+    }
+
+    /// As [`Application::build`], with stores already open.
+    pub async fn build_with(
+        settings: &Settings,
+        catalog: Catalog,
+        libraries: HashMap<&'static str, Arc<Library>>,
+    ) -> crate::Result<Self> {
+        let audit = AuditLog::start(catalog.clone()).await?;
+        let audit_key = load_or_create_audit_key(settings)?;
+        let state = web::Data::new(AppState {
+            catalog,
+            libraries,
+            audit,
+            quotas: Quotas::new(
+                settings.rate_limit.requests_per_second,
+                settings.rate_limit.burst,
+            ),
+            audit_key,
+        });
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| Failure::msg(format!("cannot listen on {}: {e}", settings.listen)))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Failure::msg(e.to_string()))?
+            .port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PathConfig::default().error_handler(|err, _| {
+                    Problem::new(
+                        actix_web::http::StatusCode::BAD_REQUEST,
+                        "bad_path",
+                        "Bad path parameter",
+                        err.to_string(),
+                    )
+                    .into()
+                }))
+                .wrap(tracing_actix())
+                .route("/health", web::get().to(routes::health::health))
+                .service(web::scope("/api/v1/exchange/{resource_code}").route(
+                    "/records/{key}",
+                    web::get().to(routes::exchange::get_record),
+                ))
+                .default_service(web::to(|req: HttpRequest| async move {
+                    Err::<actix_web::HttpResponse, _>(Problem::no_route(req.path()))
+                }))
+        })
+        .listen(listener)
+        .map_err(|e| Failure::msg(e.to_string()))?
+        .disable_signals()
+        .shutdown_timeout(5)
+        .run();
+        Ok(Self { port, server })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until stopped (Ctrl-C in the CLI, or the test runtime ending).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// The server handle, to stop it gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+fn tracing_actix() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%s %r %Dms").log_target("huitong::http")
+}
+
+/// The audit key lives in `<data_dir>/secrets/audit.key`, created with 32 random bytes on first
+/// start; without it, hashes of looked-up ID numbers could be reversed by enumeration.
+fn load_or_create_audit_key(settings: &Settings) -> crate::Result<Vec<u8>> {
+    use rand::Rng;
+    let dir = settings.data_dir.join("secrets");
+    let path = dir.join("audit.key");
+    if let Ok(key) = std::fs::read(&path) {
+        if key.len() == 32 {
+            return Ok(key);
+        }
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::msg(format!("creating {}: {e}", dir.display())))?;
+    let key: [u8; 32] = rand::rng().random();
+    std::fs::write(&path, key)
+        .map_err(|e| Failure::msg(format!("writing {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(key.to_vec())
+}

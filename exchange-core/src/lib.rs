@@ -1,0 +1,34 @@
+//! # exchange-core
+//!
+//! The domain types every Huitong crate shares, and the library store.
+//!
+//! - Identifiers that parse or fail: [`IdNumber`] (GB 11643 citizen ID, with the 15 → 18 digit
+//!   upgrade) and [`RegionCode`] (GB/T 2260). Holding one means it is valid.
+//! - The catalog's vocabularies ([`ShareType`], [`OpenType`], [`Sensitivity`], …) with their
+//!   Chinese labels.
+//! - Library schemas ([`schema::POPULATION`], …) and the [`Library`] store: a Delta table of
+//!   record versions plus a serving index for key lookups.
+//!
+//! ```
+//! use exchange_core::IdNumber;
+//! let id = IdNumber::parse("１１０１０５４９１２３１００２").unwrap(); // full-width, 15 digits
+//! assert_eq!(id.as_str(), "11010519491231002X");
+//! ```
+#![deny(missing_docs)]
+
+pub mod domain;
+mod error;
+pub mod id_number;
+pub mod index;
+pub mod normalize;
+pub mod region;
+pub mod schema;
+pub mod store;
+
+pub use domain::{OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
+pub use error::{Error, Result};
+pub use id_number::{IdNumber, IdNumberError};
+pub use index::StoredRecord;
+pub use region::RegionCode;
+pub use schema::{FieldKind, LibraryField, LibrarySchema};
+pub use store::{CommitOutcome, Library, LibraryWriter, WriteStats};

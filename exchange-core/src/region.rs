@@ -1,0 +1,162 @@
+//! GB/T 2260 administrative division codes (行政区划代码), embedded from `data/gbt2260`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::LazyLock;
+
+const PROVINCES_CSV: &str = include_str!("../data/gbt2260/provinces.csv");
+const CITIES_CSV: &str = include_str!("../data/gbt2260/cities.csv");
+const AREAS_CSV: &str = include_str!("../data/gbt2260/areas.csv");
+
+/// One division: its code (2, 4 or 6 digits) and Chinese name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Division {
+    /// The GB/T 2260 code.
+    pub code: String,
+    /// The official Chinese name, e.g. 东城区.
+    pub name: String,
+}
+
+struct Table {
+    names: HashMap<String, String>,
+    /// County-level areas (6 digits) in file order, for deterministic sampling.
+    counties: Vec<Division>,
+}
+
+fn parse_csv(csv: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    csv.lines().skip(1).filter_map(|line| {
+        let mut cols = line.splitn(3, ',');
+        let code = cols.next()?.trim().to_string();
+        let name = cols.next()?.trim().trim_matches('"').to_string();
+        Some((code, name))
+    })
+}
+
+static TABLE: LazyLock<Table> = LazyLock::new(|| {
+    let mut names = HashMap::new();
+    for csv in [PROVINCES_CSV, CITIES_CSV] {
+        names.extend(parse_csv(csv));
+    }
+    let counties: Vec<Division> = parse_csv(AREAS_CSV)
+        .map(|(code, name)| Division { code, name })
+        .collect();
+    names.extend(counties.iter().map(|d| (d.code.clone(), d.name.clone())));
+    Table { names, counties }
+});
+
+/// A known GB/T 2260 code of 2, 4 or 6 digits. Holding one means the code is in the list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegionCode(String);
+
+/// Why a string is not a known region code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegionCodeError {
+    /// Not 2, 4 or 6 ASCII digits.
+    #[error("a region code is 2, 4 or 6 digits, got {0:?}")]
+    Malformed(String),
+    /// Well-formed but not in the GB/T 2260 list.
+    #[error("{0} is not a GB/T 2260 region code")]
+    Unknown(String),
+}
+
+impl RegionCode {
+    /// Parses a code, accepting full-width digits and surrounding whitespace.
+    pub fn parse(raw: &str) -> Result<Self, RegionCodeError> {
+        let s = crate::normalize::fold_width(raw);
+        if !matches!(s.len(), 2 | 4 | 6) || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(RegionCodeError::Malformed(raw.to_string()));
+        }
+        if TABLE.names.contains_key(&s) {
+            Ok(Self(s))
+        } else {
+            Err(RegionCodeError::Unknown(s))
+        }
+    }
+
+    /// The code as digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The official name of this division.
+    pub fn name(&self) -> &str {
+        &TABLE.names[&self.0]
+    }
+
+    /// The province (first two digits) this code belongs to.
+    pub fn province(&self) -> RegionCode {
+        RegionCode(self.0[..2].to_string())
+    }
+
+    /// "北京市 市辖区 东城区": the names from province down to this code.
+    pub fn full_name(&self) -> String {
+        let mut parts = vec![TABLE.names[&self.0[..2]].as_str()];
+        if self.0.len() >= 4 {
+            if let Some(city) = TABLE.names.get(&self.0[..4]) {
+                parts.push(city);
+            }
+        }
+        if self.0.len() == 6 {
+            parts.push(self.name());
+        }
+        parts.join(" ")
+    }
+}
+
+impl fmt::Display for RegionCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether the 2-digit province prefix is a known province.
+pub fn is_known_province(prefix: &str) -> bool {
+    prefix.len() == 2 && TABLE.names.contains_key(prefix)
+}
+
+/// Whether the 6-digit code is a county-level area in the current list.
+pub fn is_known_county(code: &str) -> bool {
+    code.len() == 6 && TABLE.names.contains_key(code)
+}
+
+/// All county-level areas of the current list, in a stable order.
+pub fn counties() -> &'static [Division] {
+    &TABLE.counties
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_known_codes_with_names() {
+        let code = RegionCode::parse("110105").unwrap();
+        assert_eq!(code.name(), "朝阳区");
+        assert_eq!(code.province().name(), "北京市");
+        assert!(code.full_name().starts_with("北京市"));
+        assert_eq!(RegionCode::parse("４４").unwrap().name(), "广东省");
+    }
+
+    #[test]
+    fn rejects_malformed_and_unknown_codes() {
+        assert!(matches!(
+            RegionCode::parse("1101055"),
+            Err(RegionCodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            RegionCode::parse("99"),
+            Err(RegionCodeError::Unknown(_))
+        ));
+        assert!(matches!(
+            RegionCode::parse("11a1"),
+            Err(RegionCodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn list_has_every_province_and_thousands_of_counties() {
+        assert!(is_known_province("65"));
+        assert!(!is_known_province("00"));
+        assert!(counties().len() > 2900);
+    }
+}

@@ -1,0 +1,295 @@
+//! The authorization decision for one exchange call, from the catalog alone.
+//!
+//! | caller | share type | grant | outcome |
+//! |---|---|---|---|
+//! | the providing department | any | — | all items, plain |
+//! | consumer | unconditional | — | all items; L1/L2 plain, L3/L4 masked |
+//! | consumer | conditional | active | granted items; plain where granted plain or L1/L2 |
+//! | consumer | conditional | none | denied: `no_grant` |
+//! | consumer | not shared | — | denied: `not_shared` |
+//! | platform admin, open-data developer | any | — | denied: `role_forbidden` |
+
+use catalog::{Grant, Resource};
+use exchange_core::ShareType;
+use serde::Serialize;
+
+use crate::{Credential, Role};
+
+/// How one data item is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemAccess {
+    /// The item name.
+    pub name: String,
+    /// Unmasked when true.
+    pub plain: bool,
+}
+
+/// What an allowed call may return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Access {
+    /// The grant that allowed it, if one was needed.
+    pub grant_id: Option<i64>,
+    /// The items returned, in resource order.
+    pub items: Vec<ItemAccess>,
+}
+
+/// Why a call is refused. Each has a stable code for problem+json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Denial {
+    /// The resource is 不予共享.
+    NotShared,
+    /// Conditional sharing and the caller's department holds no active grant.
+    NoGrant,
+    /// The caller's role does not consume exchange data.
+    RoleForbidden,
+    /// The caller acts for no department.
+    NoDepartment,
+}
+
+impl Denial {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Denial::NotShared => "not_shared",
+            Denial::NoGrant => "no_grant",
+            Denial::RoleForbidden => "role_forbidden",
+            Denial::NoDepartment => "no_department",
+        }
+    }
+
+    /// A sentence for the caller.
+    pub fn message(self) -> &'static str {
+        match self {
+            Denial::NotShared => "this resource is not shared (不予共享)",
+            Denial::NoGrant => {
+                "this resource is shared on conditions (有条件共享) and your department holds no active grant; raise a demand (供需对接) first"
+            }
+            Denial::RoleForbidden => "this credential's role does not call the exchange API",
+            Denial::NoDepartment => "this credential acts for no department",
+        }
+    }
+}
+
+/// Allowed with what, or refused with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed.
+    Allow(Access),
+    /// Refused.
+    Deny(Denial),
+}
+
+/// Decides one call by `caller` on `resource`, given the caller department's active grant.
+pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -> Decision {
+    if matches!(caller.role, Role::PlatformAdmin | Role::OpenDataDeveloper) {
+        return Decision::Deny(Denial::RoleForbidden);
+    }
+    let Some(department) = caller.department_id else {
+        return Decision::Deny(Denial::NoDepartment);
+    };
+    let all_items = |plain: &dyn Fn(&catalog::DataItem) -> bool| {
+        resource
+            .items
+            .iter()
+            .map(|item| ItemAccess {
+                name: item.name.clone(),
+                plain: plain(item),
+            })
+            .collect()
+    };
+    match caller.role {
+        Role::ProviderAdmin | Role::Consumer if department == resource.provider_id => {
+            Decision::Allow(Access {
+                grant_id: None,
+                items: all_items(&|_| true),
+            })
+        }
+        Role::Consumer => match resource.share_type {
+            ShareType::NotShared => Decision::Deny(Denial::NotShared),
+            ShareType::Unconditional => Decision::Allow(Access {
+                grant_id: None,
+                items: all_items(&|item| !item.sensitivity.masked_by_default()),
+            }),
+            ShareType::Conditional => match grant {
+                Some(grant) => Decision::Allow(Access {
+                    grant_id: Some(grant.id),
+                    items: resource
+                        .items
+                        .iter()
+                        .filter(|item| grant.items.contains(&item.name))
+                        .map(|item| ItemAccess {
+                            name: item.name.clone(),
+                            plain: grant.plain_items.contains(&item.name)
+                                || !item.sensitivity.masked_by_default(),
+                        })
+                        .collect(),
+                }),
+                None => Decision::Deny(Denial::NoGrant),
+            },
+        },
+        _ => Decision::Deny(Denial::RoleForbidden),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::DataItem;
+    use exchange_core::{OpenType, Sensitivity, ShareMethod, UpdateCycle};
+
+    const PROVIDER: i64 = 1;
+    const CONSUMER: i64 = 2;
+
+    fn resource(share_type: ShareType) -> Resource {
+        let item = |name: &str, sensitivity| DataItem {
+            name: name.into(),
+            label_zh: name.into(),
+            data_type: "string".into(),
+            length: None,
+            sensitivity,
+            is_key: name == "id_number",
+        };
+        Resource {
+            id: 10,
+            code: "R".into(),
+            name: "人口".into(),
+            provider_id: PROVIDER,
+            provider_code: "GA".into(),
+            library: Some("population".into()),
+            summary: String::new(),
+            share_type,
+            share_conditions: None,
+            legal_basis: None,
+            share_method: ShareMethod::Api,
+            open_type: OpenType::NotOpen,
+            update_cycle: UpdateCycle::Daily,
+            status: "published".into(),
+            items: vec![
+                item("id_number", Sensitivity::L3),
+                item("gender", Sensitivity::L2),
+                item("phone", Sensitivity::L4),
+            ],
+        }
+    }
+
+    fn caller(role: Role, department: Option<i64>) -> Credential {
+        Credential {
+            id: 1,
+            name: "k".into(),
+            role,
+            department_id: department,
+            department_code: None,
+            key_prefix: "ht_".into(),
+        }
+    }
+
+    fn grant() -> Grant {
+        Grant {
+            id: 7,
+            resource_id: 10,
+            consumer_department_id: CONSUMER,
+            items: vec!["id_number".into(), "gender".into()],
+            plain_items: vec!["id_number".into()],
+            expires_at: None,
+            status: "active".into(),
+        }
+    }
+
+    /// The outcome as a compact string: `deny:<code>` or `allow:<item>=<plain|masked>,…`.
+    fn outcome(d: Decision) -> String {
+        match d {
+            Decision::Deny(denial) => format!("deny:{}", denial.code()),
+            Decision::Allow(access) => format!(
+                "allow:{}",
+                access
+                    .items
+                    .iter()
+                    .map(|i| format!("{}={}", i.name, if i.plain { "plain" } else { "masked" }))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+
+    #[test]
+    fn policy_matrix() {
+        use Role::*;
+        use ShareType::*;
+        let g = grant();
+        let cases: &[(Role, Option<i64>, ShareType, Option<&Grant>, &str)] = &[
+            (
+                Consumer,
+                Some(CONSUMER),
+                Unconditional,
+                None,
+                "allow:id_number=masked,gender=plain,phone=masked",
+            ),
+            (
+                Consumer,
+                Some(CONSUMER),
+                Conditional,
+                Some(&g),
+                "allow:id_number=plain,gender=plain",
+            ),
+            (Consumer, Some(CONSUMER), Conditional, None, "deny:no_grant"),
+            (Consumer, Some(CONSUMER), NotShared, None, "deny:not_shared"),
+            (
+                Consumer,
+                Some(CONSUMER),
+                NotShared,
+                Some(&g),
+                "deny:not_shared",
+            ),
+            (
+                Consumer,
+                Some(PROVIDER),
+                NotShared,
+                None,
+                "allow:id_number=plain,gender=plain,phone=plain",
+            ),
+            (
+                ProviderAdmin,
+                Some(PROVIDER),
+                Conditional,
+                None,
+                "allow:id_number=plain,gender=plain,phone=plain",
+            ),
+            (
+                ProviderAdmin,
+                Some(CONSUMER),
+                Unconditional,
+                None,
+                "deny:role_forbidden",
+            ),
+            (
+                PlatformAdmin,
+                Some(CONSUMER),
+                Unconditional,
+                None,
+                "deny:role_forbidden",
+            ),
+            (
+                OpenDataDeveloper,
+                None,
+                Unconditional,
+                None,
+                "deny:role_forbidden",
+            ),
+            (Consumer, None, Unconditional, None, "deny:no_department"),
+        ];
+        for (role, department, share_type, grant, want) in cases {
+            let got = outcome(decide(
+                &resource(*share_type),
+                &caller(*role, *department),
+                *grant,
+            ));
+            assert_eq!(
+                &got,
+                want,
+                "{role:?} dept={department:?} {share_type:?} grant={}",
+                grant.is_some()
+            );
+        }
+    }
+}

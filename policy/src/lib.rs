@@ -1,0 +1,52 @@
+//! # policy
+//!
+//! Who may see what, and the record of who saw it.
+//!
+//! - [`credentials`]: API keys, random, shown once, stored as SHA-256 hashes.
+//! - [`authz`]: the decision for one call from the catalog: share type, grant, sensitivity.
+//! - [`mask`]: masking by field kind (ID number, name, mobile, address …), done in the server.
+//! - [`quota`]: per-credential rate limits (governor).
+//! - [`audit`]: the hash-chained audit trail, written in group commits, durable before the
+//!   response leaves; [`audit::verify`] finds the first broken link.
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod authz;
+pub mod credentials;
+pub mod mask;
+pub mod quota;
+
+pub use audit::{AuditEntry, AuditLog, ChainReport};
+pub use authz::{Access, Decision, Denial, ItemAccess, decide};
+pub use credentials::{Credential, IssuedKey, Role};
+pub use quota::Quotas;
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors from policy operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The presented key is unknown, malformed, expired or revoked.
+    #[error("invalid credential: {0}")]
+    Unauthenticated(&'static str),
+    /// The metadata DB failed.
+    #[error("metadata database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] catalog::Error),
+    /// The audit writer stopped; no call can be served without its record.
+    #[error("audit trail unavailable: {0}")]
+    AuditUnavailable(String),
+}
+
+/// Lower-case hex SHA-256 of `parts`, concatenated.
+pub fn sha256_hex(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hex::encode(hasher.finalize())
+}

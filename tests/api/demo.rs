@@ -1,0 +1,128 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use huitong::cli::{Cli, run};
+use serde_json::Value;
+
+async fn demo_no_serve(dir: &std::path::Path) -> Value {
+    let args = [
+        "huitong",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "demo",
+        "--no-serve",
+        "--rows",
+        "1000",
+    ];
+    assert_eq!(run(Cli::parse_from(args)).await.unwrap(), ExitCode::SUCCESS);
+    let text = std::fs::read_to_string(dir.join("demo-credentials.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn demo_builds_from_nothing_and_reruns_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = demo_no_serve(dir.path()).await;
+    for role in [
+        "platform_admin",
+        "provider_admin",
+        "consumer_granted",
+        "consumer_ungranted",
+        "open_data_developer",
+    ] {
+        assert!(
+            first["keys"][role].as_str().unwrap().starts_with("ht_"),
+            "{role}"
+        );
+    }
+    assert_eq!(
+        first["resource_codes"]["population"],
+        huitong::demo::POPULATION_CODE
+    );
+    assert_eq!(
+        first["sample_keys"]["population"].as_array().unwrap().len(),
+        5
+    );
+    assert_eq!(first["base_url"], "http://127.0.0.1:8080");
+
+    let second = demo_no_serve(dir.path()).await;
+    assert_eq!(
+        first["sample_keys"], second["sample_keys"],
+        "same seed, same data"
+    );
+    assert_ne!(
+        first["keys"]["consumer_granted"],
+        second["keys"]["consumer_granted"]
+    );
+
+    let url = format!("sqlite://{}", dir.path().join("huitong.db").display());
+    let catalog = catalog::Catalog::connect(&url).await.unwrap();
+    // Earlier keys were revoked when the demo re-issued them.
+    let old = first["keys"]["consumer_granted"].as_str().unwrap();
+    assert!(
+        policy::credentials::authenticate(&catalog, old)
+            .await
+            .is_err()
+    );
+    let new = second["keys"]["consumer_granted"].as_str().unwrap();
+    assert!(
+        policy::credentials::authenticate(&catalog, new)
+            .await
+            .is_ok()
+    );
+
+    for connector in catalog.connectors().await.unwrap() {
+        let runs = catalog.runs(connector.id).await.unwrap();
+        assert_eq!(runs.len(), 2, "{}", connector.name);
+        let (rerun, first_run) = (&runs[0], &runs[1]);
+        assert_eq!(rerun.counts.read, first_run.counts.read);
+        // The rerun finds every row already there: nothing new, nothing changed.
+        assert_eq!(
+            (rerun.counts.inserted, rerun.counts.updated),
+            (0, 0),
+            "{}",
+            connector.name
+        );
+        assert_eq!(rerun.counts.rejected, first_run.counts.rejected);
+    }
+}
+
+#[tokio::test]
+async fn dirty_rows_are_normalized_or_quarantined_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_no_serve(dir.path()).await;
+    let url = format!("sqlite://{}", dir.path().join("huitong.db").display());
+    let catalog = catalog::Catalog::connect(&url).await.unwrap();
+    let hukou = catalog.connector_by_name("gaj-hukou").await.unwrap();
+    let run = &catalog.runs(hukou.id).await.unwrap()[0];
+    let c = run.counts;
+    assert_eq!(c.read, 1000);
+    assert_eq!(
+        c.read,
+        c.inserted + c.updated + c.unchanged + c.rejected,
+        "no row vanishes"
+    );
+    assert!(c.rejected > 0 && c.rejected < 50, "{c:?}");
+    let quarantined = catalog.quarantined(run.id).await.unwrap();
+    assert_eq!(quarantined.len() as i64, c.rejected);
+    for row in &quarantined {
+        assert!(
+            row.position.parse::<i64>().is_ok(),
+            "position is the source id: {row:?}"
+        );
+        assert!(
+            matches!(row.field.as_deref(), Some("id_number" | "birth_date")),
+            "{row:?}"
+        );
+        assert!(
+            row.raw.get("sfzh").is_some(),
+            "the raw row is kept: {row:?}"
+        );
+    }
+    assert!(
+        quarantined
+            .iter()
+            .any(|r| r.reason.contains("check character"))
+    );
+    assert!(quarantined.iter().any(|r| r.reason.contains("出生日期")));
+}

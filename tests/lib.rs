@@ -1,0 +1,172 @@
+//! Test harness: spawns the real `huitong` server on port 0 against a fresh metadata DB —
+//! SQLite in a temp dir, or a uniquely named database in the PostgreSQL that `scripts/test`
+//! starts (`TEST_POSTGRES_URL`) — with the demo's data, and drives it over HTTP.
+
+use sqlx::AssertSqlSafe;
+use std::path::PathBuf;
+
+use huitong::settings::{RateLimitSettings, Settings};
+use huitong::startup::Application;
+use serde_json::Value;
+
+/// Which engine holds the metadata DB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaDb {
+    /// SQLite file in the data dir.
+    Sqlite,
+    /// A new database in the test PostgreSQL cluster.
+    Postgres,
+}
+
+/// Demo rows for tests: enough dirt to quarantine, small enough to sync in a second.
+pub const TEST_ROWS: usize = 1000;
+
+/// A running server with the demo's data and keys.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// The data dir (removed when the app is dropped).
+    pub data_dir: tempfile::TempDir,
+    /// The settings the server runs with.
+    pub settings: Settings,
+    /// The metadata DB, to look behind the API.
+    pub catalog: catalog::Catalog,
+    /// Keys by demo role.
+    pub keys: Value,
+    /// ID numbers present in the population library.
+    pub sample_ids: Vec<String>,
+    /// HTTP client.
+    pub client: reqwest::Client,
+}
+
+/// The URL of a fresh PostgreSQL database, or a panic saying how to get one.
+pub async fn fresh_postgres_database() -> String {
+    let admin_url = std::env::var("TEST_POSTGRES_URL").expect(
+        "TEST_POSTGRES_URL is not set: run ./scripts/test, which starts a throwaway PostgreSQL",
+    );
+    let name = format!("huitong_test_{}", rand::random::<u64>());
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin_url}: {e}"));
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("URL with a database name");
+    format!("{base}/{name}")
+}
+
+/// Options of [`spawn_app_with`].
+#[derive(Debug, Clone)]
+pub struct SpawnOptions {
+    /// Metadata engine.
+    pub meta: MetaDb,
+    /// Per-credential quota.
+    pub rate_limit: RateLimitSettings,
+}
+
+impl SpawnOptions {
+    /// Defaults with this metadata engine.
+    pub fn on(meta: MetaDb) -> Self {
+        Self {
+            meta,
+            rate_limit: RateLimitSettings::default(),
+        }
+    }
+}
+
+/// Spawns the app with default options on `meta`.
+pub async fn spawn_app(meta: MetaDb) -> TestApp {
+    spawn_app_with(SpawnOptions::on(meta)).await
+}
+
+/// Prepares the demo in a temp data dir and serves it on a free port.
+pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings {
+        data_dir: data_dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        rate_limit: options.rate_limit,
+        ..Settings::default()
+    };
+    if options.meta == MetaDb::Postgres {
+        settings.database_url = Some(fresh_postgres_database().await.into());
+    }
+    let demo = huitong::demo::prepare(&settings, TEST_ROWS, 7)
+        .await
+        .expect("demo prepares");
+    let catalog = demo.catalog.clone();
+    let app = Application::build_with(&settings, demo.catalog, demo.libraries)
+        .await
+        .expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        data_dir,
+        settings,
+        catalog,
+        keys: demo.keys,
+        sample_ids: demo.sample_ids,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl TestApp {
+    /// The demo key of `role` (`consumer_granted`, `consumer_ungranted`, …).
+    pub fn key(&self, role: &str) -> String {
+        self.keys[role]
+            .as_str()
+            .unwrap_or_else(|| panic!("no demo key {role}"))
+            .to_string()
+    }
+
+    /// `GET /api/v1/exchange/{resource}/records/{key}` with an optional API key.
+    pub async fn lookup(
+        &self,
+        resource: &str,
+        key: &str,
+        api_key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.client.get(format!(
+            "{}/api/v1/exchange/{resource}/records/{key}",
+            self.address
+        ));
+        if let Some(api_key) = api_key {
+            request = request.bearer_auth(api_key);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Looks up `key` in the demo population resource as `role`.
+    pub async fn lookup_population(&self, key: &str, role: &str) -> reqwest::Response {
+        self.lookup(huitong::demo::POPULATION_CODE, key, Some(&self.key(role)))
+            .await
+    }
+
+    /// The data dir's path.
+    pub fn data_path(&self) -> PathBuf {
+        self.data_dir.path().to_path_buf()
+    }
+}
+
+/// Asserts a problem+json response with `status` and `code`; returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("json body");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap_or_default().ends_with(code));
+    assert!(!body["detail"].as_str().unwrap_or_default().is_empty());
+    body
+}
