@@ -146,10 +146,10 @@ fn load_or_create_audit_key(settings: &Settings) -> crate::Result<Vec<u8>> {
     use rand::Rng;
     let dir = settings.data_dir.join("secrets");
     let path = dir.join("audit.key");
-    if let Ok(key) = std::fs::read(&path) {
-        if key.len() == 32 {
-            return Ok(key);
-        }
+    if let Ok(key) = std::fs::read(&path)
+        && key.len() == 32
+    {
+        return Ok(key);
     }
     std::fs::create_dir_all(&dir)
         .map_err(|e| Failure::msg(format!("creating {}: {e}", dir.display())))?;

@@ -91,10 +91,10 @@ impl RegionCode {
     /// "北京市 市辖区 东城区": the names from province down to this code.
     pub fn full_name(&self) -> String {
         let mut parts = vec![TABLE.names[&self.0[..2]].as_str()];
-        if self.0.len() >= 4 {
-            if let Some(city) = TABLE.names.get(&self.0[..4]) {
-                parts.push(city);
-            }
+        if self.0.len() >= 4
+            && let Some(city) = TABLE.names.get(&self.0[..4])
+        {
+            parts.push(city);
         }
         if self.0.len() == 6 {
             parts.push(self.name());

@@ -79,7 +79,13 @@ impl Library {
             field: "data_dir",
             message: format!("{} is not an absolute path", table_dir.display()),
         })?;
-        let mut table = DeltaTable::try_from_url(url.clone()).await?;
+        // Loading a directory that is not yet a table makes the kernel log an error, so a
+        // new library is created without trying to load it first.
+        let mut table = if table_dir.join("_delta_log").is_dir() {
+            DeltaTable::try_from_url(url.clone()).await?
+        } else {
+            deltalake::DeltaTableBuilder::from_url(url.clone())?.build()?
+        };
         if table.version().is_none() {
             let columns: StructType = schema
                 .arrow_schema()

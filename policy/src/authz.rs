@@ -212,12 +212,15 @@ mod tests {
         }
     }
 
+    /// caller role, caller department, share type, grant, expected outcome.
+    type Case<'a> = (Role, Option<i64>, ShareType, Option<&'a Grant>, &'a str);
+
     #[test]
     fn policy_matrix() {
         use Role::*;
         use ShareType::*;
         let g = grant();
-        let cases: &[(Role, Option<i64>, ShareType, Option<&Grant>, &str)] = &[
+        let cases: &[Case<'_>] = &[
             (
                 Consumer,
                 Some(CONSUMER),

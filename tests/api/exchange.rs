@@ -102,6 +102,16 @@ async fn keys_are_normalized_before_lookup() {
     assert_eq!(body["record"]["id_number"], id.as_str());
 }
 
+/// resource code, key, API key, expected status, code and field.
+type BadInput = (
+    String,
+    String,
+    Option<String>,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
+
 #[tokio::test]
 async fn bad_input_gets_a_clear_problem() {
     let app = spawn_app(MetaDb::Sqlite).await;
@@ -111,7 +121,7 @@ async fn bad_input_gets_a_clear_problem() {
     let mut wrong_check = id.clone();
     let last = wrong_check.pop().unwrap();
     wrong_check.push(if last == '0' { '1' } else { '0' });
-    let cases: Vec<(String, String, Option<String>, u16, &str, Option<&str>)> = vec![
+    let cases: Vec<BadInput> = vec![
         (
             POPULATION_CODE.into(),
             wrong_check,

@@ -91,17 +91,17 @@ struct Manifest {
 /// (re)builds them.
 pub async fn ensure_sources(dir: &Path, rows: usize, seed: u64) -> Result<Sources> {
     let manifest_path = dir.join("manifest.json");
-    if let Ok(text) = std::fs::read_to_string(&manifest_path) {
-        if let Ok(manifest) = serde_json::from_str::<Manifest>(&text) {
-            let s = &manifest.sources;
-            if manifest.generator == GENERATOR_VERSION
-                && s.rows == rows
-                && s.seed == seed
-                && s.gongan.exists()
-                && s.minzheng.exists()
-            {
-                return Ok(manifest.sources);
-            }
+    if let Ok(text) = std::fs::read_to_string(&manifest_path)
+        && let Ok(manifest) = serde_json::from_str::<Manifest>(&text)
+    {
+        let s = &manifest.sources;
+        if manifest.generator == GENERATOR_VERSION
+            && s.rows == rows
+            && s.seed == seed
+            && s.gongan.exists()
+            && s.minzheng.exists()
+        {
+            return Ok(manifest.sources);
         }
     }
     std::fs::create_dir_all(dir)?;
@@ -238,7 +238,7 @@ async fn generate(dir: &Path, rows: usize, seed: u64) -> Result<Sources> {
                 id.push(wrong);
             }
             d if d < 0.020 => id = full_width(&id),
-            d if d < 0.030 && p.birth.format("%Y").to_string() < "2000".to_string() => {
+            d if d < 0.030 && chrono::Datelike::year(&p.birth) < 2000 => {
                 id = format!("{}{}", &id[..6], &id[8..17]); // legacy 15 digits
             }
             d if d < 0.035 => birth = format!("{}-13-45", p.birth.format("%Y")), // impossible date: quarantined
