@@ -6,6 +6,7 @@
 //! crates below; this crate wires them.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod cli;
 pub mod demo;
 pub mod problem;

@@ -22,6 +22,9 @@ pub struct Problem {
     /// The offending field or parameter, when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Every offending field, when a request has several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<catalog::FieldError>,
     /// Seconds to wait (429).
     #[serde(skip)]
     pub retry_after: Option<u64>,
@@ -45,6 +48,7 @@ impl Problem {
             detail: detail.into(),
             code,
             field: None,
+            errors: Vec::new(),
             retry_after: None,
             rate_limit: None,
         }
@@ -86,6 +90,73 @@ impl Problem {
             "the server failed; the cause is in its log",
         )
     }
+}
+
+impl From<catalog::Error> for Problem {
+    /// Bad input, missing entities, refusals and state conflicts keep their meaning; anything
+    /// else is a fault of ours.
+    fn from(e: catalog::Error) -> Self {
+        use catalog::Error::*;
+        match e {
+            NotFound { entity, key } => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                format!("{entity} {key:?} not found"),
+            ),
+            Conflict { entity, key } => Problem::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Already exists",
+                format!("{entity} {key:?} already exists"),
+            ),
+            Validation(errors) => {
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let mut problem = Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "Invalid input",
+                    detail,
+                );
+                problem.field = errors.first().map(|e| e.field.clone());
+                problem.errors = errors;
+                problem
+            }
+            Invalid { field, message } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Invalid input",
+                format!("{field}: {message}"),
+            )
+            .with_field(field),
+            Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", why),
+            State(why) => Problem::new(
+                StatusCode::CONFLICT,
+                "invalid_state",
+                "Not allowed in this state",
+                why,
+            ),
+            other => Problem::internal(&other),
+        }
+    }
+}
+
+/// A request body or query string that does not parse: names the field when serde does.
+pub fn bad_request_body(kind: &'static str, message: String) -> Problem {
+    // serde says "unknown field `x`, expected …" or "missing field `x`" or "… at line 1 column 9".
+    let field = message.split('`').nth(1).map(str::to_string);
+    let mut problem = Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        kind,
+        "Invalid request",
+        message,
+    );
+    problem.field = field;
+    problem
 }
 
 impl std::fmt::Display for Problem {

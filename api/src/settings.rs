@@ -24,6 +24,30 @@ pub struct Settings {
     /// Per-credential request quota.
     #[serde(default)]
     pub rate_limit: RateLimitSettings,
+    /// Catalog rules.
+    #[serde(default)]
+    pub catalog: CatalogSettings,
+}
+
+/// Rules of the catalog set by provincial regulation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogSettings {
+    /// Working days a department has to answer a demand (供需对接 答复时限).
+    #[serde(default = "default_deadline")]
+    pub demand_deadline_working_days: u32,
+}
+
+impl Default for CatalogSettings {
+    fn default() -> Self {
+        Self {
+            demand_deadline_working_days: default_deadline(),
+        }
+    }
+}
+
+fn default_deadline() -> u32 {
+    10
 }
 
 /// The default quota of each credential (grants will set their own).
@@ -114,6 +138,7 @@ impl Default for Settings {
             database_url: None,
             listen: default_listen(),
             rate_limit: RateLimitSettings::default(),
+            catalog: CatalogSettings::default(),
         }
     }
 }

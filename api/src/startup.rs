@@ -29,6 +29,8 @@ pub struct AppState {
     pub quotas: Quotas,
     /// Secret for the keyed hashes of looked-up keys in the audit trail.
     pub audit_key: Vec<u8>,
+    /// Working days a department has to answer a demand.
+    pub demand_deadline_working_days: u32,
 }
 
 /// Opens the catalog and the libraries of a data dir; used by the server and the CLI.
@@ -83,6 +85,7 @@ impl Application {
                 settings.rate_limit.burst,
             ),
             audit_key,
+            demand_deadline_working_days: settings.catalog.demand_deadline_working_days,
         });
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| Failure::msg(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -102,12 +105,79 @@ impl Application {
                     )
                     .into()
                 }))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(4 << 20)
+                        .error_handler(|err, _| {
+                            crate::problem::bad_request_body("invalid_body", err.to_string()).into()
+                        }),
+                )
+                .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                    crate::problem::bad_request_body("invalid_query", err.to_string()).into()
+                }))
                 .wrap(tracing_actix())
                 .route("/health", web::get().to(routes::health::health))
                 .service(web::scope("/api/v1/exchange/{resource_code}").route(
                     "/records/{key}",
                     web::get().to(routes::exchange::get_record),
                 ))
+                .service(
+                    web::scope("/api/v1")
+                        .route(
+                            "/departments",
+                            web::get().to(routes::catalog::list_departments),
+                        )
+                        .route(
+                            "/departments",
+                            web::post().to(routes::catalog::save_department),
+                        )
+                        .route("/resources", web::get().to(routes::catalog::list_resources))
+                        .route(
+                            "/resources",
+                            web::post().to(routes::catalog::create_resource),
+                        )
+                        .route(
+                            "/resources/{code}",
+                            web::get().to(routes::catalog::get_resource),
+                        )
+                        .route(
+                            "/resources/{code}",
+                            web::put().to(routes::catalog::update_resource),
+                        )
+                        .route(
+                            "/resources/{code}/history",
+                            web::get().to(routes::catalog::resource_history),
+                        )
+                        .route(
+                            "/resources/{code}/{action}",
+                            web::post().to(routes::catalog::resource_action),
+                        )
+                        .route("/demands", web::get().to(routes::demands::list))
+                        .route("/demands", web::post().to(routes::demands::create))
+                        .route("/demands/{id}", web::get().to(routes::demands::get))
+                        .route(
+                            "/demands/{id}/decision",
+                            web::post().to(routes::demands::decide),
+                        )
+                        .route(
+                            "/demands/{id}/objection",
+                            web::post().to(routes::demands::object),
+                        )
+                        .route(
+                            "/demands/{id}/arbitration",
+                            web::post().to(routes::demands::arbitrate),
+                        )
+                        .route("/grants", web::get().to(routes::catalog::list_grants))
+                        .route(
+                            "/responsibilities",
+                            web::get().to(routes::catalog::list_responsibilities),
+                        )
+                        .route(
+                            "/responsibilities",
+                            web::post().to(routes::catalog::create_responsibility),
+                        )
+                        .route("/catalog.jsonld", web::get().to(routes::catalog::dcat)),
+                )
                 .default_service(web::to(|req: HttpRequest| async move {
                     Err::<actix_web::HttpResponse, _>(Problem::no_route(req.path()))
                 }))

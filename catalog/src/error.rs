@@ -37,6 +37,15 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// One or more fields of a request are invalid; every offending field is listed.
+    #[error("invalid input: {}", .0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))]
+    Validation(Vec<FieldError>),
+    /// The caller may not do this (wrong role or department).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The entity is not in a state that allows this (e.g. publishing a draft not submitted).
+    #[error("{0}")]
+    State(String),
     /// A query failed.
     #[error("metadata database: {0}")]
     Database(#[from] sqlx::Error),
@@ -56,6 +65,45 @@ impl From<exchange_core::Error> for Error {
                 field: "value".into(),
                 message: other.to_string(),
             },
+        }
+    }
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// The field, as named in the request (`items[2].sensitivity`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Collects every field error of a request before failing.
+#[derive(Debug, Default)]
+pub struct Validator(Vec<FieldError>);
+
+impl Validator {
+    /// Records that `field` is invalid.
+    pub fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Records an error when `ok` is false.
+    pub fn check(&mut self, ok: bool, field: impl Into<String>, message: impl Into<String>) {
+        if !ok {
+            self.error(field, message);
+        }
+    }
+
+    /// `Ok` when no error was recorded, else all of them.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(self.0))
         }
     }
 }

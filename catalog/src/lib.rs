@@ -14,10 +14,12 @@
 #![deny(missing_docs)]
 
 mod connectors;
+mod demands;
 mod departments;
 mod error;
 mod grants;
 mod resources;
+mod responsibilities;
 
 use std::str::FromStr;
 
@@ -25,10 +27,15 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use connectors::{Connector, NewConnector, QuarantinedRow, RunCounts, RunStatus, SyncRun};
-pub use departments::Department;
-pub use error::{Error, Result};
+pub use demands::{Demand, DemandDecision, DemandStatus, DemandView, NewDemand, add_working_days};
+pub use departments::{Department, LEVELS, NewDepartment};
+pub use error::{Error, FieldError, Result, Validator};
 pub use grants::{Grant, NewGrant};
-pub use resources::{DataItem, NewResource, Resource};
+pub use resources::{
+    Classification, DATA_TYPES, DataItem, HistoryEntry, Page, Resource, ResourceInput,
+    ResourceQuery, ResourceStatus, ResourceSummary, Visibility,
+};
+pub use responsibilities::{NewResponsibility, Responsibility, ResponsibilityKind};
 
 /// Which database engine holds the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! | consumer | conditional | active | granted items; plain where granted plain or L1/L2 |
 //! | consumer | conditional | none | denied: `no_grant` |
 //! | consumer | not shared | — | denied: `not_shared` |
-//! | platform admin, open-data developer | any | — | denied: `role_forbidden` |
+//! | platform admin, reviewer, open-data developer | any | — | denied: `role_forbidden` |
 
 use catalog::{Grant, Resource};
 use exchange_core::ShareType;
@@ -82,7 +82,10 @@ pub enum Decision {
 
 /// Decides one call by `caller` on `resource`, given the caller department's active grant.
 pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -> Decision {
-    if matches!(caller.role, Role::PlatformAdmin | Role::OpenDataDeveloper) {
+    if matches!(
+        caller.role,
+        Role::PlatformAdmin | Role::Reviewer | Role::OpenDataDeveloper
+    ) {
         return Decision::Deny(Denial::RoleForbidden);
     }
     let Some(department) = caller.department_id else {
@@ -90,6 +93,7 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
     };
     let all_items = |plain: &dyn Fn(&catalog::DataItem) -> bool| {
         resource
+            .meta
             .items
             .iter()
             .map(|item| ItemAccess {
@@ -105,7 +109,7 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
                 items: all_items(&|_| true),
             })
         }
-        Role::Consumer => match resource.share_type {
+        Role::Consumer => match resource.meta.share_type {
             ShareType::NotShared => Decision::Deny(Denial::NotShared),
             ShareType::Unconditional => Decision::Allow(Access {
                 grant_id: None,
@@ -115,6 +119,7 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
                 Some(grant) => Decision::Allow(Access {
                     grant_id: Some(grant.id),
                     items: resource
+                        .meta
                         .items
                         .iter()
                         .filter(|item| grant.items.contains(&item.name))
@@ -149,27 +154,42 @@ mod tests {
             length: None,
             sensitivity,
             is_key: name == "id_number",
+            authoritative: true,
         };
         Resource {
             id: 10,
             code: "R".into(),
-            name: "人口".into(),
             provider_id: PROVIDER,
-            provider_code: "GA".into(),
-            library: Some("population".into()),
-            summary: String::new(),
-            share_type,
-            share_conditions: None,
-            legal_basis: None,
-            share_method: ShareMethod::Api,
-            open_type: OpenType::NotOpen,
-            update_cycle: UpdateCycle::Daily,
-            status: "published".into(),
-            items: vec![
-                item("id_number", Sensitivity::L3),
-                item("gender", Sensitivity::L2),
-                item("phone", Sensitivity::L4),
-            ],
+            provider_name: "市公安局".into(),
+            status: catalog::ResourceStatus::Published,
+            version: 1,
+            review_comment: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            meta: catalog::ResourceInput {
+                code: None,
+                name: "人口".into(),
+                provider_code: "GA".into(),
+                classification: catalog::Classification::Base,
+                class_code: "1-01-001".into(),
+                library: Some("population".into()),
+                summary: String::new(),
+                format: "database".into(),
+                share_type,
+                share_conditions: None,
+                legal_basis: None,
+                share_method: ShareMethod::Api,
+                open_type: OpenType::NotOpen,
+                update_cycle: UpdateCycle::Daily,
+                publish_date: None,
+                related_codes: vec![],
+                connector: None,
+                items: vec![
+                    item("id_number", Sensitivity::L3),
+                    item("gender", Sensitivity::L2),
+                    item("phone", Sensitivity::L4),
+                ],
+            },
         }
     }
 
@@ -193,6 +213,10 @@ mod tests {
             plain_items: vec!["id_number".into()],
             expires_at: None,
             status: "active".into(),
+            demand_id: None,
+            row_filter: None,
+            quota_per_second: None,
+            quota_per_day: None,
         }
     }
 

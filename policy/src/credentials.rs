@@ -21,6 +21,8 @@ pub enum Role {
     ProviderAdmin,
     /// A consuming system (使用方) of a department.
     Consumer,
+    /// 审核员: reviews catalog registrations for the platform and arbitrates demands.
+    Reviewer,
     /// An open-data developer (社会开发者).
     OpenDataDeveloper,
 }
@@ -33,19 +35,23 @@ impl Role {
             Role::ProviderAdmin => "provider_admin",
             Role::Consumer => "consumer",
             Role::OpenDataDeveloper => "open_data_developer",
+            Role::Reviewer => "reviewer",
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
-        [
-            Role::PlatformAdmin,
-            Role::ProviderAdmin,
-            Role::Consumer,
-            Role::OpenDataDeveloper,
-        ]
-        .into_iter()
-        .find(|r| r.code() == s)
+    /// Parses a stable code.
+    pub fn parse(s: &str) -> Option<Self> {
+        Role::ALL.into_iter().find(|r| r.code() == s)
     }
+
+    /// Every role.
+    pub const ALL: [Role; 5] = [
+        Role::PlatformAdmin,
+        Role::ProviderAdmin,
+        Role::Consumer,
+        Role::Reviewer,
+        Role::OpenDataDeveloper,
+    ];
 }
 
 /// An authenticated caller.
@@ -168,4 +174,17 @@ pub async fn revoke_named(catalog: &Catalog, name: &str) -> Result<u64> {
     .execute(catalog.pool())
     .await?;
     Ok(done.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_role_round_trips_through_its_code() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.code()), Some(role));
+        }
+        assert_eq!(Role::parse("root"), None);
+    }
 }

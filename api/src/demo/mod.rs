@@ -1,15 +1,17 @@
 //! `huitong demo`: a working platform from nothing, on generated departmental data.
 
 pub mod generate;
+pub mod seed;
+
+pub use seed::POPULATION_CODE;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog::{Catalog, Connector, DataItem, NewConnector, NewGrant, NewResource};
-use exchange_core::schema::POPULATION;
-use exchange_core::{Library, OpenType, ShareMethod, ShareType, UpdateCycle};
+use catalog::{Catalog, Connector, NewConnector};
+use exchange_core::Library;
 use indicatif::{ProgressBar, ProgressStyle};
 use policy::Role;
 use serde_json::json;
@@ -18,19 +20,6 @@ use crate::cli::DemoArgs;
 use crate::settings::Settings;
 use crate::startup::{Application, open_stores};
 use crate::{Failure, Result};
-
-/// The population resource's code in the demo catalog: base class (1), 人口 (01), 目 001,
-/// sequence 000001.
-pub const POPULATION_CODE: &str = "1-01-001-000001";
-
-/// The demo's departments: code, name.
-const DEPARTMENTS: &[(&str, &str)] = &[
-    ("DSJ", "市大数据管理局"),
-    ("GAJ", "市公安局"),
-    ("MZJ", "市民政局"),
-    ("WJW", "市卫生健康委员会"),
-    ("RSJ", "市人力资源和社会保障局"),
-];
 
 /// What a prepared demo hands to the server and to scripts.
 pub struct PreparedDemo {
@@ -58,7 +47,10 @@ pub async fn prepare(settings: &Settings, rows: usize, seed: u64) -> Result<Prep
         sources.minzheng.display()
     );
     let (catalog, libraries) = open_stores(settings).await?;
-    seed_catalog(&catalog, &sources).await?;
+    if seed::seed_catalog(&catalog).await? {
+        println!("  catalog seeded: departments, resources, demands, responsibility lists");
+    }
+    seed_connectors(&catalog, &sources).await?;
     for connector in catalog.connectors().await? {
         sync_with_progress(&catalog, &libraries, &connector).await?;
     }
@@ -110,72 +102,8 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> Result<ExitCode> {
     }
 }
 
-/// Departments, the population resource, the health commission's grant and the two connectors.
-async fn seed_catalog(catalog: &Catalog, sources: &generate::Sources) -> Result<()> {
-    let mut ids = HashMap::new();
-    for (code, name) in DEPARTMENTS {
-        ids.insert(*code, catalog.upsert_department(code, name, None).await?.id);
-    }
-    let population = NewResource {
-        code: POPULATION_CODE.into(),
-        name: "全员人口基础信息".into(),
-        provider_code: "GAJ".into(),
-        library: Some(POPULATION.name.into()),
-        summary: "全市户籍人口基础信息，由市公安局提供，市民政局补充联系方式。".into(),
-        share_type: ShareType::Conditional,
-        share_conditions: Some("用于政务服务身份核验和业务协同，不得用于其他用途".into()),
-        legal_basis: Some("《政务信息资源共享管理暂行办法》(国发〔2016〕51号)".into()),
-        share_method: ShareMethod::Api,
-        open_type: OpenType::NotOpen,
-        update_cycle: UpdateCycle::Daily,
-        items: POPULATION
-            .fields
-            .iter()
-            .map(|f| DataItem {
-                name: f.name.into(),
-                label_zh: f.label_zh.into(),
-                data_type: if f.kind == exchange_core::FieldKind::Date {
-                    "date"
-                } else {
-                    "string"
-                }
-                .into(),
-                length: None,
-                sensitivity: f.sensitivity,
-                is_key: f.name == POPULATION.key,
-            })
-            .collect(),
-    };
-    let resource = match catalog.create_resource(&population).await {
-        Ok(resource) => resource,
-        Err(catalog::Error::Conflict { .. }) => catalog.resource_by_code(POPULATION_CODE).await?,
-        Err(e) => return Err(e.into()),
-    };
-    if catalog
-        .active_grant(resource.id, ids["WJW"])
-        .await?
-        .is_none()
-    {
-        catalog
-            .create_grant(&NewGrant {
-                resource_id: resource.id,
-                consumer_department_id: ids["WJW"],
-                items: [
-                    "id_number",
-                    "name",
-                    "gender",
-                    "birth_date",
-                    "region_code",
-                    "address",
-                    "phone",
-                ]
-                .map(String::from)
-                .to_vec(),
-                plain_items: vec!["id_number".into()],
-                expires_at: None,
-            })
-            .await?;
-    }
+/// The connectors of the two departmental sources, bound to the population resource.
+async fn seed_connectors(catalog: &Catalog, sources: &generate::Sources) -> Result<()> {
     let sqlite = |path: &std::path::Path, table: &str| json!({"kind": "sqlite", "path": path, "table": table});
     catalog
         .upsert_connector(&NewConnector {
@@ -209,6 +137,14 @@ async fn seed_catalog(catalog: &Catalog, sources: &generate::Sources) -> Result<
             }),
         })
         .await?;
+    let population = catalog.resource_by_code(POPULATION_CODE).await?;
+    if population.meta.connector.is_none() {
+        let mut input = population.meta.clone();
+        input.connector = Some("gaj-hukou".into());
+        catalog
+            .update_resource("demo seed", POPULATION_CODE, &input)
+            .await?;
+    }
     Ok(())
 }
 
@@ -220,6 +156,7 @@ async fn issue_demo_keys(catalog: &Catalog) -> Result<serde_json::Value> {
         ("consumer_granted", Role::Consumer, Some("WJW")),
         ("consumer_ungranted", Role::Consumer, Some("RSJ")),
         ("open_data_developer", Role::OpenDataDeveloper, None),
+        ("reviewer", Role::Reviewer, Some("DSJ")),
     ];
     let mut keys = serde_json::Map::new();
     for (label, role, department) in roles {
@@ -251,6 +188,7 @@ pub async fn sync_with_progress(
 ) -> Result<()> {
     let resource = catalog.resource_by_code(&connector.resource_code).await?;
     let library = resource
+        .meta
         .library
         .as_deref()
         .and_then(|name| libraries.get(name))
@@ -274,7 +212,7 @@ pub async fn sync_with_progress(
                 c.updated,
                 c.unchanged,
                 c.rejected,
-                resource.library.as_deref().unwrap_or_default(),
+                resource.meta.library.as_deref().unwrap_or_default(),
                 run.library_version.unwrap_or_default()
             );
             Ok(())

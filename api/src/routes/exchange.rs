@@ -115,7 +115,7 @@ async fn serve_record(
     key: &str,
     call: &mut CallRecord,
 ) -> Result<HttpResponse, Problem> {
-    let credential = authenticate(req, state).await?;
+    let credential = crate::auth::Caller::from_request(req, state).await?.0;
     call.caller(&credential);
     state.quotas.check(credential.id).map_err(|over| {
         let seconds = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
@@ -211,27 +211,9 @@ async fn serve_record(
     })))
 }
 
-async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Credential, Problem> {
-    let header = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <API key>"))?;
-    let presented = header.strip_prefix("Bearer ").ok_or_else(|| {
-        Problem::unauthorized("the Authorization header must be `Bearer <API key>`")
-    })?;
-    policy::credentials::authenticate(&state.catalog, presented.trim())
-        .await
-        .map_err(|e| match e {
-            policy::Error::Unauthenticated(why) => {
-                Problem::unauthorized(format!("the API key is not valid ({why})"))
-            }
-            other => Problem::internal(&other),
-        })
-}
-
 fn library_of<'a>(state: &'a AppState, resource: &Resource) -> Result<&'a Library, Problem> {
     resource
+        .meta
         .library
         .as_deref()
         .and_then(|name| state.libraries.get(name))

@@ -1,0 +1,143 @@
+//! The demand API (供需对接): raise, list, answer, object, arbitrate.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use catalog::{DemandDecision, DemandView, NewDemand};
+use policy::Role;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Caller, forbidden};
+use crate::problem::Problem;
+use crate::startup::AppState;
+
+type Reply = Result<HttpResponse, Problem>;
+
+/// `POST /api/v1/demands`: raised for the caller's department.
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<NewDemand>,
+) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    caller.require(&[Role::Consumer, Role::ProviderAdmin], "raising a demand")?;
+    let department = caller.department()?;
+    let demand = state
+        .catalog
+        .create_demand(department, &body, state.demand_deadline_working_days)
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/demands/{}", demand.id)))
+        .json(demand))
+}
+
+/// Query of `GET /api/v1/demands`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `mine` (raised by my department), `incoming` (for it to answer), `overdue`, or `all`
+    /// (platform staff). Default: `mine`.
+    #[serde(default)]
+    pub view: Option<String>,
+}
+
+/// `GET /api/v1/demands?view=mine|incoming|overdue|all`.
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    let view = match query.view.as_deref().unwrap_or("mine") {
+        "mine" => DemandView::Mine(caller.department()?),
+        "incoming" => DemandView::Incoming(caller.department()?),
+        "overdue" if caller.is_platform() => DemandView::Overdue(None),
+        "overdue" => DemandView::Overdue(Some(caller.department()?)),
+        "all" if caller.is_platform() => DemandView::All,
+        "all" => return Err(forbidden("view=all is for platform staff".into()).with_field("view")),
+        other => {
+            return Err(crate::problem::bad_request_body(
+                "invalid_query",
+                format!("view `{other}` is not one of mine, incoming, overdue, all"),
+            )
+            .with_field("view"));
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({"items": state.catalog.demands(view).await?})))
+}
+
+/// `GET /api/v1/demands/{id}`: for the two departments and platform staff.
+pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    let demand = state.catalog.demand(*id).await?;
+    if !caller.is_platform()
+        && !state
+            .catalog
+            .demand_involves(*id, caller.department()?)
+            .await?
+    {
+        return Err(forbidden(format!(
+            "demand {id} is between other departments"
+        )));
+    }
+    Ok(HttpResponse::Ok().json(demand))
+}
+
+/// `POST /api/v1/demands/{id}/decision`: the responsible department's data officer answers.
+pub async fn decide(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<DemandDecision>,
+) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    caller.require(&[Role::ProviderAdmin], "answering a demand")?;
+    Ok(HttpResponse::Ok().json(
+        state
+            .catalog
+            .decide_demand(*id, caller.department()?, &body)
+            .await?,
+    ))
+}
+
+/// Body of an objection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objection {
+    /// Why the consumer disputes the answer.
+    pub reason: String,
+}
+
+/// `POST /api/v1/demands/{id}/objection`: the consumer department disputes the answer.
+pub async fn object(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<Objection>,
+) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    caller.require(
+        &[Role::Consumer, Role::ProviderAdmin],
+        "objecting to an answer",
+    )?;
+    Ok(HttpResponse::Ok().json(
+        state
+            .catalog
+            .object_demand(*id, caller.department()?, &body.reason)
+            .await?,
+    ))
+}
+
+/// `POST /api/v1/demands/{id}/arbitration`: platform staff decide, finally.
+pub async fn arbitrate(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<DemandDecision>,
+) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    caller.require(
+        &[Role::PlatformAdmin, Role::Reviewer],
+        "arbitrating a demand",
+    )?;
+    Ok(HttpResponse::Ok().json(state.catalog.arbitrate_demand(*id, &body).await?))
+}
