@@ -41,9 +41,8 @@ pub struct TestApp {
 
 /// The URL of a fresh PostgreSQL database, or a panic saying how to get one.
 pub async fn fresh_postgres_database() -> String {
-    let admin_url = std::env::var("TEST_POSTGRES_URL").expect(
-        "TEST_POSTGRES_URL is not set: run ./scripts/test, which starts a throwaway PostgreSQL",
-    );
+    let admin_url = std::env::var("TEST_POSTGRES_URL")
+        .expect("TEST_POSTGRES_URL is not set: run ./scripts/test, which starts a throwaway PostgreSQL");
     let name = format!("huitong_test_{}", rand::random::<u64>());
     sqlx::any::install_default_drivers();
     let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
@@ -53,9 +52,7 @@ pub async fn fresh_postgres_database() -> String {
         .execute(&mut conn)
         .await
         .expect("create test database");
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("URL with a database name");
+    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database name");
     format!("{base}/{name}")
 }
 
@@ -125,16 +122,10 @@ impl TestApp {
     }
 
     /// `GET /api/v1/exchange/{resource}/records/{key}` with an optional API key.
-    pub async fn lookup(
-        &self,
-        resource: &str,
-        key: &str,
-        api_key: Option<&str>,
-    ) -> reqwest::Response {
-        let mut request = self.client.get(format!(
-            "{}/api/v1/exchange/{resource}/records/{key}",
-            self.address
-        ));
+    pub async fn lookup(&self, resource: &str, key: &str, api_key: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .get(format!("{}/api/v1/exchange/{resource}/records/{key}", self.address));
         if let Some(api_key) = api_key {
             request = request.bearer_auth(api_key);
         }
@@ -145,6 +136,50 @@ impl TestApp {
     pub async fn lookup_population(&self, key: &str, role: &str) -> reqwest::Response {
         self.lookup(huitong::demo::POPULATION_CODE, key, Some(&self.key(role)))
             .await
+    }
+
+    /// Issues a key for `role` acting for department `department` (arrange step of tests).
+    pub async fn issue_key(&self, role: policy::Role, department: Option<&str>) -> String {
+        let department_id = match department {
+            Some(code) => Some(self.catalog.department_by_code(code).await.expect("department").id),
+            None => None,
+        };
+        policy::credentials::issue(&self.catalog, "test key", role, department_id, None)
+            .await
+            .expect("key issued")
+            .key
+    }
+
+    /// `GET {path}` with a key.
+    pub async fn get(&self, path: &str, api_key: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(api_key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST {path}` with a JSON body and a key.
+    pub async fn post(&self, path: &str, api_key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `PUT {path}` with a JSON body and a key.
+    pub async fn put(&self, path: &str, api_key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(format!("{}{path}", self.address))
+            .bearer_auth(api_key)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// The data dir's path.

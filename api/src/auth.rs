@@ -19,9 +19,9 @@ impl Caller {
             .get(actix_web::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Problem::unauthorized("send Authorization: Bearer <API key>"))?;
-        let presented = header.strip_prefix("Bearer ").ok_or_else(|| {
-            Problem::unauthorized("the Authorization header must be `Bearer <API key>`")
-        })?;
+        let presented = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| Problem::unauthorized("the Authorization header must be `Bearer <API key>`"))?;
         policy::credentials::authenticate(&state.catalog, presented.trim())
             .await
             .map(Caller)

@@ -79,10 +79,7 @@ pub enum AuditCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -151,11 +148,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     .await
                     .is_err();
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
         Command::Audit(AuditCommand::Verify) => {
             let catalog = catalog::Catalog::connect(&settings.database_url()).await?;
@@ -166,10 +159,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(broken) => {
-                    println!(
-                        "audit chain BROKEN at record {}: {}",
-                        broken.seq, broken.reason
-                    );
+                    println!("audit chain BROKEN at record {}: {}", broken.seq, broken.reason);
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -189,8 +179,5 @@ pub async fn serve_until_ctrl_c(app: Application) -> Result<()> {
 }
 
 pub(crate) fn host_of(listen: &str) -> &str {
-    listen
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or("127.0.0.1")
+    listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1")
 }

@@ -35,12 +35,7 @@ pub struct Problem {
 
 impl Problem {
     /// A problem with `status`, stable `code`, `title` and `detail`.
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
         Self {
             type_uri: format!("urn:huitong:problem:{code}"),
             title,
@@ -134,12 +129,7 @@ impl From<catalog::Error> for Problem {
             )
             .with_field(field),
             Forbidden(why) => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", why),
-            State(why) => Problem::new(
-                StatusCode::CONFLICT,
-                "invalid_state",
-                "Not allowed in this state",
-                why,
-            ),
+            State(why) => Problem::new(StatusCode::CONFLICT, "invalid_state", "Not allowed in this state", why),
             other => Problem::internal(&other),
         }
     }
@@ -149,12 +139,7 @@ impl From<catalog::Error> for Problem {
 pub fn bad_request_body(kind: &'static str, message: String) -> Problem {
     // serde says "unknown field `x`, expected …" or "missing field `x`" or "… at line 1 column 9".
     let field = message.split('`').nth(1).map(str::to_string);
-    let mut problem = Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        kind,
-        "Invalid request",
-        message,
-    );
+    let mut problem = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, kind, "Invalid request", message);
     problem.field = field;
     problem
 }

@@ -90,8 +90,7 @@ impl Settings {
         let mut builder = config::Config::builder();
         match file {
             Some(path) => {
-                builder =
-                    builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+                builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
             }
             None => {
                 builder = builder.add_source(
@@ -122,11 +121,7 @@ impl Settings {
 
     /// Replaces the port of `listen`.
     pub fn set_port(&mut self, port: u16) {
-        let host = self
-            .listen
-            .rsplit_once(':')
-            .map(|(h, _)| h)
-            .unwrap_or("127.0.0.1");
+        let host = self.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
         self.listen = format!("{host}:{port}");
     }
 }
@@ -152,10 +147,7 @@ mod tests {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../huitong.toml");
         let settings = Settings::load(Some(&example)).unwrap();
         assert_eq!(settings.listen, "127.0.0.1:8080");
-        assert_eq!(
-            settings.database_url(),
-            "sqlite://./huitong-data/huitong.db"
-        );
+        assert_eq!(settings.database_url(), "sqlite://./huitong-data/huitong.db");
     }
 
     #[test]

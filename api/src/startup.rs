@@ -34,22 +34,13 @@ pub struct AppState {
 }
 
 /// Opens the catalog and the libraries of a data dir; used by the server and the CLI.
-pub async fn open_stores(
-    settings: &Settings,
-) -> crate::Result<(Catalog, HashMap<&'static str, Arc<Library>>)> {
-    std::fs::create_dir_all(&settings.data_dir).map_err(|e| {
-        Failure::msg(format!(
-            "creating data dir {}: {e}",
-            settings.data_dir.display()
-        ))
-    })?;
+pub async fn open_stores(settings: &Settings) -> crate::Result<(Catalog, HashMap<&'static str, Arc<Library>>)> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|e| Failure::msg(format!("creating data dir {}: {e}", settings.data_dir.display())))?;
     let catalog = Catalog::connect(&settings.database_url()).await?;
     let mut libraries = HashMap::new();
     for schema in LIBRARIES {
-        libraries.insert(
-            schema.name,
-            Arc::new(Library::open(&settings.data_dir, schema).await?),
-        );
+        libraries.insert(schema.name, Arc::new(Library::open(&settings.data_dir, schema).await?));
     }
     Ok((catalog, libraries))
 }
@@ -80,113 +71,80 @@ impl Application {
             catalog,
             libraries,
             audit,
-            quotas: Quotas::new(
-                settings.rate_limit.requests_per_second,
-                settings.rate_limit.burst,
-            ),
+            quotas: Quotas::new(settings.rate_limit.requests_per_second, settings.rate_limit.burst),
             audit_key,
             demand_deadline_working_days: settings.catalog.demand_deadline_working_days,
         });
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| Failure::msg(format!("cannot listen on {}: {e}", settings.listen)))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| Failure::msg(e.to_string()))?
-            .port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(web::PathConfig::default().error_handler(|err, _| {
-                    Problem::new(
-                        actix_web::http::StatusCode::BAD_REQUEST,
-                        "bad_path",
-                        "Bad path parameter",
-                        err.to_string(),
+        let port = listener.local_addr().map_err(|e| Failure::msg(e.to_string()))?.port();
+        let server =
+            HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .app_data(web::PathConfig::default().error_handler(|err, _| {
+                        Problem::new(
+                            actix_web::http::StatusCode::BAD_REQUEST,
+                            "bad_path",
+                            "Bad path parameter",
+                            err.to_string(),
+                        )
+                        .into()
+                    }))
+                    .app_data(web::JsonConfig::default().limit(4 << 20).error_handler(|err, _| {
+                        crate::problem::bad_request_body("invalid_body", err.to_string()).into()
+                    }))
+                    .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                        crate::problem::bad_request_body("invalid_query", err.to_string()).into()
+                    }))
+                    .wrap(tracing_actix())
+                    .route("/health", web::get().to(routes::health::health))
+                    .service(
+                        web::scope("/api/v1/exchange/{resource_code}")
+                            .route("/records/{key}", web::get().to(routes::exchange::get_record)),
                     )
-                    .into()
-                }))
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(4 << 20)
-                        .error_handler(|err, _| {
-                            crate::problem::bad_request_body("invalid_body", err.to_string()).into()
-                        }),
-                )
-                .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                    crate::problem::bad_request_body("invalid_query", err.to_string()).into()
-                }))
-                .wrap(tracing_actix())
-                .route("/health", web::get().to(routes::health::health))
-                .service(web::scope("/api/v1/exchange/{resource_code}").route(
-                    "/records/{key}",
-                    web::get().to(routes::exchange::get_record),
-                ))
-                .service(
-                    web::scope("/api/v1")
-                        .route(
-                            "/departments",
-                            web::get().to(routes::catalog::list_departments),
-                        )
-                        .route(
-                            "/departments",
-                            web::post().to(routes::catalog::save_department),
-                        )
-                        .route("/resources", web::get().to(routes::catalog::list_resources))
-                        .route(
-                            "/resources",
-                            web::post().to(routes::catalog::create_resource),
-                        )
-                        .route(
-                            "/resources/{code}",
-                            web::get().to(routes::catalog::get_resource),
-                        )
-                        .route(
-                            "/resources/{code}",
-                            web::put().to(routes::catalog::update_resource),
-                        )
-                        .route(
-                            "/resources/{code}/history",
-                            web::get().to(routes::catalog::resource_history),
-                        )
-                        .route(
-                            "/resources/{code}/{action}",
-                            web::post().to(routes::catalog::resource_action),
-                        )
-                        .route("/demands", web::get().to(routes::demands::list))
-                        .route("/demands", web::post().to(routes::demands::create))
-                        .route("/demands/{id}", web::get().to(routes::demands::get))
-                        .route(
-                            "/demands/{id}/decision",
-                            web::post().to(routes::demands::decide),
-                        )
-                        .route(
-                            "/demands/{id}/objection",
-                            web::post().to(routes::demands::object),
-                        )
-                        .route(
-                            "/demands/{id}/arbitration",
-                            web::post().to(routes::demands::arbitrate),
-                        )
-                        .route("/grants", web::get().to(routes::catalog::list_grants))
-                        .route(
-                            "/responsibilities",
-                            web::get().to(routes::catalog::list_responsibilities),
-                        )
-                        .route(
-                            "/responsibilities",
-                            web::post().to(routes::catalog::create_responsibility),
-                        )
-                        .route("/catalog.jsonld", web::get().to(routes::catalog::dcat)),
-                )
-                .default_service(web::to(|req: HttpRequest| async move {
-                    Err::<actix_web::HttpResponse, _>(Problem::no_route(req.path()))
-                }))
-        })
-        .listen(listener)
-        .map_err(|e| Failure::msg(e.to_string()))?
-        .disable_signals()
-        .shutdown_timeout(5)
-        .run();
+                    .service(
+                        web::scope("/api/v1")
+                            .route("/departments", web::get().to(routes::catalog::list_departments))
+                            .route("/departments", web::post().to(routes::catalog::save_department))
+                            .route("/resources", web::get().to(routes::catalog::list_resources))
+                            .route("/resources", web::post().to(routes::catalog::create_resource))
+                            .route("/resources/{code}", web::get().to(routes::catalog::get_resource))
+                            .route("/resources/{code}", web::put().to(routes::catalog::update_resource))
+                            .route(
+                                "/resources/{code}/history",
+                                web::get().to(routes::catalog::resource_history),
+                            )
+                            .route(
+                                "/resources/{code}/{action}",
+                                web::post().to(routes::catalog::resource_action),
+                            )
+                            .route("/demands", web::get().to(routes::demands::list))
+                            .route("/demands", web::post().to(routes::demands::create))
+                            .route("/demands/{id}", web::get().to(routes::demands::get))
+                            .route("/demands/{id}/decision", web::post().to(routes::demands::decide))
+                            .route("/demands/{id}/objection", web::post().to(routes::demands::object))
+                            .route("/demands/{id}/arbitration", web::post().to(routes::demands::arbitrate))
+                            .route("/grants", web::get().to(routes::catalog::list_grants))
+                            .route(
+                                "/responsibilities",
+                                web::get().to(routes::catalog::list_responsibilities),
+                            )
+                            .route(
+                                "/responsibilities",
+                                web::post().to(routes::catalog::create_responsibility),
+                            )
+                            .route("/catalog.jsonld", web::get().to(routes::catalog::dcat)),
+                    )
+                    .default_service(web::to(|req: HttpRequest| async move {
+                        Err::<actix_web::HttpResponse, _>(Problem::no_route(req.path()))
+                    }))
+            })
+            .listen(listener)
+            .map_err(|e| Failure::msg(e.to_string()))?
+            .disable_signals()
+            .shutdown_timeout(5)
+            .run();
         Ok(Self { port, server })
     }
 
@@ -221,11 +179,9 @@ fn load_or_create_audit_key(settings: &Settings) -> crate::Result<Vec<u8>> {
     {
         return Ok(key);
     }
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Failure::msg(format!("creating {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Failure::msg(format!("creating {}: {e}", dir.display())))?;
     let key: [u8; 32] = rand::rng().random();
-    std::fs::write(&path, key)
-        .map_err(|e| Failure::msg(format!("writing {}: {e}", path.display())))?;
+    std::fs::write(&path, key).map_err(|e| Failure::msg(format!("writing {}: {e}", path.display())))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

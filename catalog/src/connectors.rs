@@ -301,12 +301,10 @@ impl Catalog {
 
     /// The rows a run quarantined, in source order.
     pub async fn quarantined(&self, run_id: i64) -> Result<Vec<QuarantinedRow>> {
-        let rows = sqlx::query(
-            "SELECT position, field, reason, raw FROM quarantine WHERE run_id = $1 ORDER BY id",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT position, field, reason, raw FROM quarantine WHERE run_id = $1 ORDER BY id")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 let raw: String = row.try_get("raw")?;

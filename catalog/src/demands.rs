@@ -280,11 +280,7 @@ impl Catalog {
             "legal_basis",
             "state the legal or policy basis (依据)",
         );
-        v.check(
-            new.expected_daily_calls >= 0,
-            "expected_daily_calls",
-            "not negative",
-        );
+        v.check(new.expected_daily_calls >= 0, "expected_daily_calls", "not negative");
         let mut resource_id = None;
         let mut responsible = None;
         let mut title = new.title.clone().unwrap_or_default();
@@ -293,7 +289,11 @@ impl Catalog {
             (Some(code), None) => match self.resource_by_code(code).await {
                 Ok(resource) if resource.status == ResourceStatus::Published => {
                     for (i, item) in requested.iter().enumerate() {
-                        v.check(resource.item(item).is_some(), format!("requested_items[{i}]"), format!("{code} has no data item {item}"));
+                        v.check(
+                            resource.item(item).is_some(),
+                            format!("requested_items[{i}]"),
+                            format!("{code} has no data item {item}"),
+                        );
                     }
                     if requested.is_empty() {
                         requested = resource.meta.items.iter().map(|i| i.name.clone()).collect();
@@ -301,13 +301,20 @@ impl Catalog {
                     if title.trim().is_empty() {
                         title = resource.meta.name.clone();
                     }
-                    v.check(resource.provider_id != consumer_department_id, "resource_code", "a department does not demand its own data");
+                    v.check(
+                        resource.provider_id != consumer_department_id,
+                        "resource_code",
+                        "a department does not demand its own data",
+                    );
                     resource_id = Some(resource.id);
                     responsible = Some(resource.provider_id);
                 }
                 Ok(resource) => v.error(
                     "resource_code",
-                    format!("resource {code} is {}; only published resources can be demanded", resource.status.code()),
+                    format!(
+                        "resource {code} is {}; only published resources can be demanded",
+                        resource.status.code()
+                    ),
                 ),
                 Err(Error::NotFound { .. }) => v.error("resource_code", format!("no resource has the code {code}")),
                 Err(e) => return Err(e),
@@ -315,13 +322,18 @@ impl Catalog {
             (None, Some(department)) => {
                 match self.department_by_code(department).await {
                     Ok(d) => responsible = Some(d.id),
-                    Err(Error::NotFound { .. }) => {
-                        v.error("responsible_department_code", format!("no department has the code {department}"))
-                    }
+                    Err(Error::NotFound { .. }) => v.error(
+                        "responsible_department_code",
+                        format!("no department has the code {department}"),
+                    ),
                     Err(e) => return Err(e),
                 }
                 v.check(!title.trim().is_empty(), "title", "name the data needed");
-                v.check(!new.description.trim().is_empty(), "description", "describe the data needed");
+                v.check(
+                    !new.description.trim().is_empty(),
+                    "description",
+                    "describe the data needed",
+                );
             }
             _ => v.error(
                 "resource_code",
@@ -354,16 +366,14 @@ impl Catalog {
     }
 
     async fn demand_row(&self, id: i64) -> Result<Row_> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} {FROM} WHERE m.id = $1"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            entity: "demand",
-            key: id.to_string(),
-        })?;
+        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} {FROM} WHERE m.id = $1")))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                entity: "demand",
+                key: id.to_string(),
+            })?;
         from_row(&row)
     }
 
@@ -387,10 +397,7 @@ impl Catalog {
                 "m.status = 'pending' AND m.due_at < $2 AND m.responsible_department_id = $1",
                 Some(d),
             ),
-            DemandView::Overdue(None) => (
-                "m.status = 'pending' AND m.due_at < $2 AND $1 IS NULL",
-                None,
-            ),
+            DemandView::Overdue(None) => ("m.status = 'pending' AND m.due_at < $2 AND $1 IS NULL", None),
             DemandView::All => ("$1 IS NULL", None),
         };
         let sql = format!("SELECT {COLUMNS} {FROM} WHERE {condition} ORDER BY m.id DESC");
@@ -430,12 +437,7 @@ impl Catalog {
     }
 
     /// The consumer objects to the answer (once).
-    pub async fn object_demand(
-        &self,
-        id: i64,
-        consumer_department_id: i64,
-        reason: &str,
-    ) -> Result<Demand> {
+    pub async fn object_demand(&self, id: i64, consumer_department_id: i64, reason: &str) -> Result<Demand> {
         let row = self.demand_row(id).await?;
         if row.consumer_id != consumer_department_id {
             return Err(Error::Forbidden(format!(
@@ -443,10 +445,8 @@ impl Catalog {
                 row.demand.consumer_department
             )));
         }
-        if !matches!(
-            row.demand.status,
-            DemandStatus::Approved | DemandStatus::Rejected
-        ) || row.demand.arbitrated_at.is_some()
+        if !matches!(row.demand.status, DemandStatus::Approved | DemandStatus::Rejected)
+            || row.demand.arbitrated_at.is_some()
         {
             return Err(Error::State(format!(
                 "demand {id} is {}; only an answered, unarbitrated demand can be objected to",
@@ -483,12 +483,7 @@ impl Catalog {
         self.apply_decision(&row, decision, true).await
     }
 
-    async fn apply_decision(
-        &self,
-        row: &Row_,
-        decision: &DemandDecision,
-        arbitration: bool,
-    ) -> Result<Demand> {
+    async fn apply_decision(&self, row: &Row_, decision: &DemandDecision, arbitration: bool) -> Result<Demand> {
         let id = row.demand.id;
         let now = now_text();
         let mut v = Validator::default();
@@ -529,16 +524,11 @@ impl Catalog {
                         None
                     }
                     (Some(_), None) => Some(
-                        self.resource_by_code(
-                            row.demand.resource_code.as_deref().unwrap_or_default(),
-                        )
-                        .await?,
+                        self.resource_by_code(row.demand.resource_code.as_deref().unwrap_or_default())
+                            .await?,
                     ),
                     (None, Some(code)) => match self.resource_by_code(code).await {
-                        Ok(r)
-                            if r.provider_id == row.responsible_id
-                                && r.status == ResourceStatus::Published =>
-                        {
+                        Ok(r) if r.provider_id == row.responsible_id && r.status == ResourceStatus::Published => {
                             Some(r)
                         }
                         Ok(_) => {
@@ -558,7 +548,10 @@ impl Catalog {
                         Err(e) => return Err(e),
                     },
                     (None, None) => {
-                        v.error("resource_code", "approving a demand for data not in the catalog names the resource registered for it");
+                        v.error(
+                            "resource_code",
+                            "approving a demand for data not in the catalog names the resource registered for it",
+                        );
                         None
                     }
                 };
@@ -644,10 +637,7 @@ impl Catalog {
     }
 }
 
-async fn revoke_demand_grant(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    grant_id: Option<i64>,
-) -> Result<()> {
+async fn revoke_demand_grant(tx: &mut sqlx::Transaction<'_, sqlx::Any>, grant_id: Option<i64>) -> Result<()> {
     if let Some(grant_id) = grant_id {
         sqlx::query("UPDATE grants SET status = 'revoked' WHERE id = $1")
             .bind(grant_id)

@@ -67,17 +67,9 @@ impl Catalog {
             "code",
             "1 to 32 characters",
         );
-        v.check(
-            !new.name.trim().is_empty(),
-            "name",
-            "a department needs a name",
-        );
+        v.check(!new.name.trim().is_empty(), "name", "a department needs a name");
         let level = LEVELS.iter().position(|l| *l == new.level);
-        v.check(
-            level.is_some(),
-            "level",
-            format!("one of {}", LEVELS.join(", ")),
-        );
+        v.check(level.is_some(), "level", format!("one of {}", LEVELS.join(", ")));
         let mut parent_id = None;
         if let Some(parent_code) = &new.parent_code {
             match self.department_by_code(parent_code).await {
@@ -93,17 +85,14 @@ impl Catalog {
                     );
                     parent_id = Some(parent.id);
                 }
-                Err(Error::NotFound { .. }) => v.error(
-                    "parent_code",
-                    format!("no department has the code {parent_code}"),
-                ),
+                Err(Error::NotFound { .. }) => {
+                    v.error("parent_code", format!("no department has the code {parent_code}"))
+                }
                 Err(e) => return Err(e),
             }
         }
         v.finish()?;
-        let department = self
-            .upsert_department(&new.code, &new.name, parent_id)
-            .await?;
+        let department = self.upsert_department(&new.code, &new.name, parent_id).await?;
         sqlx::query("UPDATE departments SET level = $2 WHERE id = $1")
             .bind(department.id)
             .bind(&new.level)
@@ -113,12 +102,7 @@ impl Catalog {
     }
 
     /// Creates the department, or renames it when the code exists; returns it.
-    pub async fn upsert_department(
-        &self,
-        code: &str,
-        name: &str,
-        parent_id: Option<i64>,
-    ) -> Result<Department> {
+    pub async fn upsert_department(&self, code: &str, name: &str, parent_id: Option<i64>) -> Result<Department> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO departments (code, name, parent_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (code) DO UPDATE SET name = excluded.name, parent_id = excluded.parent_id \

@@ -109,10 +109,7 @@ impl Validator {
 }
 
 /// Maps a unique-constraint violation to [`Error::Conflict`].
-pub(crate) fn conflict_on_unique(
-    entity: &'static str,
-    key: &str,
-) -> impl FnOnce(sqlx::Error) -> Error {
+pub(crate) fn conflict_on_unique(entity: &'static str, key: &str) -> impl FnOnce(sqlx::Error) -> Error {
     let key = key.to_string();
     move |e| match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict { entity, key },

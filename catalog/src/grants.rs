@@ -40,11 +40,7 @@ impl Grant {
     pub fn state(&self) -> &'static str {
         if self.status != "active" {
             "revoked"
-        } else if self
-            .expires_at
-            .as_deref()
-            .is_some_and(|at| at <= now_text().as_str())
-        {
+        } else if self.expires_at.as_deref().is_some_and(|at| at <= now_text().as_str()) {
             "expired"
         } else {
             "active"
@@ -128,19 +124,19 @@ impl Catalog {
     /// Grants held by (`as_consumer`) or given by a department, or all when `None`; newest first.
     pub async fn grants(&self, department_id: Option<i64>) -> Result<Vec<Grant>> {
         let rows = match department_id {
-            Some(id) => sqlx::query(AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM grants WHERE consumer_department_id = $1 OR resource_id IN \
-                     (SELECT id FROM resources WHERE provider_id = $1) ORDER BY id DESC"
-            )))
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?,
-            None => {
+            Some(id) => {
                 sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {COLUMNS} FROM grants ORDER BY id DESC"
+                    "SELECT {COLUMNS} FROM grants WHERE consumer_department_id = $1 OR resource_id IN \
+                     (SELECT id FROM resources WHERE provider_id = $1) ORDER BY id DESC"
                 )))
+                .bind(id)
                 .fetch_all(&self.pool)
                 .await?
+            }
+            None => {
+                sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM grants ORDER BY id DESC")))
+                    .fetch_all(&self.pool)
+                    .await?
             }
         };
         rows.iter().map(from_row).collect()
@@ -148,10 +144,7 @@ impl Catalog {
 }
 
 /// Inserts a grant inside `tx` (a demand's approval creates its grant in the same transaction).
-pub(crate) async fn insert_grant(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    new: &NewGrant,
-) -> Result<Grant> {
+pub(crate) async fn insert_grant(tx: &mut sqlx::Transaction<'_, sqlx::Any>, new: &NewGrant) -> Result<Grant> {
     if let Some(extra) = new.plain_items.iter().find(|p| !new.items.contains(p)) {
         return Err(Error::Invalid {
             field: "plain_items".into(),
@@ -160,32 +153,28 @@ pub(crate) async fn insert_grant(
     }
     let to_json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
     let row = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO grants (resource_id, consumer_department_id, items, plain_items, \
+        "INSERT INTO grants (resource_id, consumer_department_id, items, plain_items, \
              expires_at, status, created_at, demand_id, row_filter, quota_per_second, quota_per_day) \
              VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
-        )))
-        .bind(new.resource_id)
-        .bind(new.consumer_department_id)
-        .bind(to_json(&new.items))
-        .bind(to_json(&new.plain_items))
-        .bind(new.expires_at.map(timestamp_text))
-        .bind(now_text())
-        .bind(new.demand_id)
-        .bind(new.row_filter.as_deref())
-        .bind(new.quota_per_second)
-        .bind(new.quota_per_day)
-        .fetch_one(&mut **tx)
-        .await?;
+    )))
+    .bind(new.resource_id)
+    .bind(new.consumer_department_id)
+    .bind(to_json(&new.items))
+    .bind(to_json(&new.plain_items))
+    .bind(new.expires_at.map(timestamp_text))
+    .bind(now_text())
+    .bind(new.demand_id)
+    .bind(new.row_filter.as_deref())
+    .bind(new.quota_per_second)
+    .bind(new.quota_per_day)
+    .fetch_one(&mut **tx)
+    .await?;
     from_row(&row)
 }
 
 impl Catalog {
     /// The newest active, unexpired grant of `resource_id` to `consumer_department_id`.
-    pub async fn active_grant(
-        &self,
-        resource_id: i64,
-        consumer_department_id: i64,
-    ) -> Result<Option<Grant>> {
+    pub async fn active_grant(&self, resource_id: i64, consumer_department_id: i64) -> Result<Option<Grant>> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM grants WHERE resource_id = $1 AND consumer_department_id = $2 \
              AND status = 'active' AND (expires_at IS NULL OR expires_at > $3) \

@@ -32,8 +32,8 @@ pub use departments::{Department, LEVELS, NewDepartment};
 pub use error::{Error, FieldError, Result, Validator};
 pub use grants::{Grant, NewGrant};
 pub use resources::{
-    Classification, DATA_TYPES, DataItem, HistoryEntry, Page, Resource, ResourceInput,
-    ResourceQuery, ResourceStatus, ResourceSummary, Visibility,
+    Classification, DATA_TYPES, DataItem, HistoryEntry, Page, Resource, ResourceInput, ResourceQuery, ResourceStatus,
+    ResourceSummary, Visibility,
 };
 pub use responsibilities::{NewResponsibility, Responsibility, ResponsibilityKind};
 
@@ -138,12 +138,7 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
                 None => url.to_string(),
             }
         }

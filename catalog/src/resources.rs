@@ -52,13 +52,9 @@ impl Classification {
 
     /// Parses the code or the Chinese label.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Classification::Base,
-            Classification::Theme,
-            Classification::Department,
-        ]
-        .into_iter()
-        .find(|c| c.code() == s.trim() || c.label_zh() == s.trim())
+        [Classification::Base, Classification::Theme, Classification::Department]
+            .into_iter()
+            .find(|c| c.code() == s.trim() || c.label_zh() == s.trim())
     }
 }
 
@@ -127,9 +123,7 @@ pub struct DataItem {
 }
 
 /// The data types a data item may have.
-pub const DATA_TYPES: &[&str] = &[
-    "string", "integer", "decimal", "date", "datetime", "boolean", "binary",
-];
+pub const DATA_TYPES: &[&str] = &["string", "integer", "decimal", "date", "datetime", "boolean", "binary"];
 
 /// What a provider writes about a resource: the body of create and update, and one resource
 /// of an import. Unknown fields are refused.
@@ -319,10 +313,7 @@ pub struct Page<T> {
     pub offset: i64,
 }
 
-fn parse_vocab<T: std::str::FromStr<Err = exchange_core::Error>>(
-    row: &AnyRow,
-    column: &str,
-) -> Result<T> {
+fn parse_vocab<T: std::str::FromStr<Err = exchange_core::Error>>(row: &AnyRow, column: &str) -> Result<T> {
     let text: String = row.try_get(column)?;
     Ok(text.parse()?)
 }
@@ -407,16 +398,9 @@ impl ResourceInput {
             "name",
             "a resource needs a name (资源名称)",
         );
-        v.check(
-            self.name.chars().count() <= 200,
-            "name",
-            "at most 200 characters",
-        );
+        v.check(self.name.chars().count() <= 200, "name", "at most 200 characters");
         if !is_class_code(&self.class_code) {
-            v.error(
-                "class_code",
-                "类-项-目[-细目] as digits, e.g. 1-01-001 or 3-12-004-002",
-            );
+            v.error("class_code", "类-项-目[-细目] as digits, e.g. 1-01-001 or 3-12-004-002");
         } else if !self.class_code.starts_with(self.classification.digit()) {
             v.error(
                 "class_code",
@@ -505,10 +489,7 @@ impl ResourceInput {
                 "a length is positive",
             );
             if self.items[..i].iter().any(|other| other.name == item.name) {
-                v.error(
-                    format!("items[{i}].name"),
-                    format!("{} appears twice", item.name),
-                );
+                v.error(format!("items[{i}].name"), format!("{} appears twice", item.name));
             }
         }
         for (i, code) in self.related_codes.iter().enumerate() {
@@ -523,11 +504,7 @@ impl ResourceInput {
 
 impl Catalog {
     /// Validation that needs the database: provider, related resources, connector.
-    async fn validate_references(
-        &self,
-        input: &ResourceInput,
-        v: &mut Validator,
-    ) -> Result<Option<i64>> {
+    async fn validate_references(&self, input: &ResourceInput, v: &mut Validator) -> Result<Option<i64>> {
         let provider = match self.department_by_code(&input.provider_code).await {
             Ok(d) => Some(d.id),
             Err(Error::NotFound { .. }) => {
@@ -645,17 +622,9 @@ impl Catalog {
     /// Replaces a draft's or published resource's metadata. A published resource keeps every
     /// data item that an active grant depends on. The version goes up by one and the changed
     /// fields are recorded.
-    pub async fn update_resource(
-        &self,
-        actor: &str,
-        code: &str,
-        input: &ResourceInput,
-    ) -> Result<Resource> {
+    pub async fn update_resource(&self, actor: &str, code: &str, input: &ResourceInput) -> Result<Resource> {
         let current = self.resource_by_code(code).await?;
-        if !matches!(
-            current.status,
-            ResourceStatus::Draft | ResourceStatus::Published
-        ) {
+        if !matches!(current.status, ResourceStatus::Draft | ResourceStatus::Published) {
             return Err(Error::State(format!(
                 "resource {code} is {}; only drafts and published resources can be changed",
                 current.status.code()
@@ -664,11 +633,7 @@ impl Catalog {
         let mut v = Validator::default();
         let mut input = input.clone();
         if let Some(given) = &input.code {
-            v.check(
-                given == code,
-                "code",
-                "the code of a resource cannot change",
-            );
+            v.check(given == code, "code", "the code of a resource cannot change");
         }
         input.code = Some(code.to_string());
         v.check(
@@ -689,10 +654,7 @@ impl Catalog {
                     if !input.items.iter().any(|i| &i.name == item) {
                         v.error(
                             "items",
-                            format!(
-                                "{item} is used by active grant {} and cannot be removed",
-                                grant.id
-                            ),
+                            format!("{item} is used by active grant {} and cannot be removed", grant.id),
                         );
                     }
                 }
@@ -744,13 +706,7 @@ impl Catalog {
     /// Moves a resource through its lifecycle: `submit` (draft → submitted), `publish`
     /// (submitted → published), `return` (submitted → draft, with the reviewer's comment),
     /// `retire` (published → retired).
-    pub async fn transition(
-        &self,
-        actor: &str,
-        code: &str,
-        action: &str,
-        comment: Option<&str>,
-    ) -> Result<Resource> {
+    pub async fn transition(&self, actor: &str, code: &str, action: &str, comment: Option<&str>) -> Result<Resource> {
         use ResourceStatus::*;
         let current = self.resource_by_code(code).await?;
         let (from, to) = match action {
@@ -797,10 +753,7 @@ impl Catalog {
         .execute(&mut *tx)
         .await?;
         let changes = serde_json::json!({"status": {"before": from.code(), "after": to.code()}});
-        record_history(
-            &mut tx, current.id, version, actor, action, changes, comment,
-        )
-        .await?;
+        record_history(&mut tx, current.id, version, actor, action, changes, comment).await?;
         tx.commit().await?;
         self.resource_by_code(code).await
     }
@@ -813,7 +766,10 @@ impl Catalog {
         .bind(code)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or_else(|| Error::NotFound { entity: "resource", key: code.to_string() })?;
+        .ok_or_else(|| Error::NotFound {
+            entity: "resource",
+            key: code.to_string(),
+        })?;
         let mut resource = from_row(&row)?;
         resource.meta.items = self.data_items(resource.id).await?;
         Ok(resource)
@@ -879,9 +835,7 @@ impl Catalog {
             Visibility::All => {}
             Visibility::PublishedOr(department) => {
                 let p = bind(department.to_string());
-                conditions.push(format!(
-                    "(r.status = 'published' OR CAST(r.provider_id AS TEXT) = {p})"
-                ));
+                conditions.push(format!("(r.status = 'published' OR CAST(r.provider_id AS TEXT) = {p})"));
             }
         }
         let filters: [(&str, Option<&str>); 6] = [
@@ -908,10 +862,7 @@ impl Catalog {
             .collect();
         let mut score_terms = Vec::new();
         for word in &words {
-            let escaped = word
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
+            let escaped = word.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             let exact = bind(escaped.clone());
             let prefix = bind(format!("{escaped}%"));
             let contains = bind(format!("%{escaped}%"));
@@ -1003,8 +954,7 @@ impl Catalog {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out: std::collections::HashMap<i64, Vec<DataItem>> =
-            std::collections::HashMap::new();
+        let mut out: std::collections::HashMap<i64, Vec<DataItem>> = std::collections::HashMap::new();
         for row in &rows {
             out.entry(row.try_get("resource_id")?)
                 .or_default()
@@ -1026,11 +976,7 @@ fn item_from_row(row: &AnyRow) -> Result<DataItem> {
     })
 }
 
-async fn insert_items(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    resource_id: i64,
-    items: &[DataItem],
-) -> Result<()> {
+async fn insert_items(tx: &mut sqlx::Transaction<'_, sqlx::Any>, resource_id: i64, items: &[DataItem]) -> Result<()> {
     for (position, item) in items.iter().enumerate() {
         sqlx::query(
             "INSERT INTO data_items (resource_id, position, name, label_zh, data_type, length, \
@@ -1087,10 +1033,7 @@ fn diff(before: &ResourceInput, after: &ResourceInput) -> serde_json::Value {
         for (key, new) in a {
             let old = b.get(key).cloned().unwrap_or_default();
             if &old != new {
-                changes.insert(
-                    key.clone(),
-                    serde_json::json!({"before": old, "after": new}),
-                );
+                changes.insert(key.clone(), serde_json::json!({"before": old, "after": new}));
             }
         }
     }

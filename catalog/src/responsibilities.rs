@@ -92,16 +92,12 @@ impl Catalog {
         let mut resource_id = None;
         if let Some(code) = &new.resource_code {
             match self.resource_by_code(code).await {
-                Ok(r) if department.as_ref().is_none_or(|d| d.id == r.provider_id) => {
-                    resource_id = Some(r.id)
-                }
+                Ok(r) if department.as_ref().is_none_or(|d| d.id == r.provider_id) => resource_id = Some(r.id),
                 Ok(_) => v.error(
                     "resource_code",
                     format!("{code} is not provided by {}", new.department_code),
                 ),
-                Err(Error::NotFound { .. }) => {
-                    v.error("resource_code", format!("no resource has the code {code}"))
-                }
+                Err(Error::NotFound { .. }) => v.error("resource_code", format!("no resource has the code {code}")),
                 Err(e) => return Err(e),
             }
         }
@@ -130,10 +126,7 @@ impl Catalog {
     }
 
     /// The duties of one kind (or both), by department and due date, with derived status.
-    pub async fn responsibilities(
-        &self,
-        kind: Option<ResponsibilityKind>,
-    ) -> Result<Vec<Responsibility>> {
+    pub async fn responsibilities(&self, kind: Option<ResponsibilityKind>) -> Result<Vec<Responsibility>> {
         let rows = sqlx::query(
             "SELECT t.id, t.kind, d.code AS department, r.code AS resource_code, t.subject, t.due_date \
              FROM responsibilities t JOIN departments d ON d.id = t.department_id \
@@ -163,9 +156,7 @@ impl Catalog {
                         (false, format!("{code} is {}", r.status.code()))
                     } else {
                         match kind {
-                            ResponsibilityKind::Share
-                                if r.meta.share_type == ShareType::NotShared =>
-                            {
+                            ResponsibilityKind::Share if r.meta.share_type == ShareType::NotShared => {
                                 (false, format!("{code} is 不予共享"))
                             }
                             ResponsibilityKind::Share => {
@@ -176,22 +167,15 @@ impl Catalog {
                                 if late > 0 {
                                     (false, format!("{late} demand(s) on {code} are overdue"))
                                 } else {
-                                    (
-                                        true,
-                                        format!(
-                                            "{code} is published, {}",
-                                            r.meta.share_type.label_zh()
-                                        ),
-                                    )
+                                    (true, format!("{code} is published, {}", r.meta.share_type.label_zh()))
                                 }
                             }
                             ResponsibilityKind::Open if r.meta.open_type == OpenType::NotOpen => {
                                 (false, format!("{code} is 不予开放"))
                             }
-                            ResponsibilityKind::Open => (
-                                true,
-                                format!("{code} is published, {}", r.meta.open_type.label_zh()),
-                            ),
+                            ResponsibilityKind::Open => {
+                                (true, format!("{code} is published, {}", r.meta.open_type.label_zh()))
+                            }
                         }
                     }
                 }

@@ -101,23 +101,17 @@ mod tests {
     fn wrong_configs_name_the_field() {
         let mut unknown_field = sample();
         unknown_field["mappings"] = serde_json::json!({});
-        let err = ConnectorConfig::from_json(&unknown_field)
-            .unwrap_err()
-            .to_string();
+        let err = ConnectorConfig::from_json(&unknown_field).unwrap_err().to_string();
         assert!(err.contains("mappings"), "{err}");
 
         let mut bad_target = sample();
         bad_target["mapping"]["shoe_size"] = "x".into();
-        let err = ConnectorConfig::from_json(&bad_target)
-            .unwrap()
-            .validate(&POPULATION);
+        let err = ConnectorConfig::from_json(&bad_target).unwrap().validate(&POPULATION);
         assert!(err.unwrap_err().to_string().contains("mapping.shoe_size"));
 
         let mut no_key = sample();
         no_key["mapping"] = serde_json::json!({"name": "xm"});
-        let err = ConnectorConfig::from_json(&no_key)
-            .unwrap()
-            .validate(&POPULATION);
+        let err = ConnectorConfig::from_json(&no_key).unwrap().validate(&POPULATION);
         assert!(err.unwrap_err().to_string().contains("id_number"));
     }
 }

@@ -50,9 +50,7 @@ pub async fn run_connector(
                 counts.read += 1;
                 match mapped.normalize(row) {
                     Ok(values) => writer.upsert(values)?,
-                    Err(rejection) => {
-                        quarantined.push(mapped.quarantine(row, counts.read, rejection))
-                    }
+                    Err(rejection) => quarantined.push(mapped.quarantine(row, counts.read, rejection)),
                 }
             }
             progress.rows(batch.num_rows() as u64);
@@ -91,14 +89,7 @@ pub async fn run_connector(
         Err(e) => {
             tracing::warn!(run = run_id, error = %e, "sync run failed; nothing committed");
             catalog
-                .finish_run(
-                    run_id,
-                    RunStatus::Failed,
-                    counts,
-                    None,
-                    Some(&e.to_string()),
-                    &[],
-                )
+                .finish_run(run_id, RunStatus::Failed, counts, None, Some(&e.to_string()), &[])
                 .await?;
             Err(e)
         }
@@ -122,33 +113,21 @@ struct MappedBatch<'a> {
 impl<'a> MappedBatch<'a> {
     fn new(batch: &'a RecordBatch, config: &ConnectorConfig, library: &'a Library) -> Result<Self> {
         let text_column = |name: &str| -> Result<&'a StringArray> {
-            let array = batch.column_by_name(name).ok_or_else(|| {
-                Error::config(
-                    &format!("mapping.{name}"),
-                    format!("the source has no column {name}"),
-                )
-            })?;
-            array.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
-                Error::config(&format!("mapping.{name}"), "the source column is not text")
-            })
+            let array = batch
+                .column_by_name(name)
+                .ok_or_else(|| Error::config(&format!("mapping.{name}"), format!("the source has no column {name}")))?;
+            array
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| Error::config(&format!("mapping.{name}"), "the source column is not text"))
         };
         let columns = library
             .schema()
             .fields
             .iter()
-            .map(|f| {
-                config
-                    .mapping
-                    .get(f.name)
-                    .map(|c| text_column(c))
-                    .transpose()
-            })
+            .map(|f| config.mapping.get(f.name).map(|c| text_column(c)).transpose())
             .collect::<Result<_>>()?;
-        let position = config
-            .position_column
-            .as_deref()
-            .map(text_column)
-            .transpose()?;
+        let position = config.position_column.as_deref().map(text_column).transpose()?;
         Ok(Self {
             batch,
             library,
@@ -162,10 +141,7 @@ impl<'a> MappedBatch<'a> {
         let fields = self.library.schema().fields;
         let mut values = Vec::with_capacity(fields.len());
         for (field, column) in fields.iter().zip(&self.columns) {
-            let raw = column
-                .filter(|c| !c.is_null(row))
-                .map(|c| c.value(row))
-                .unwrap_or("");
+            let raw = column.filter(|c| !c.is_null(row)).map(|c| c.value(row)).unwrap_or("");
             let value = field.normalize(raw).map_err(|reason| Rejection {
                 field: Some(field.name.to_string()),
                 reason: format!("{} ({}): {reason}", field.label_zh, field.name),

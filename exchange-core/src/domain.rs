@@ -8,10 +8,17 @@ use serde::{Deserialize, Serialize};
 macro_rules! vocabulary {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $code:literal / $label:literal,)+ }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $code)] $variant,)+
+        }
+
+        /// Accepts the stable code or the Chinese label, as departments write either.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
         }
 
         impl $name {
@@ -139,19 +146,22 @@ mod tests {
             assert_eq!(t.code().parse::<ShareType>().unwrap(), *t);
             assert_eq!(t.label_zh().parse::<ShareType>().unwrap(), *t);
         }
-        assert_eq!(
-            "每季度".parse::<UpdateCycle>().unwrap(),
-            UpdateCycle::Quarterly
-        );
+        assert_eq!("每季度".parse::<UpdateCycle>().unwrap(), UpdateCycle::Quarterly);
         assert_eq!(serde_json::to_string(&Sensitivity::L3).unwrap(), "\"L3\"");
+        assert_eq!(
+            serde_json::from_str::<UpdateCycle>("\"每周\"").unwrap(),
+            UpdateCycle::Weekly
+        );
+        assert_eq!(
+            serde_json::from_str::<ShareType>("\"conditional\"").unwrap(),
+            ShareType::Conditional
+        );
+        assert!(serde_json::from_str::<ShareType>("\"sometimes\"").is_err());
     }
 
     #[test]
     fn unknown_values_name_the_vocabulary() {
         let err = "sometimes".parse::<ShareType>().unwrap_err().to_string();
-        assert!(
-            err.contains("ShareType") && err.contains("unconditional"),
-            "{err}"
-        );
+        assert!(err.contains("ShareType") && err.contains("unconditional"), "{err}");
     }
 }

@@ -41,11 +41,7 @@ pub enum IdNumberError {
 
 /// The GB 11643 check character for the first 17 digits (ASCII digits).
 pub fn check_character(first17: &[u8]) -> char {
-    let sum: u32 = first17
-        .iter()
-        .zip(WEIGHTS)
-        .map(|(d, w)| u32::from(d - b'0') * w)
-        .sum();
+    let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
     CHECK_CHARS[(sum % 11) as usize] as char
 }
 
@@ -77,9 +73,7 @@ impl IdNumber {
             }
             _ => return Err(IdNumberError::Length(folded.chars().count())),
         };
-        if !digits[..17].iter().all(u8::is_ascii_digit)
-            || !(digits[17].is_ascii_digit() || digits[17] == b'X')
-        {
+        if !digits[..17].iter().all(u8::is_ascii_digit) || !(digits[17].is_ascii_digit() || digits[17] == b'X') {
             return Err(IdNumberError::Character);
         }
         let province = std::str::from_utf8(&digits[..2]).unwrap_or_default();
@@ -162,10 +156,7 @@ mod tests {
         let id = IdNumber::parse(" １１０１０５１９４９１２３１００２ｘ　").unwrap();
         assert_eq!(id.as_str(), "11010519491231002X");
         assert_eq!(id.gender(), "女");
-        assert_eq!(
-            id.birth_date(),
-            NaiveDate::from_ymd_opt(1949, 12, 31).unwrap()
-        );
+        assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(1949, 12, 31).unwrap());
         assert!(IdNumber::parse("11010519491231002x").is_ok());
     }
 
@@ -186,14 +177,8 @@ mod tests {
                 found: '1'
             })
         );
-        assert_eq!(
-            IdNumber::parse("1101051949"),
-            Err(IdNumberError::Length(10))
-        );
-        assert_eq!(
-            IdNumber::parse("11010519491231002Y"),
-            Err(IdNumberError::Character)
-        );
+        assert_eq!(IdNumber::parse("1101051949"), Err(IdNumberError::Length(10)));
+        assert_eq!(IdNumber::parse("11010519491231002Y"), Err(IdNumberError::Character));
         assert!(matches!(
             IdNumber::parse("990105194912310027"),
             Err(IdNumberError::Province(_))
@@ -217,18 +202,11 @@ mod tests {
     fn retired_county_codes_are_kept_but_flagged() {
         let id = IdNumber::parse("440524188001010014").unwrap();
         assert!(!id.region_code_is_current());
-        assert!(
-            IdNumber::parse("11010519491231002X")
-                .unwrap()
-                .region_code_is_current()
-        );
+        assert!(IdNumber::parse("11010519491231002X").unwrap().region_code_is_current());
     }
 
     fn valid_id() -> impl Strategy<Value = String> {
-        let counties: Vec<&'static str> = crate::region::counties()
-            .iter()
-            .map(|d| d.code.as_str())
-            .collect();
+        let counties: Vec<&'static str> = crate::region::counties().iter().map(|d| d.code.as_str()).collect();
         (
             proptest::sample::select(counties),
             1900i32..2020,

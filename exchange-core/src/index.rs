@@ -45,10 +45,7 @@ impl ServingIndex {
     pub fn version(&self) -> Result<Option<i64>> {
         let tx = self.db.begin_read().map_err(Error::index)?;
         let meta = tx.open_table(META).map_err(Error::index)?;
-        Ok(meta
-            .get(VERSION_KEY)
-            .map_err(Error::index)?
-            .map(|v| v.value()))
+        Ok(meta.get(VERSION_KEY).map_err(Error::index)?.map(|v| v.value()))
     }
 
     /// The current record for `key`.
@@ -56,9 +53,7 @@ impl ServingIndex {
         let tx = self.db.begin_read().map_err(Error::index)?;
         let records = tx.open_table(RECORDS).map_err(Error::index)?;
         match records.get(key).map_err(Error::index)? {
-            Some(bytes) => serde_json::from_slice(bytes.value())
-                .map(Some)
-                .map_err(Error::index),
+            Some(bytes) => serde_json::from_slice(bytes.value()).map(Some).map_err(Error::index),
             None => Ok(None),
         }
     }
@@ -94,9 +89,7 @@ impl ServingIndex {
                 match record {
                     Some(record) => {
                         let bytes = serde_json::to_vec(record).map_err(Error::index)?;
-                        records
-                            .insert(key, bytes.as_slice())
-                            .map_err(Error::index)?;
+                        records.insert(key, bytes.as_slice()).map_err(Error::index)?;
                     }
                     None => {
                         records.remove(key).map_err(Error::index)?;

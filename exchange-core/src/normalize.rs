@@ -32,9 +32,7 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
         let (y, m, d) = (&s[0..4], &s[4..6], &s[6..8]);
         return NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
     }
-    let mut parts = s
-        .split(['-', '/', '.', '年', '月', '日'])
-        .filter(|p| !p.is_empty());
+    let mut parts = s.split(['-', '/', '.', '年', '月', '日']).filter(|p| !p.is_empty());
     let y: i32 = parts.next()?.parse().ok()?;
     let m: u32 = parts.next()?.parse().ok()?;
     let d: u32 = parts.next()?.parse().ok()?;
@@ -59,10 +57,7 @@ pub fn normalize_gender(raw: &str) -> Option<&'static str> {
 /// A mainland mobile number: 11 digits starting with 1, after folding width and dropping
 /// spaces, dashes and a `+86`/`86` prefix.
 pub fn normalize_mobile(raw: &str) -> Option<String> {
-    let folded: String = fold_width(raw)
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-'))
-        .collect();
+    let folded: String = fold_width(raw).chars().filter(|c| !matches!(c, ' ' | '-')).collect();
     let digits = folded
         .strip_prefix("+86")
         .or_else(|| folded.strip_prefix("86").filter(|rest| rest.len() == 11))
@@ -112,14 +107,8 @@ mod tests {
 
     #[test]
     fn mobiles_lose_prefix_and_separators() {
-        assert_eq!(
-            normalize_mobile("+86 138-0013-8000").as_deref(),
-            Some("13800138000")
-        );
-        assert_eq!(
-            normalize_mobile("8613800138000").as_deref(),
-            Some("13800138000")
-        );
+        assert_eq!(normalize_mobile("+86 138-0013-8000").as_deref(), Some("13800138000"));
+        assert_eq!(normalize_mobile("8613800138000").as_deref(), Some("13800138000"));
         assert_eq!(normalize_mobile("23800138000"), None);
         assert_eq!(normalize_mobile("1380013800"), None);
     }

@@ -143,14 +143,8 @@ mod tests {
             RegionCode::parse("1101055"),
             Err(RegionCodeError::Malformed(_))
         ));
-        assert!(matches!(
-            RegionCode::parse("99"),
-            Err(RegionCodeError::Unknown(_))
-        ));
-        assert!(matches!(
-            RegionCode::parse("11a1"),
-            Err(RegionCodeError::Malformed(_))
-        ));
+        assert!(matches!(RegionCode::parse("99"), Err(RegionCodeError::Unknown(_))));
+        assert!(matches!(RegionCode::parse("11a1"), Err(RegionCodeError::Malformed(_))));
     }
 
     #[test]

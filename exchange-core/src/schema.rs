@@ -83,22 +83,10 @@ pub static POPULATION: LibrarySchema = LibrarySchema {
     label_zh: "人口基础库",
     key: "id_number",
     fields: &[
-        field(
-            "id_number",
-            "公民身份号码",
-            FieldKind::IdNumber,
-            Sensitivity::L3,
-            true,
-        ),
+        field("id_number", "公民身份号码", FieldKind::IdNumber, Sensitivity::L3, true),
         field("name", "姓名", FieldKind::PersonName, Sensitivity::L3, true),
         field("gender", "性别", FieldKind::Gender, Sensitivity::L2, false),
-        field(
-            "birth_date",
-            "出生日期",
-            FieldKind::Date,
-            Sensitivity::L2,
-            false,
-        ),
+        field("birth_date", "出生日期", FieldKind::Date, Sensitivity::L2, false),
         field("ethnicity", "民族", FieldKind::Text, Sensitivity::L2, false),
         field(
             "region_code",
@@ -107,20 +95,8 @@ pub static POPULATION: LibrarySchema = LibrarySchema {
             Sensitivity::L1,
             false,
         ),
-        field(
-            "address",
-            "户籍地址",
-            FieldKind::Address,
-            Sensitivity::L3,
-            false,
-        ),
-        field(
-            "phone",
-            "联系电话",
-            FieldKind::Mobile,
-            Sensitivity::L4,
-            false,
-        ),
+        field("address", "户籍地址", FieldKind::Address, Sensitivity::L3, false),
+        field("phone", "联系电话", FieldKind::Mobile, Sensitivity::L4, false),
     ],
 };
 
@@ -197,12 +173,11 @@ impl LibraryField {
                 .map_err(|e| e.to_string())?
                 .as_str()
                 .to_string(),
-            FieldKind::Mobile => normalize_mobile(&folded)
-                .ok_or_else(|| format!("{folded:?} is not a mainland mobile number"))?,
-            // Names hold no inner spaces in Chinese; a stray one comes from data entry.
-            FieldKind::PersonName if folded.chars().any(|c| c > '\u{2E80}') => {
-                folded.split_whitespace().collect()
+            FieldKind::Mobile => {
+                normalize_mobile(&folded).ok_or_else(|| format!("{folded:?} is not a mainland mobile number"))?
             }
+            // Names hold no inner spaces in Chinese; a stray one comes from data entry.
+            FieldKind::PersonName if folded.chars().any(|c| c > '\u{2E80}') => folded.split_whitespace().collect(),
             FieldKind::PersonName | FieldKind::Address | FieldKind::Text => folded,
         };
         Ok(Some(value))
@@ -220,25 +195,13 @@ mod tests {
     #[test]
     fn normalizes_by_kind() {
         assert_eq!(
-            field("id_number")
-                .normalize("110105491231002")
-                .unwrap()
-                .as_deref(),
+            field("id_number").normalize("110105491231002").unwrap().as_deref(),
             Some("11010519491231002X")
         );
+        assert_eq!(field("name").normalize(" 张 三 ").unwrap().as_deref(), Some("张三"));
+        assert_eq!(field("gender").normalize("2").unwrap().as_deref(), Some("女"));
         assert_eq!(
-            field("name").normalize(" 张 三 ").unwrap().as_deref(),
-            Some("张三")
-        );
-        assert_eq!(
-            field("gender").normalize("2").unwrap().as_deref(),
-            Some("女")
-        );
-        assert_eq!(
-            field("birth_date")
-                .normalize("1990年1月2日")
-                .unwrap()
-                .as_deref(),
+            field("birth_date").normalize("1990年1月2日").unwrap().as_deref(),
             Some("1990-01-02")
         );
         assert_eq!(field("phone").normalize("").unwrap(), None);
@@ -246,9 +209,7 @@ mod tests {
 
     #[test]
     fn rejections_say_why() {
-        let err = field("id_number")
-            .normalize("110105194912310021")
-            .unwrap_err();
+        let err = field("id_number").normalize("110105194912310021").unwrap_err();
         assert!(err.contains("check character"), "{err}");
         assert!(field("birth_date").normalize("31/12/1990").is_err());
         assert!(field("region_code").normalize("999999").is_err());

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Date32Array, Date32Builder, Int64Array, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, Date32Array, Date32Builder, Int64Array, RecordBatch, StringArray, StringBuilder,
+    TimestampMicrosecondArray,
 };
 use chrono::{NaiveDate, Utc};
 use deltalake::DeltaTable;
@@ -70,8 +70,7 @@ impl Library {
     pub async fn open(data_dir: &Path, schema: &'static LibrarySchema) -> Result<Self> {
         let dir = data_dir.join("libraries").join(schema.name);
         let table_dir = dir.join("table");
-        std::fs::create_dir_all(&table_dir)
-            .map_err(Error::io(format!("creating {}", table_dir.display())))?;
+        std::fs::create_dir_all(&table_dir).map_err(Error::io(format!("creating {}", table_dir.display())))?;
         let table_dir = table_dir
             .canonicalize()
             .map_err(Error::io(format!("resolving {}", table_dir.display())))?;
@@ -100,11 +99,9 @@ impl Library {
                 .await?;
         }
         let index = ServingIndex::open(&dir.join("serving.redb")).map_err(|e| match e {
-            Error::Index(msg) if msg.contains("lock") || msg.contains("already open") => {
-                Error::Index(format!(
-                    "{msg} (is another huitong process, such as a running server, using this data dir?)"
-                ))
-            }
+            Error::Index(msg) if msg.contains("lock") || msg.contains("already open") => Error::Index(format!(
+                "{msg} (is another huitong process, such as a running server, using this data dir?)"
+            )),
             other => other,
         })?;
         let library = Self {
@@ -151,16 +148,10 @@ impl Library {
     /// Starts a write on behalf of department `source` in sync run `run`. `authoritative` says
     /// whether `source` owns this library's data (一数一源): its values replace others', while a
     /// non-authoritative source only fills fields that are empty.
-    pub async fn writer(
-        &self,
-        source: &str,
-        run: i64,
-        authoritative: bool,
-    ) -> Result<LibraryWriter<'_>> {
+    pub async fn writer(&self, source: &str, run: i64, authoritative: bool) -> Result<LibraryWriter<'_>> {
         let guard = self.write_lock.lock().await;
         let lock_path = self.dir.join("writer.lock");
-        let lock_file = File::create(&lock_path)
-            .map_err(Error::io(format!("creating {}", lock_path.display())))?;
+        let lock_file = File::create(&lock_path).map_err(Error::io(format!("creating {}", lock_path.display())))?;
         lock_file.try_lock().map_err(|_| {
             Error::Index(format!(
                 "library {} is being written by another huitong process",
@@ -223,17 +214,12 @@ impl Library {
     }
 
     /// Reads a batch of library rows back into (key, record) pairs; deletes map to `None`.
-    fn records_from_batch(
-        &self,
-        batch: &RecordBatch,
-    ) -> Result<Vec<(String, Option<StoredRecord>)>> {
+    fn records_from_batch(&self, batch: &RecordBatch) -> Result<Vec<(String, Option<StoredRecord>)>> {
         let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .ok_or_else(|| Error::InvalidValue {
-                    field: "library",
-                    message: format!("column {name} missing from {}", self.schema.name),
-                })
+            batch.column_by_name(name).ok_or_else(|| Error::InvalidValue {
+                field: "library",
+                message: format!("column {name} missing from {}", self.schema.name),
+            })
         };
         let fields: Vec<&ArrayRef> = self
             .schema
@@ -249,10 +235,7 @@ impl Library {
         let sources = as_strings(column("_source")?)?;
         let mut out = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
-            let values: Vec<Option<String>> = fields
-                .iter()
-                .map(|array| cell_to_string(array, row))
-                .collect();
+            let values: Vec<Option<String>> = fields.iter().map(|array| cell_to_string(array, row)).collect();
             let key = values[0].clone().unwrap_or_default();
             let record = (ops.value(row) != "D").then(|| StoredRecord {
                 values,
@@ -322,10 +305,7 @@ impl LibraryWriter<'_> {
         let Some(key) = values.first().cloned().flatten() else {
             return Err(Error::InvalidValue {
                 field: "key",
-                message: format!(
-                    "a {} row has no {}",
-                    self.library.schema.name, self.library.schema.key
-                ),
+                message: format!("a {} row has no {}", self.library.schema.name, self.library.schema.key),
             });
         };
         let current = match self.pending.get(&key) {
@@ -365,13 +345,8 @@ impl LibraryWriter<'_> {
     /// the serving index. On error nothing is visible: the table and index stay as they were.
     pub async fn commit(self, app_id: &str, watermark: i64) -> Result<CommitOutcome> {
         let batch = self.build_batch()?;
-        let properties = CommitProperties::default()
-            .with_application_transaction(Transaction::new(app_id, watermark));
-        let table = self
-            .table
-            .write(vec![batch])
-            .with_commit_properties(properties)
-            .await?;
+        let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id, watermark));
+        let table = self.table.write(vec![batch]).with_commit_properties(properties).await?;
         let version = current_version(&table);
         if version != self.version {
             return Err(Error::index(format!(
@@ -421,8 +396,7 @@ impl LibraryWriter<'_> {
         }
         let n = rows.len();
         columns.push(Arc::new(StringArray::from_iter_values(
-            rows.iter()
-                .map(|(_, (_, existed))| if *existed { "U" } else { "I" }),
+            rows.iter().map(|(_, (_, existed))| if *existed { "U" } else { "I" }),
         )));
         columns.push(Arc::new(Int64Array::from(vec![self.version; n])));
         columns.push(Arc::new(StringArray::from_iter_values(

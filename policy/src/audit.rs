@@ -146,11 +146,7 @@ async fn writer(catalog: Catalog, mut rx: mpsc::Receiver<Pending>, mut head: (i6
     }
 }
 
-async fn write_group(
-    catalog: &Catalog,
-    group: &[Pending],
-    head: &(i64, String),
-) -> Result<(i64, String)> {
+async fn write_group(catalog: &Catalog, group: &[Pending], head: &(i64, String)) -> Result<(i64, String)> {
     let (mut seq, mut prev_hash) = head.clone();
     let at = now_text();
     let mut tx = catalog.pool().begin().await?;
@@ -255,18 +251,11 @@ pub async fn verify(catalog: &Catalog) -> Result<ChainReport> {
         }
         let text = |c: &str| row.try_get::<String, _>(c);
         let opt = |c: &str| row.try_get::<Option<String>, _>(c);
-        let (at, request_id, endpoint, outcome) = (
-            text("at")?,
-            text("request_id")?,
-            text("endpoint")?,
-            text("outcome")?,
-        );
+        let (at, request_id, endpoint, outcome) =
+            (text("at")?, text("request_id")?, text("endpoint")?, text("outcome")?);
         let (items_plain, items_masked) = (text("items_plain")?, text("items_masked")?);
-        let (department, resource_code, subject_hash) = (
-            opt("department")?,
-            opt("resource_code")?,
-            opt("subject_hash")?,
-        );
+        let (department, resource_code, subject_hash) =
+            (opt("department")?, opt("resource_code")?, opt("subject_hash")?);
         let canonical = Canonical {
             seq,
             at: &at,

@@ -103,12 +103,10 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
             .collect()
     };
     match caller.role {
-        Role::ProviderAdmin | Role::Consumer if department == resource.provider_id => {
-            Decision::Allow(Access {
-                grant_id: None,
-                items: all_items(&|_| true),
-            })
-        }
+        Role::ProviderAdmin | Role::Consumer if department == resource.provider_id => Decision::Allow(Access {
+            grant_id: None,
+            items: all_items(&|_| true),
+        }),
         Role::Consumer => match resource.meta.share_type {
             ShareType::NotShared => Decision::Deny(Denial::NotShared),
             ShareType::Unconditional => Decision::Allow(Access {
@@ -125,8 +123,7 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
                         .filter(|item| grant.items.contains(&item.name))
                         .map(|item| ItemAccess {
                             name: item.name.clone(),
-                            plain: grant.plain_items.contains(&item.name)
-                                || !item.sensitivity.masked_by_default(),
+                            plain: grant.plain_items.contains(&item.name) || !item.sensitivity.masked_by_default(),
                         })
                         .collect(),
                 }),
@@ -261,13 +258,7 @@ mod tests {
             ),
             (Consumer, Some(CONSUMER), Conditional, None, "deny:no_grant"),
             (Consumer, Some(CONSUMER), NotShared, None, "deny:not_shared"),
-            (
-                Consumer,
-                Some(CONSUMER),
-                NotShared,
-                Some(&g),
-                "deny:not_shared",
-            ),
+            (Consumer, Some(CONSUMER), NotShared, Some(&g), "deny:not_shared"),
             (
                 Consumer,
                 Some(PROVIDER),
@@ -296,21 +287,11 @@ mod tests {
                 None,
                 "deny:role_forbidden",
             ),
-            (
-                OpenDataDeveloper,
-                None,
-                Unconditional,
-                None,
-                "deny:role_forbidden",
-            ),
+            (OpenDataDeveloper, None, Unconditional, None, "deny:role_forbidden"),
             (Consumer, None, Unconditional, None, "deny:no_department"),
         ];
         for (role, department, share_type, grant, want) in cases {
-            let got = outcome(decide(
-                &resource(*share_type),
-                &caller(*role, *department),
-                *grant,
-            ));
+            let got = outcome(decide(&resource(*share_type), &caller(*role, *department), *grant));
             assert_eq!(
                 &got,
                 want,

@@ -123,11 +123,7 @@ fn from_row(row: &AnyRow) -> Result<(Credential, Option<String>, Option<String>)
         department_code: row.try_get("department_code")?,
         key_prefix: row.try_get("key_prefix")?,
     };
-    Ok((
-        credential,
-        row.try_get("expires_at")?,
-        row.try_get("revoked_at")?,
-    ))
+    Ok((credential, row.try_get("expires_at")?, row.try_get("revoked_at")?))
 }
 
 async fn by_id(catalog: &Catalog, id: i64) -> Result<Credential> {
@@ -166,13 +162,11 @@ pub async fn authenticate(catalog: &Catalog, presented: &str) -> Result<Credenti
 
 /// Revokes every unrevoked credential named `name` (used when the demo re-issues its keys).
 pub async fn revoke_named(catalog: &Catalog, name: &str) -> Result<u64> {
-    let done = sqlx::query(
-        "UPDATE credentials SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
-    )
-    .bind(now_text())
-    .bind(name)
-    .execute(catalog.pool())
-    .await?;
+    let done = sqlx::query("UPDATE credentials SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")
+        .bind(now_text())
+        .bind(name)
+        .execute(catalog.pool())
+        .await?;
     Ok(done.rows_affected())
 }
 

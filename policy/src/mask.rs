@@ -49,25 +49,13 @@ mod tests {
     #[test]
     fn masks_as_the_standards_digest_says() {
         let cases = [
-            (
-                FieldKind::IdNumber,
-                "11010519491231002X",
-                "110105********002X",
-            ),
+            (FieldKind::IdNumber, "11010519491231002X", "110105********002X"),
             (FieldKind::PersonName, "张三", "张*"),
             (FieldKind::PersonName, "欧阳娜娜", "欧***"),
             (FieldKind::PersonName, "李", "*"),
             (FieldKind::Mobile, "13800001234", "138****1234"),
-            (
-                FieldKind::Address,
-                "北京市朝阳区建国路88号",
-                "北京市朝阳区****",
-            ),
-            (
-                FieldKind::Address,
-                "江苏省昆山市玉山镇人民路1号",
-                "江苏省昆山市****",
-            ),
+            (FieldKind::Address, "北京市朝阳区建国路88号", "北京市朝阳区****"),
+            (FieldKind::Address, "江苏省昆山市玉山镇人民路1号", "江苏省昆山市****"),
             (FieldKind::Date, "1990-05-17", "1990-**-**"),
             (FieldKind::Text, "汉族", "******"),
         ];

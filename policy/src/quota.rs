@@ -40,12 +40,10 @@ impl Quotas {
 
     /// Takes one request from `credential_id`'s allowance, or says how long to wait.
     pub fn check(&self, credential_id: i64) -> Result<(), OverQuota> {
-        self.limiter
-            .check_key(&credential_id)
-            .map_err(|not_until| OverQuota {
-                retry_after: not_until.wait_time_from(self.clock.now()),
-                limit: self.burst,
-            })
+        self.limiter.check_key(&credential_id).map_err(|not_until| OverQuota {
+            retry_after: not_until.wait_time_from(self.clock.now()),
+            limit: self.burst,
+        })
     }
 }
 
@@ -62,9 +60,6 @@ mod tests {
         let over = quotas.check(1).unwrap_err();
         assert!(over.retry_after > Duration::from_secs(100), "{over:?}");
         assert_eq!(over.limit, 3);
-        assert!(
-            quotas.check(2).is_ok(),
-            "another credential has its own allowance"
-        );
+        assert!(quotas.check(2).is_ok(), "another credential has its own allowance");
     }
 }

@@ -38,10 +38,11 @@ async fn every_call_allowed_or_denied_is_recorded_in_an_intact_chain() {
     assert_eq!(report.records, calls);
     assert_eq!(report.first_broken, None);
 
-    let rows = sqlx::query("SELECT outcome, status, items_plain, items_masked, subject_hash FROM audit_log ORDER BY seq")
-        .fetch_all(app.catalog.pool())
-        .await
-        .unwrap();
+    let rows =
+        sqlx::query("SELECT outcome, status, items_plain, items_masked, subject_hash FROM audit_log ORDER BY seq")
+            .fetch_all(app.catalog.pool())
+            .await
+            .unwrap();
     let outcomes: Vec<(String, i64)> = rows
         .iter()
         .map(|r| (r.get::<String, _>("outcome"), r.get::<i64, _>("status")))
@@ -58,16 +59,10 @@ async fn every_call_allowed_or_denied_is_recorded_in_an_intact_chain() {
         ]
     );
     let first = &rows[0];
-    assert_eq!(
-        first.get::<String, _>("items_masked"),
-        r#"["name","address","phone"]"#
-    );
+    assert_eq!(first.get::<String, _>("items_masked"), r#"["name","address","phone"]"#);
     let subject: String = first.get("subject_hash");
     assert_eq!(subject.len(), 64);
-    assert!(
-        !subject.contains(&app.sample_ids[0]),
-        "the key itself is never stored"
-    );
+    assert!(!subject.contains(&app.sample_ids[0]), "the key itself is never stored");
     assert_eq!(verify_cli(&app, &[]).await, ExitCode::SUCCESS);
 }
 
@@ -94,11 +89,7 @@ async fn a_removed_record_is_named_by_audit_verify() {
         .execute(app.catalog.pool())
         .await
         .unwrap();
-    let broken = policy::audit::verify(&app.catalog)
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
+    let broken = policy::audit::verify(&app.catalog).await.unwrap().first_broken.unwrap();
     assert_eq!(broken.seq, 4);
     assert!(broken.reason.contains("removed"), "{}", broken.reason);
 }
@@ -108,26 +99,15 @@ async fn audit_verify_on_postgres_via_config_file() {
     let app = spawn_app(MetaDb::Postgres).await;
     make_calls(&app).await;
     let config = app.data_path().join("huitong.toml");
-    let url = secrecy::ExposeSecret::expose_secret(app.settings.database_url.as_ref().unwrap())
-        .to_string();
+    let url = secrecy::ExposeSecret::expose_secret(app.settings.database_url.as_ref().unwrap()).to_string();
     std::fs::write(&config, format!("database_url = \"{url}\"\n")).unwrap();
     let config = config.to_str().unwrap().to_string();
-    assert_eq!(
-        verify_cli(&app, &["--config", &config]).await,
-        ExitCode::SUCCESS
-    );
+    assert_eq!(verify_cli(&app, &["--config", &config]).await, ExitCode::SUCCESS);
     sqlx::query("UPDATE audit_log SET items_masked = '[]' WHERE seq = 1")
         .execute(app.catalog.pool())
         .await
         .unwrap();
-    assert_eq!(
-        verify_cli(&app, &["--config", &config]).await,
-        ExitCode::FAILURE
-    );
-    let broken = policy::audit::verify(&app.catalog)
-        .await
-        .unwrap()
-        .first_broken
-        .unwrap();
+    assert_eq!(verify_cli(&app, &["--config", &config]).await, ExitCode::FAILURE);
+    let broken = policy::audit::verify(&app.catalog).await.unwrap().first_broken.unwrap();
     assert_eq!(broken.seq, 1);
 }

@@ -30,46 +30,23 @@ async fn demo_builds_from_nothing_and_reruns_without_duplicates() {
         "consumer_ungranted",
         "open_data_developer",
     ] {
-        assert!(
-            first["keys"][role].as_str().unwrap().starts_with("ht_"),
-            "{role}"
-        );
+        assert!(first["keys"][role].as_str().unwrap().starts_with("ht_"), "{role}");
     }
-    assert_eq!(
-        first["resource_codes"]["population"],
-        huitong::demo::POPULATION_CODE
-    );
-    assert_eq!(
-        first["sample_keys"]["population"].as_array().unwrap().len(),
-        5
-    );
+    assert_eq!(first["resource_codes"]["population"], huitong::demo::POPULATION_CODE);
+    assert_eq!(first["sample_keys"]["population"].as_array().unwrap().len(), 5);
     assert_eq!(first["base_url"], "http://127.0.0.1:8080");
 
     let second = demo_no_serve(dir.path()).await;
-    assert_eq!(
-        first["sample_keys"], second["sample_keys"],
-        "same seed, same data"
-    );
-    assert_ne!(
-        first["keys"]["consumer_granted"],
-        second["keys"]["consumer_granted"]
-    );
+    assert_eq!(first["sample_keys"], second["sample_keys"], "same seed, same data");
+    assert_ne!(first["keys"]["consumer_granted"], second["keys"]["consumer_granted"]);
 
     let url = format!("sqlite://{}", dir.path().join("huitong.db").display());
     let catalog = catalog::Catalog::connect(&url).await.unwrap();
     // Earlier keys were revoked when the demo re-issued them.
     let old = first["keys"]["consumer_granted"].as_str().unwrap();
-    assert!(
-        policy::credentials::authenticate(&catalog, old)
-            .await
-            .is_err()
-    );
+    assert!(policy::credentials::authenticate(&catalog, old).await.is_err());
     let new = second["keys"]["consumer_granted"].as_str().unwrap();
-    assert!(
-        policy::credentials::authenticate(&catalog, new)
-            .await
-            .is_ok()
-    );
+    assert!(policy::credentials::authenticate(&catalog, new).await.is_ok());
 
     for connector in catalog.connectors().await.unwrap() {
         let runs = catalog.runs(connector.id).await.unwrap();
@@ -114,15 +91,8 @@ async fn dirty_rows_are_normalized_or_quarantined_with_their_reason() {
             matches!(row.field.as_deref(), Some("id_number" | "birth_date")),
             "{row:?}"
         );
-        assert!(
-            row.raw.get("sfzh").is_some(),
-            "the raw row is kept: {row:?}"
-        );
+        assert!(row.raw.get("sfzh").is_some(), "the raw row is kept: {row:?}");
     }
-    assert!(
-        quarantined
-            .iter()
-            .any(|r| r.reason.contains("check character"))
-    );
+    assert!(quarantined.iter().any(|r| r.reason.contains("check character")));
     assert!(quarantined.iter().any(|r| r.reason.contains("出生日期")));
 }

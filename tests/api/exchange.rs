@@ -52,10 +52,7 @@ async fn granted_consumer_sees_granted_items_masked_as_granted() {
         name.chars().skip(1).all(|c| c == '*') && name.chars().count() >= 2,
         "{name}"
     );
-    assert!(
-        record["address"].as_str().unwrap().ends_with("****"),
-        "{record}"
-    );
+    assert!(record["address"].as_str().unwrap().ends_with("****"), "{record}");
     if let Some(phone) = record["phone"].as_str() {
         assert_eq!(&phone[3..7], "****", "{phone}");
     }
@@ -76,12 +73,7 @@ async fn granted_consumer_sees_granted_items_masked_as_granted() {
 async fn the_providing_department_sees_its_own_data_plain() {
     let app = spawn_app(MetaDb::Sqlite).await;
     let id = &app.sample_ids[1];
-    let body: Value = app
-        .lookup_population(id, "provider_admin")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.lookup_population(id, "provider_admin").await.json().await.unwrap();
     let name = body["record"]["name"].as_str().unwrap();
     assert!(!name.contains('*'), "{name}");
     assert!(body["record"].get("ethnicity").is_some());
@@ -92,10 +84,7 @@ async fn the_providing_department_sees_its_own_data_plain() {
 async fn keys_are_normalized_before_lookup() {
     let app = spawn_app(MetaDb::Sqlite).await;
     let id = &app.sample_ids[0];
-    let full_width: String = id
-        .chars()
-        .map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap())
-        .collect();
+    let full_width: String = id.chars().map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap()).collect();
     let response = app.lookup_population(&full_width, "consumer_granted").await;
     assert_eq!(response.status().as_u16(), 200);
     let body: Value = response.json().await.unwrap();
@@ -103,14 +92,7 @@ async fn keys_are_normalized_before_lookup() {
 }
 
 /// resource code, key, API key, expected status, code and field.
-type BadInput = (
-    String,
-    String,
-    Option<String>,
-    u16,
-    &'static str,
-    Option<&'static str>,
-);
+type BadInput = (String, String, Option<String>, u16, &'static str, Option<&'static str>);
 
 #[tokio::test]
 async fn bad_input_gets_a_clear_problem() {
@@ -194,9 +176,7 @@ async fn request_ids_are_echoed() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "req-abc-123");
-    let generated = app
-        .lookup_population(&app.sample_ids[0], "consumer_granted")
-        .await;
+    let generated = app.lookup_population(&app.sample_ids[0], "consumer_granted").await;
     assert_eq!(generated.headers()["x-request-id"].len(), 24);
 }
 
@@ -214,28 +194,15 @@ async fn over_quota_is_429_with_retry_after() {
     let id = &app.sample_ids[0];
     for _ in 0..3 {
         assert_eq!(
-            app.lookup_population(id, "consumer_granted")
-                .await
-                .status()
-                .as_u16(),
+            app.lookup_population(id, "consumer_granted").await.status().as_u16(),
             200
         );
     }
     let response = app.lookup_population(id, "consumer_granted").await;
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry_after > 100, "{retry_after}");
     assert_eq!(response.headers()["ratelimit-limit"], "3");
     assert_problem(response, 429, "quota_exceeded").await;
     // Another consumer's allowance is its own.
-    assert_eq!(
-        app.lookup_population(id, "provider_admin")
-            .await
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(app.lookup_population(id, "provider_admin").await.status().as_u16(), 200);
 }

@@ -3,12 +3,7 @@ use huitong_tests::{MetaDb, spawn_app};
 #[tokio::test]
 async fn health_reports_each_library() {
     let app = spawn_app(MetaDb::Sqlite).await;
-    let response = app
-        .client
-        .get(format!("{}/health", app.address))
-        .send()
-        .await
-        .unwrap();
+    let response = app.client.get(format!("{}/health", app.address)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");

@@ -1,6 +1,8 @@
 //! Black-box tests of the `huitong` server over HTTP: one binary, one module per area.
 
 mod audit;
+mod catalog;
+mod demands;
 mod demo;
 mod exchange;
 mod health;

@@ -81,10 +81,7 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> Result<ExitCode> {
     let app = if args.no_serve {
         None
     } else {
-        Some(
-            Application::build_with(&settings, demo.catalog.clone(), demo.libraries.clone())
-                .await?,
-        )
+        Some(Application::build_with(&settings, demo.catalog.clone(), demo.libraries.clone()).await?)
     };
     let port = app.as_ref().map_or(args.port, |a| a.port());
     let base_url = format!("http://{}:{port}", crate::cli::host_of(&settings.listen));
@@ -141,9 +138,7 @@ async fn seed_connectors(catalog: &Catalog, sources: &generate::Sources) -> Resu
     if population.meta.connector.is_none() {
         let mut input = population.meta.clone();
         input.connector = Some("gaj-hukou".into());
-        catalog
-            .update_resource("demo seed", POPULATION_CODE, &input)
-            .await?;
+        catalog.update_resource("demo seed", POPULATION_CODE, &input).await?;
     }
     Ok(())
 }
@@ -226,12 +221,7 @@ pub async fn sync_with_progress(
 
 fn print_curl_examples(credentials: &serde_json::Value, path: &std::path::Path) {
     let base = credentials["base_url"].as_str().unwrap_or_default();
-    let key = |k: &str| {
-        credentials["keys"][k]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
+    let key = |k: &str| credentials["keys"][k].as_str().unwrap_or_default().to_string();
     let id = credentials["sample_keys"]["population"][0]
         .as_str()
         .unwrap_or("11010519491231002X");

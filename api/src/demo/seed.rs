@@ -3,8 +3,8 @@
 //! responsibility lists — all made through the same catalog calls the API uses.
 
 use catalog::{
-    Catalog, Classification, DataItem, DemandDecision, NewDemand, NewDepartment, NewResponsibility,
-    ResourceInput, ResponsibilityKind,
+    Catalog, Classification, DataItem, DemandDecision, NewDemand, NewDepartment, NewResponsibility, ResourceInput,
+    ResponsibilityKind,
 };
 use exchange_core::schema::POPULATION;
 use exchange_core::{FieldKind, OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
@@ -118,11 +118,7 @@ fn specs() -> Vec<Spec> {
             (
                 f.name,
                 f.label_zh,
-                if f.kind == FieldKind::Date {
-                    "date"
-                } else {
-                    "string"
-                },
+                if f.kind == FieldKind::Date { "date" } else { "string" },
                 f.sensitivity,
                 f.name == POPULATION.key,
             )
@@ -154,13 +150,7 @@ fn specs() -> Vec<Spec> {
                 ("name", "名称", "string", L1, false),
                 ("entity_type", "市场主体类型", "string", L1, false),
                 ("legal_representative", "法定代表人", "string", L2, false),
-                (
-                    "legal_representative_id",
-                    "法定代表人身份证件号码",
-                    "string",
-                    L3,
-                    false,
-                ),
+                ("legal_representative_id", "法定代表人身份证件号码", "string", L3, false),
                 ("registered_capital", "注册资本", "decimal", L1, false),
                 ("establishment_date", "成立日期", "date", L1, false),
                 ("address", "住所", "string", L1, false),
@@ -239,13 +229,7 @@ fn specs() -> Vec<Spec> {
             open: O::NotOpen,
             cycle: C::RealTime,
             items: items(&[
-                (
-                    "birth_certificate_no",
-                    "出生医学证明编号",
-                    "string",
-                    L2,
-                    true,
-                ),
+                ("birth_certificate_no", "出生医学证明编号", "string", L2, true),
                 ("newborn_name", "新生儿姓名", "string", L3, false),
                 ("gender", "性别", "string", L2, false),
                 ("birth_date", "出生日期", "date", L2, false),
@@ -268,13 +252,7 @@ fn specs() -> Vec<Spec> {
                 ("name", "姓名", "string", L3, false),
                 ("education", "学历", "string", L2, false),
                 ("talent_category", "人才类别", "string", L2, false),
-                (
-                    "employer_uscc",
-                    "就业单位统一社会信用代码",
-                    "string",
-                    L1,
-                    false,
-                ),
+                ("employer_uscc", "就业单位统一社会信用代码", "string", L1, false),
                 ("settle_date", "落户日期", "date", L2, false),
             ]),
         },
@@ -309,13 +287,7 @@ fn specs() -> Vec<Spec> {
                 ("name", "姓名", "string", L3, false),
                 ("insurance_type", "险种", "string", L2, false),
                 ("status", "参保状态", "string", L2, false),
-                (
-                    "employer_uscc",
-                    "参保单位统一社会信用代码",
-                    "string",
-                    L1,
-                    false,
-                ),
+                ("employer_uscc", "参保单位统一社会信用代码", "string", L1, false),
             ]),
         },
         Spec {
@@ -363,13 +335,7 @@ fn specs() -> Vec<Spec> {
             cycle: C::Monthly,
             items: items(&[
                 ("id_number", "公民身份号码", "string", L3, true),
-                (
-                    "employer_uscc",
-                    "用人单位统一社会信用代码",
-                    "string",
-                    L1,
-                    false,
-                ),
+                ("employer_uscc", "用人单位统一社会信用代码", "string", L1, false),
                 ("start_date", "就业日期", "date", L2, false),
             ]),
         },
@@ -437,9 +403,7 @@ pub async fn seed_catalog(catalog: &Catalog) -> Result<bool> {
         catalog.create_resource(ACTOR, &spec.input()).await?;
         for action in target_state(spec.code) {
             let comment = (*action == "retire").then_some("由 3-09-001-000002 取代");
-            catalog
-                .transition(ACTOR, spec.code, action, comment)
-                .await?;
+            catalog.transition(ACTOR, spec.code, action, comment).await?;
         }
     }
     seed_demands(catalog).await?;
@@ -479,9 +443,7 @@ fn approve(items: &[&str], plain: &[&str]) -> DemandDecision {
 }
 
 fn reject(reason: &str) -> DemandDecision {
-    DemandDecision::Reject {
-        reason: reason.into(),
-    }
+    DemandDecision::Reject { reason: reason.into() }
 }
 
 async fn seed_demands(catalog: &Catalog) -> Result<()> {
@@ -496,10 +458,7 @@ async fn seed_demands(catalog: &Catalog) -> Result<()> {
     let d = catalog
         .create_demand(
             wjw,
-            &demand(
-                POPULATION_CODE,
-                "出生医学证明签发、预防接种建档时核验父母身份",
-            ),
+            &demand(POPULATION_CODE, "出生医学证明签发、预防接种建档时核验父母身份"),
             10,
         )
         .await?;
@@ -517,19 +476,11 @@ async fn seed_demands(catalog: &Catalog) -> Result<()> {
         .await?;
     // Pending, within its deadline: human resources asks for population.
     catalog
-        .create_demand(
-            rsj,
-            &demand(POPULATION_CODE, "社保参保登记时核验参保人身份"),
-            10,
-        )
+        .create_demand(rsj, &demand(POPULATION_CODE, "社保参保登记时核验参保人身份"), 10)
         .await?;
     // Pending past its deadline (given none).
     catalog
-        .create_demand(
-            rsj,
-            &demand("3-06-001-000001", "就业困难人员认定时核查低保身份"),
-            0,
-        )
+        .create_demand(rsj, &demand("3-06-001-000001", "就业困难人员认定时核查低保身份"), 0)
         .await?;
     // Rejected.
     let d = catalog
@@ -609,13 +560,7 @@ async fn seed_responsibilities(catalog: &Catalog) -> Result<()> {
             "就业登记信息",
             -10,
         ),
-        (
-            ResponsibilityKind::Share,
-            "MZJ",
-            None,
-            "残疾人两项补贴发放信息",
-            90,
-        ),
+        (ResponsibilityKind::Share, "MZJ", None, "残疾人两项补贴发放信息", 90),
         (
             ResponsibilityKind::Open,
             "ZRZYJ",

@@ -3,8 +3,8 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use catalog::{
-    NewDepartment, NewResponsibility, Resource, ResourceInput, ResourceQuery, ResourceStatus,
-    ResponsibilityKind, Visibility,
+    NewDepartment, NewResponsibility, Resource, ResourceInput, ResourceQuery, ResourceStatus, ResponsibilityKind,
+    Visibility,
 };
 use policy::Role;
 use serde::Deserialize;
@@ -23,11 +23,7 @@ pub async fn list_departments(req: HttpRequest, state: web::Data<AppState>) -> R
 }
 
 /// `POST /api/v1/departments` (platform admin): registers or updates a department.
-pub async fn save_department(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Json<NewDepartment>,
-) -> Reply {
+pub async fn save_department(req: HttpRequest, state: web::Data<AppState>, body: web::Json<NewDepartment>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin], "registering a department")?;
     Ok(HttpResponse::Ok().json(state.catalog.save_department(&body).await?))
@@ -35,11 +31,7 @@ pub async fn save_department(
 
 /// `GET /api/v1/resources`: filtered, paged, ranked by relevance when `q` is given.
 /// Platform staff see every resource; others see published ones and their own department's.
-pub async fn list_resources(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    query: web::Query<ResourceQuery>,
-) -> Reply {
+pub async fn list_resources(req: HttpRequest, state: web::Data<AppState>, query: web::Query<ResourceQuery>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let visibility = if caller.is_platform() {
         Visibility::All
@@ -51,11 +43,7 @@ pub async fn list_resources(
 
 /// A resource the caller may see: published, or their own department's, or anything for
 /// platform staff. Others' unpublished resources are reported as absent.
-async fn visible_resource(
-    caller: &Caller,
-    state: &AppState,
-    code: &str,
-) -> Result<Resource, Problem> {
+async fn visible_resource(caller: &Caller, state: &AppState, code: &str) -> Result<Resource, Problem> {
     let resource = state
         .catalog
         .resource_by_code(code)
@@ -89,29 +77,16 @@ fn require_provider(caller: &Caller, provider_id: i64, doing: &str) -> Result<()
 }
 
 /// `GET /api/v1/resources/{code}`.
-pub async fn get_resource(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    code: web::Path<String>,
-) -> Reply {
+pub async fn get_resource(req: HttpRequest, state: web::Data<AppState>, code: web::Path<String>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     Ok(HttpResponse::Ok().json(visible_resource(&caller, &state, &code).await?))
 }
 
 /// `POST /api/v1/resources`: registers a draft for the caller's department.
-pub async fn create_resource(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Json<ResourceInput>,
-) -> Reply {
+pub async fn create_resource(req: HttpRequest, state: web::Data<AppState>, body: web::Json<ResourceInput>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
-    caller.require(
-        &[Role::ProviderAdmin, Role::PlatformAdmin],
-        "registering a resource",
-    )?;
-    if caller.is(&[Role::ProviderAdmin])
-        && caller.0.department_code.as_deref() != Some(body.provider_code.as_str())
-    {
+    caller.require(&[Role::ProviderAdmin, Role::PlatformAdmin], "registering a resource")?;
+    if caller.is(&[Role::ProviderAdmin]) && caller.0.department_code.as_deref() != Some(body.provider_code.as_str()) {
         return Err(forbidden(format!(
             "a data officer registers resources of their own department ({}), not {}",
             caller.0.department_code.as_deref().unwrap_or("none"),
@@ -119,10 +94,7 @@ pub async fn create_resource(
         ))
         .with_field("provider_code"));
     }
-    let resource = state
-        .catalog
-        .create_resource(&caller.actor(), &body)
-        .await?;
+    let resource = state.catalog.create_resource(&caller.actor(), &body).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/api/v1/resources/{}", resource.code)))
         .json(resource))
@@ -138,12 +110,7 @@ pub async fn update_resource(
     let caller = Caller::from_request(&req, &state).await?;
     let current = visible_resource(&caller, &state, &code).await?;
     require_provider(&caller, current.provider_id, "changing a resource")?;
-    Ok(HttpResponse::Ok().json(
-        state
-            .catalog
-            .update_resource(&caller.actor(), &code, &body)
-            .await?,
-    ))
+    Ok(HttpResponse::Ok().json(state.catalog.update_resource(&caller.actor(), &code, &body).await?))
 }
 
 /// The body of lifecycle actions.
@@ -164,26 +131,21 @@ pub async fn resource_action(
 ) -> Reply {
     let (code, action) = path.into_inner();
     let caller = Caller::from_request(&req, &state).await?;
+    if matches!(action.as_str(), "publish" | "return") {
+        // The role decides before anything about the resource is revealed.
+        caller.require(&[Role::Reviewer, Role::PlatformAdmin], "reviewing a resource")?;
+    }
     let current = visible_resource(&caller, &state, &code).await?;
     match action.as_str() {
-        "submit" => require_provider(
-            &caller,
-            current.provider_id,
-            "submitting a resource for review",
-        )?,
-        "publish" | "return" => caller.require(
-            &[Role::Reviewer, Role::PlatformAdmin],
-            "reviewing a resource",
-        )?,
+        "submit" => require_provider(&caller, current.provider_id, "submitting a resource for review")?,
+        "publish" | "return" => {}
         "retire" => {
             if !caller.is_platform() {
                 require_provider(&caller, current.provider_id, "retiring a resource")?;
             }
         }
         other => {
-            return Err(Problem::no_route(&format!(
-                "/api/v1/resources/{code}/{other}"
-            )));
+            return Err(Problem::no_route(&format!("/api/v1/resources/{code}/{other}")));
         }
     }
     let comment = body.and_then(|b| b.into_inner().comment);
@@ -196,11 +158,7 @@ pub async fn resource_action(
 }
 
 /// `GET /api/v1/resources/{code}/history`.
-pub async fn resource_history(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    code: web::Path<String>,
-) -> Reply {
+pub async fn resource_history(req: HttpRequest, state: web::Data<AppState>, code: web::Path<String>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     visible_resource(&caller, &state, &code).await?;
     Ok(HttpResponse::Ok().json(json!({"items": state.catalog.resource_history(&code).await?})))
@@ -245,10 +203,7 @@ pub async fn list_responsibilities(
     query: web::Query<ResponsibilityQuery>,
 ) -> Reply {
     Caller::from_request(&req, &state).await?;
-    Ok(
-        HttpResponse::Ok()
-            .json(json!({"items": state.catalog.responsibilities(query.kind).await?})),
-    )
+    Ok(HttpResponse::Ok().json(json!({"items": state.catalog.responsibilities(query.kind).await?})))
 }
 
 /// `POST /api/v1/responsibilities` (platform admin).
@@ -265,11 +220,7 @@ pub async fn create_responsibility(
 /// `GET /api/v1/catalog.jsonld`: the published catalog as DCAT-AP JSON-LD, for harvesting by
 /// an upper-level platform. No data items' values, only metadata; no key needed.
 pub async fn dcat(req: HttpRequest, state: web::Data<AppState>) -> Reply {
-    let base = format!(
-        "{}://{}",
-        req.connection_info().scheme(),
-        req.connection_info().host()
-    );
+    let base = format!("{}://{}", req.connection_info().scheme(), req.connection_info().host());
     let resources = state.catalog.resources().await?;
     let datasets: Vec<serde_json::Value> = resources
         .iter()
@@ -301,18 +252,16 @@ pub async fn dcat(req: HttpRequest, state: web::Data<AppState>) -> Reply {
             })
         })
         .collect();
-    Ok(HttpResponse::Ok()
-        .content_type("application/ld+json")
-        .json(json!({
-            "@context": {
-                "dcat": "http://www.w3.org/ns/dcat#",
-                "dct": "http://purl.org/dc/terms/",
-                "foaf": "http://xmlns.com/foaf/0.1/",
-                "huitong": format!("{base}/ns#"),
-            },
-            "@id": format!("{base}/api/v1/catalog.jsonld"),
-            "@type": "dcat:Catalog",
-            "dct:title": {"@value": "政务信息资源目录", "@language": "zh"},
-            "dcat:dataset": datasets,
-        })))
+    Ok(HttpResponse::Ok().content_type("application/ld+json").json(json!({
+        "@context": {
+            "dcat": "http://www.w3.org/ns/dcat#",
+            "dct": "http://purl.org/dc/terms/",
+            "foaf": "http://xmlns.com/foaf/0.1/",
+            "huitong": format!("{base}/ns#"),
+        },
+        "@id": format!("{base}/api/v1/catalog.jsonld"),
+        "@type": "dcat:Catalog",
+        "dct:title": {"@value": "政务信息资源目录", "@language": "zh"},
+        "dcat:dataset": datasets,
+    })))
 }

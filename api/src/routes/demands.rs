@@ -13,11 +13,7 @@ use crate::startup::AppState;
 type Reply = Result<HttpResponse, Problem>;
 
 /// `POST /api/v1/demands`: raised for the caller's department.
-pub async fn create(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Json<NewDemand>,
-) -> Reply {
+pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Json<NewDemand>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::Consumer, Role::ProviderAdmin], "raising a demand")?;
     let department = caller.department()?;
@@ -41,11 +37,7 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/demands?view=mine|incoming|overdue|all`.
-pub async fn list(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
-) -> Reply {
+pub async fn list(req: HttpRequest, state: web::Data<AppState>, query: web::Query<ListQuery>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let view = match query.view.as_deref().unwrap_or("mine") {
         "mine" => DemandView::Mine(caller.department()?),
@@ -69,15 +61,8 @@ pub async fn list(
 pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let demand = state.catalog.demand(*id).await?;
-    if !caller.is_platform()
-        && !state
-            .catalog
-            .demand_involves(*id, caller.department()?)
-            .await?
-    {
-        return Err(forbidden(format!(
-            "demand {id} is between other departments"
-        )));
+    if !caller.is_platform() && !state.catalog.demand_involves(*id, caller.department()?).await? {
+        return Err(forbidden(format!("demand {id} is between other departments")));
     }
     Ok(HttpResponse::Ok().json(demand))
 }
@@ -91,12 +76,7 @@ pub async fn decide(
 ) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::ProviderAdmin], "answering a demand")?;
-    Ok(HttpResponse::Ok().json(
-        state
-            .catalog
-            .decide_demand(*id, caller.department()?, &body)
-            .await?,
-    ))
+    Ok(HttpResponse::Ok().json(state.catalog.decide_demand(*id, caller.department()?, &body).await?))
 }
 
 /// Body of an objection.
@@ -115,10 +95,7 @@ pub async fn object(
     body: web::Json<Objection>,
 ) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
-    caller.require(
-        &[Role::Consumer, Role::ProviderAdmin],
-        "objecting to an answer",
-    )?;
+    caller.require(&[Role::Consumer, Role::ProviderAdmin], "objecting to an answer")?;
     Ok(HttpResponse::Ok().json(
         state
             .catalog
@@ -135,9 +112,6 @@ pub async fn arbitrate(
     body: web::Json<DemandDecision>,
 ) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
-    caller.require(
-        &[Role::PlatformAdmin, Role::Reviewer],
-        "arbitrating a demand",
-    )?;
+    caller.require(&[Role::PlatformAdmin, Role::Reviewer], "arbitrating a demand")?;
     Ok(HttpResponse::Ok().json(state.catalog.arbitrate_demand(*id, &body).await?))
 }

@@ -52,11 +52,7 @@ impl CallRecord {
     }
 
     /// Records the outcome durably, then returns the response (or a 503 if it cannot be recorded).
-    async fn finish(
-        mut self,
-        state: &AppState,
-        outcome: Result<HttpResponse, Problem>,
-    ) -> HttpResponse {
+    async fn finish(mut self, state: &AppState, outcome: Result<HttpResponse, Problem>) -> HttpResponse {
         let mut response = match outcome {
             Ok(response) => {
                 self.entry.outcome = "allowed".into();
@@ -81,10 +77,9 @@ impl CallRecord {
             response = actix_web::ResponseError::error_response(&problem);
         }
         if let Ok(value) = request_id.parse() {
-            response.headers_mut().insert(
-                actix_web::http::header::HeaderName::from_static("x-request-id"),
-                value,
-            );
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
         }
         response
     }
@@ -167,18 +162,15 @@ async fn serve_record(
 
     let key = parse_key(library, key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
-    let stored = library
-        .get(&key)
-        .map_err(|e| Problem::internal(&e))?
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "record_not_found",
-                "No such record",
-                format!("resource {resource_code} holds no record for this key"),
-            )
-            .with_field("key")
-        })?;
+    let stored = library.get(&key).map_err(|e| Problem::internal(&e))?.ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "record_not_found",
+            "No such record",
+            format!("resource {resource_code} holds no record for this key"),
+        )
+        .with_field("key")
+    })?;
 
     let schema = library.schema();
     let mut record = Map::new();
@@ -198,10 +190,7 @@ async fn serve_record(
         } else {
             call.entry.items_masked.push(item.name.clone());
         }
-        record.insert(
-            item.name.clone(),
-            value.map(Value::String).unwrap_or(Value::Null),
-        );
+        record.insert(item.name.clone(), value.map(Value::String).unwrap_or(Value::Null));
     }
     Ok(HttpResponse::Ok().json(json!({
         "resource_code": resource.code,
@@ -223,10 +212,7 @@ fn library_of<'a>(state: &'a AppState, resource: &Resource) -> Result<&'a Librar
                 StatusCode::NOT_FOUND,
                 "resource_not_served",
                 "Resource not served",
-                format!(
-                    "resource {} is catalogued but not served from a library",
-                    resource.code
-                ),
+                format!("resource {} is catalogued but not served from a library", resource.code),
             )
             .with_field("resource_code")
         })
@@ -238,20 +224,15 @@ fn parse_key(library: &Library, raw: &str) -> Result<String, Problem> {
     let schema = library.schema();
     let key_field = &schema.fields[0];
     match key_field.kind {
-        FieldKind::IdNumber => IdNumber::parse(raw)
-            .map(|id| id.as_str().to_string())
-            .map_err(|e| {
-                Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_key",
-                    "Invalid key",
-                    format!(
-                        "{} is not a valid citizen ID number: {e}",
-                        key_field.label_zh
-                    ),
-                )
-                .with_field("key")
-            }),
+        FieldKind::IdNumber => IdNumber::parse(raw).map(|id| id.as_str().to_string()).map_err(|e| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_key",
+                "Invalid key",
+                format!("{} is not a valid citizen ID number: {e}", key_field.label_zh),
+            )
+            .with_field("key")
+        }),
         _ => Ok(raw.trim().to_string()),
     }
 }

@@ -37,10 +37,7 @@ impl SqliteSourceConfig {
         match (&self.table, &self.query) {
             (Some(table), None) => {
                 if table.is_empty() || table.contains('"') {
-                    return Err(crate::Error::config(
-                        "table",
-                        format!("{table:?} is not a table name"),
-                    ));
+                    return Err(crate::Error::config("table", format!("{table:?} is not a table name")));
                 }
                 Ok(format!("SELECT * FROM \"{table}\""))
             }
@@ -51,10 +48,7 @@ impl SqliteSourceConfig {
                 }
                 Ok(query.clone())
             }
-            _ => Err(crate::Error::config(
-                "table",
-                "give exactly one of `table` and `query`",
-            )),
+            _ => Err(crate::Error::config("table", "give exactly one of `table` and `query`")),
         }
     }
 }

@@ -52,9 +52,7 @@ impl SqliteSourceConfig {
                     Ok(Some(row)) => row,
                     Ok(None) => break,
                     Err(e) => {
-                        let _ = tx
-                            .send(Err(Error::Unreachable(format!("reading sqlite: {e}"))))
-                            .await;
+                        let _ = tx.send(Err(Error::Unreachable(format!("reading sqlite: {e}")))).await;
                         return;
                     }
                 };

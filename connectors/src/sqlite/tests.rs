@@ -3,38 +3,23 @@ use super::*;
 #[test]
 fn a_sample_config_parses() {
     let config: SqliteSourceConfig =
-        serde_json::from_value(serde_json::json!({"path": "/data/ga.db", "table": "hukou"}))
-            .unwrap();
+        serde_json::from_value(serde_json::json!({"path": "/data/ga.db", "table": "hukou"})).unwrap();
     assert_eq!(config.batch_size, 8192);
     assert_eq!(config.select_sql().unwrap(), "SELECT * FROM \"hukou\"");
 }
 
 #[test]
 fn a_wrong_config_names_the_field() {
-    let err = serde_json::from_value::<SqliteSourceConfig>(
-        serde_json::json!({"path": "/data/ga.db", "tabel": "hukou"}),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("tabel"), "{err}");
-    let neither: SqliteSourceConfig =
-        serde_json::from_value(serde_json::json!({"path": "/data/ga.db"})).unwrap();
-    assert!(
-        neither
-            .select_sql()
+    let err =
+        serde_json::from_value::<SqliteSourceConfig>(serde_json::json!({"path": "/data/ga.db", "tabel": "hukou"}))
             .unwrap_err()
-            .to_string()
-            .contains("table")
-    );
+            .to_string();
+    assert!(err.contains("tabel"), "{err}");
+    let neither: SqliteSourceConfig = serde_json::from_value(serde_json::json!({"path": "/data/ga.db"})).unwrap();
+    assert!(neither.select_sql().unwrap_err().to_string().contains("table"));
     let writes: SqliteSourceConfig =
         serde_json::from_value(serde_json::json!({"path": "x", "query": "DELETE FROM t"})).unwrap();
-    assert!(
-        writes
-            .select_sql()
-            .unwrap_err()
-            .to_string()
-            .contains("query")
-    );
+    assert!(writes.select_sql().unwrap_err().to_string().contains("query"));
 }
 
 #[tokio::test]
@@ -99,8 +84,5 @@ async fn a_missing_file_fails_the_healthcheck() {
         query: None,
         batch_size: 10,
     };
-    assert!(matches!(
-        source.healthcheck().await,
-        Err(crate::Error::Unreachable(_))
-    ));
+    assert!(matches!(source.healthcheck().await, Err(crate::Error::Unreachable(_))));
 }
