@@ -48,6 +48,27 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The resource catalog (政务信息资源目录) as compilation-template files.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+/// Catalog subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Import a compilation template (.xlsx or .csv, UTF-8 or GBK): one row per data item,
+    /// Chinese headers. New resources become drafts; existing ones are updated. Every error is
+    /// listed by row and column and nothing is imported unless the whole file is valid
+    /// (exit 1).
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Export every resource as a compilation template (.xlsx, or .csv in UTF-8 with BOM).
+    Export {
+        /// The file to write; its extension chooses the format.
+        file: PathBuf,
+    },
 }
 
 /// Options of `huitong demo`.
@@ -149,6 +170,49 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     .is_err();
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Catalog(CatalogCommand::Import { file }) => {
+            let catalog = catalog::Catalog::connect(&settings.database_url()).await?;
+            let actor = format!("huitong catalog import {}", file.display());
+            match catalog.import_catalog(&actor, &file).await? {
+                catalog::ImportOutcome::Imported {
+                    created,
+                    updated,
+                    unchanged,
+                } => {
+                    println!(
+                        "imported {}: {} created (drafts), {} updated, {} unchanged",
+                        file.display(),
+                        created.len(),
+                        updated.len(),
+                        unchanged.len()
+                    );
+                    for code in &created {
+                        println!("  + {code}");
+                    }
+                    for code in &updated {
+                        println!("  ~ {code}");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                catalog::ImportOutcome::Rejected(errors) => {
+                    println!(
+                        "{} not imported: {} error(s); nothing was changed",
+                        file.display(),
+                        errors.len()
+                    );
+                    for e in &errors {
+                        println!("  {e}");
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Catalog(CatalogCommand::Export { file }) => {
+            let catalog = catalog::Catalog::connect(&settings.database_url()).await?;
+            let count = catalog.export_catalog(&file).await?;
+            println!("exported {count} resources to {}", file.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify) => {
             let catalog = catalog::Catalog::connect(&settings.database_url()).await?;

@@ -98,6 +98,11 @@ impl Validator {
         }
     }
 
+    /// The errors recorded so far.
+    pub fn into_errors(self) -> Vec<FieldError> {
+        self.0
+    }
+
     /// `Ok` when no error was recorded, else all of them.
     pub fn finish(self) -> Result<()> {
         if self.0.is_empty() {

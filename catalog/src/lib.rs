@@ -20,6 +20,7 @@ mod error;
 mod grants;
 mod resources;
 mod responsibilities;
+mod transfer;
 
 use std::str::FromStr;
 
@@ -36,6 +37,7 @@ pub use resources::{
     ResourceSummary, Visibility,
 };
 pub use responsibilities::{NewResponsibility, Responsibility, ResponsibilityKind};
+pub use transfer::{ImportError, ImportOutcome, read_rows};
 
 /// Which database engine holds the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

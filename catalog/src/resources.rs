@@ -540,97 +540,34 @@ impl Catalog {
         Ok(row.map(|r| r.try_get("id")).transpose()?)
     }
 
-    /// The next free code under `class_code`.
-    async fn next_code(&self, class_code: &str) -> Result<String> {
-        let row = sqlx::query("SELECT MAX(code) AS last FROM resources WHERE class_code = $1")
-            .bind(class_code)
-            .fetch_one(&self.pool)
-            .await?;
-        let last: Option<String> = row.try_get("last")?;
-        let seq = last
-            .and_then(|c| c.rsplit('-').next().and_then(|s| s.parse::<u32>().ok()))
-            .unwrap_or(0);
-        Ok(format!("{class_code}-{:06}", seq + 1))
-    }
-
-    /// Registers a resource as a draft, with its data items, all or nothing. The code is
-    /// generated from the class code when not given.
-    pub async fn create_resource(&self, actor: &str, input: &ResourceInput) -> Result<Resource> {
-        let mut v = Validator::default();
-        input.validate_into(&mut v);
-        let provider_id = self.validate_references(input, &mut v).await?;
-        if let Some(code) = &input.code {
-            if self.resource_id_by_code(code).await?.is_some() {
-                v.error("code", format!("the code {code} is taken"));
-            }
+    /// Checks a new resource, recording every problem in `v`; returns the provider's id when
+    /// it exists.
+    pub(crate) async fn check_new(&self, input: &ResourceInput, v: &mut Validator) -> Result<Option<i64>> {
+        input.validate_into(v);
+        let provider_id = self.validate_references(input, v).await?;
+        if let Some(code) = &input.code
+            && self.resource_id_by_code(code).await?.is_some()
+        {
+            v.error("code", format!("the code {code} is taken"));
         }
-        v.finish()?;
-        let provider_id = provider_id.expect("validated");
-        let code = match &input.code {
-            Some(code) => code.clone(),
-            None => self.next_code(&input.class_code).await?,
-        };
-        let now = now_text();
-        let mut tx = self.pool.begin().await?;
-        let id: i64 = sqlx::query(
-            "INSERT INTO resources (code, name, provider_id, library, summary, format, share_type, \
-             share_conditions, legal_basis, share_method, open_type, update_cycle, status, \
-             classification, class_code, publish_date, related_codes, connector, version, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, \
-             $16, $17, 1, $18, $18) RETURNING id",
-        )
-        .bind(&code)
-        .bind(&input.name)
-        .bind(provider_id)
-        .bind(input.library.as_deref())
-        .bind(&input.summary)
-        .bind(&input.format)
-        .bind(input.share_type.code())
-        .bind(input.share_conditions.as_deref())
-        .bind(input.legal_basis.as_deref())
-        .bind(input.share_method.code())
-        .bind(input.open_type.code())
-        .bind(input.update_cycle.code())
-        .bind(input.classification.code())
-        .bind(&input.class_code)
-        .bind(input.publish_date.map(|d| d.to_string()))
-        .bind(serde_json::to_string(&input.related_codes).unwrap_or_else(|_| "[]".into()))
-        .bind(input.connector.as_deref())
-        .bind(&now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(crate::error::conflict_on_unique("resource", &code))?
-        .try_get("id")?;
-        insert_items(&mut tx, id, &input.items).await?;
-        let mut stored = input.clone();
-        stored.code = None;
-        record_history(
-            &mut tx,
-            id,
-            1,
-            actor,
-            "create",
-            serde_json::json!({"after": stored}),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        self.resource_by_code(&code).await
+        Ok(provider_id)
     }
 
-    /// Replaces a draft's or published resource's metadata. A published resource keeps every
-    /// data item that an active grant depends on. The version goes up by one and the changed
-    /// fields are recorded.
-    pub async fn update_resource(&self, actor: &str, code: &str, input: &ResourceInput) -> Result<Resource> {
-        let current = self.resource_by_code(code).await?;
+    /// Checks a change of `current`, recording every problem in `v`; returns the input with
+    /// the resource's code set.
+    pub(crate) async fn check_update(
+        &self,
+        current: &Resource,
+        input: &ResourceInput,
+        v: &mut Validator,
+    ) -> Result<ResourceInput> {
+        let code = &current.code;
         if !matches!(current.status, ResourceStatus::Draft | ResourceStatus::Published) {
             return Err(Error::State(format!(
                 "resource {code} is {}; only drafts and published resources can be changed",
                 current.status.code()
             )));
         }
-        let mut v = Validator::default();
         let mut input = input.clone();
         if let Some(given) = &input.code {
             v.check(given == code, "code", "the code of a resource cannot change");
@@ -646,8 +583,8 @@ impl Catalog {
             "class_code",
             "the class code is part of the resource code and cannot change",
         );
-        input.validate_into(&mut v);
-        self.validate_references(&input, &mut v).await?;
+        input.validate_into(v);
+        self.validate_references(&input, v).await?;
         if current.status == ResourceStatus::Published {
             for grant in self.active_grants_of(current.id).await? {
                 for item in &grant.items {
@@ -660,45 +597,31 @@ impl Catalog {
                 }
             }
         }
+        Ok(input)
+    }
+
+    /// Registers a resource as a draft, with its data items, all or nothing. The code is
+    /// generated from the class code when not given.
+    pub async fn create_resource(&self, actor: &str, input: &ResourceInput) -> Result<Resource> {
+        let mut v = Validator::default();
+        let provider_id = self.check_new(input, &mut v).await?;
         v.finish()?;
-        input.code = None;
-        let changes = diff(&current.meta, &input);
-        if changes.as_object().is_some_and(|c| c.is_empty()) {
-            return Ok(current);
-        }
-        let version = current.version + 1;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE resources SET name = $2, library = $3, summary = $4, format = $5, \
-             share_type = $6, share_conditions = $7, legal_basis = $8, share_method = $9, \
-             open_type = $10, update_cycle = $11, classification = $12, publish_date = $13, \
-             related_codes = $14, connector = $15, version = $16, updated_at = $17 WHERE id = $1",
-        )
-        .bind(current.id)
-        .bind(&input.name)
-        .bind(input.library.as_deref())
-        .bind(&input.summary)
-        .bind(&input.format)
-        .bind(input.share_type.code())
-        .bind(input.share_conditions.as_deref())
-        .bind(input.legal_basis.as_deref())
-        .bind(input.share_method.code())
-        .bind(input.open_type.code())
-        .bind(input.update_cycle.code())
-        .bind(input.classification.code())
-        .bind(input.publish_date.map(|d| d.to_string()))
-        .bind(serde_json::to_string(&input.related_codes).unwrap_or_else(|_| "[]".into()))
-        .bind(input.connector.as_deref())
-        .bind(version)
-        .bind(now_text())
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM data_items WHERE resource_id = $1")
-            .bind(current.id)
-            .execute(&mut *tx)
-            .await?;
-        insert_items(&mut tx, current.id, &input.items).await?;
-        record_history(&mut tx, current.id, version, actor, "update", changes, None).await?;
+        let code = insert_resource(&mut tx, actor, input, provider_id.expect("validated")).await?;
+        tx.commit().await?;
+        self.resource_by_code(&code).await
+    }
+
+    /// Replaces a draft's or published resource's metadata. A published resource keeps every
+    /// data item that an active grant depends on. The version goes up by one and the changed
+    /// fields are recorded.
+    pub async fn update_resource(&self, actor: &str, code: &str, input: &ResourceInput) -> Result<Resource> {
+        let current = self.resource_by_code(code).await?;
+        let mut v = Validator::default();
+        let input = self.check_update(&current, input, &mut v).await?;
+        v.finish()?;
+        let mut tx = self.pool.begin().await?;
+        write_update(&mut tx, actor, &current, input).await?;
         tx.commit().await?;
         self.resource_by_code(code).await
     }
@@ -962,6 +885,117 @@ impl Catalog {
         }
         Ok(out)
     }
+}
+
+/// The next free code under `class_code`, seen from inside `tx` (so several new resources of
+/// one import get consecutive codes).
+async fn next_code(tx: &mut sqlx::Transaction<'_, sqlx::Any>, class_code: &str) -> Result<String> {
+    let row = sqlx::query("SELECT MAX(code) AS last FROM resources WHERE class_code = $1")
+        .bind(class_code)
+        .fetch_one(&mut **tx)
+        .await?;
+    let last: Option<String> = row.try_get("last")?;
+    let seq = last
+        .and_then(|c| c.rsplit('-').next().and_then(|s| s.parse::<u32>().ok()))
+        .unwrap_or(0);
+    Ok(format!("{class_code}-{:06}", seq + 1))
+}
+
+/// Writes a validated new resource as a draft; returns its code.
+pub(crate) async fn insert_resource(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    actor: &str,
+    input: &ResourceInput,
+    provider_id: i64,
+) -> Result<String> {
+    let code = match &input.code {
+        Some(code) => code.clone(),
+        None => next_code(tx, &input.class_code).await?,
+    };
+    let now = now_text();
+    let id: i64 = sqlx::query(
+        "INSERT INTO resources (code, name, provider_id, library, summary, format, share_type, \
+         share_conditions, legal_basis, share_method, open_type, update_cycle, status, \
+         classification, class_code, publish_date, related_codes, connector, version, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, \
+         $16, $17, 1, $18, $18) RETURNING id",
+    )
+    .bind(&code)
+    .bind(&input.name)
+    .bind(provider_id)
+    .bind(input.library.as_deref())
+    .bind(&input.summary)
+    .bind(&input.format)
+    .bind(input.share_type.code())
+    .bind(input.share_conditions.as_deref())
+    .bind(input.legal_basis.as_deref())
+    .bind(input.share_method.code())
+    .bind(input.open_type.code())
+    .bind(input.update_cycle.code())
+    .bind(input.classification.code())
+    .bind(&input.class_code)
+    .bind(input.publish_date.map(|d| d.to_string()))
+    .bind(serde_json::to_string(&input.related_codes).unwrap_or_else(|_| "[]".into()))
+    .bind(input.connector.as_deref())
+    .bind(&now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(crate::error::conflict_on_unique("resource", &code))?
+    .try_get("id")?;
+    insert_items(tx, id, &input.items).await?;
+    let mut stored = input.clone();
+    stored.code = None;
+    record_history(tx, id, 1, actor, "create", serde_json::json!({"after": stored}), None).await?;
+    Ok(code)
+}
+
+/// Writes a validated change of `current`; a change that changes nothing writes nothing.
+/// Returns whether anything changed.
+pub(crate) async fn write_update(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    actor: &str,
+    current: &Resource,
+    mut input: ResourceInput,
+) -> Result<bool> {
+    input.code = None;
+    let changes = diff(&current.meta, &input);
+    if changes.as_object().is_some_and(|c| c.is_empty()) {
+        return Ok(false);
+    }
+    let version = current.version + 1;
+    sqlx::query(
+        "UPDATE resources SET name = $2, library = $3, summary = $4, format = $5, \
+         share_type = $6, share_conditions = $7, legal_basis = $8, share_method = $9, \
+         open_type = $10, update_cycle = $11, classification = $12, publish_date = $13, \
+         related_codes = $14, connector = $15, version = $16, updated_at = $17 WHERE id = $1",
+    )
+    .bind(current.id)
+    .bind(&input.name)
+    .bind(input.library.as_deref())
+    .bind(&input.summary)
+    .bind(&input.format)
+    .bind(input.share_type.code())
+    .bind(input.share_conditions.as_deref())
+    .bind(input.legal_basis.as_deref())
+    .bind(input.share_method.code())
+    .bind(input.open_type.code())
+    .bind(input.update_cycle.code())
+    .bind(input.classification.code())
+    .bind(input.publish_date.map(|d| d.to_string()))
+    .bind(serde_json::to_string(&input.related_codes).unwrap_or_else(|_| "[]".into()))
+    .bind(input.connector.as_deref())
+    .bind(version)
+    .bind(now_text())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("DELETE FROM data_items WHERE resource_id = $1")
+        .bind(current.id)
+        .execute(&mut **tx)
+        .await?;
+    insert_items(tx, current.id, &input.items).await?;
+    record_history(tx, current.id, version, actor, "update", changes, None).await?;
+    Ok(true)
 }
 
 fn item_from_row(row: &AnyRow) -> Result<DataItem> {

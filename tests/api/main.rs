@@ -2,6 +2,7 @@
 
 mod audit;
 mod catalog;
+mod catalog_files;
 mod demands;
 mod demo;
 mod exchange;
