@@ -1,8 +1,27 @@
 //! # huitong-benches
 //!
-//! Home of Huitong's benchmarks: criterion micro-benchmarks and side-by-side comparison
-//! harnesses against peers (ConnectorX, DuckDB, a bare actix-web handler), each reporting a
-//! ratio measured in one run (see docs/benchmarks.md).
+//! Huitong's benchmarks, each a binary that prints its figures and exits non-zero when a
+//! target is missed, so a script can check it (see docs/benchmarks.md for the figures and the
+//! commands that produced them):
 //!
-//! The foundation issue sets no performance target, so no benchmark lives here yet; the
-//! connectors, libraries, exchange-API and open-data issues add theirs.
+//! - `catalog-latency`: catalog list and search over HTTP on 1,000 resources × 20 data items,
+//!   metadata DB on the embedded default (SQLite); target p99 < 20 ms.
+//!
+//! Later issues add the side-by-side comparisons against peers (ConnectorX, DuckDB, a bare
+//! actix-web handler).
+
+/// Percentiles of a set of latencies in microseconds: (p50, p99, max).
+pub fn percentiles(samples: &mut [u64]) -> (u64, u64, u64) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    (at(0.50), at(0.99), *samples.last().unwrap_or(&0))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_pick_the_rank() {
+        let mut samples: Vec<u64> = (1..=100).rev().collect();
+        assert_eq!(super::percentiles(&mut samples), (50, 99, 100));
+    }
+}
