@@ -48,9 +48,29 @@ pub enum Command {
     /// The audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// API keys (accounts): issue one, e.g. the first platform admin's.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// The resource catalog (政务信息资源目录) as compilation-template files.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+}
+
+/// Key subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Issue a key and print it (shown this once; only its hash is stored).
+    Issue {
+        /// A name people recognize (system or officer).
+        #[arg(long)]
+        name: String,
+        /// platform_admin, reviewer, provider_admin, consumer or open_data_developer.
+        #[arg(long)]
+        role: String,
+        /// The department it acts for.
+        #[arg(long)]
+        department: Option<String>,
+    },
 }
 
 /// Catalog subcommands.
@@ -207,6 +227,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Keys(KeysCommand::Issue { name, role, department }) => {
+            let catalog = catalog::Catalog::connect(&settings.database_url()).await?;
+            let role = policy::Role::parse(&role).ok_or_else(|| {
+                Failure::msg(format!(
+                    "--role {role:?} is not one of {}",
+                    policy::Role::ALL.map(|r| r.code()).join(", ")
+                ))
+            })?;
+            let new = crate::routes::credentials::NewCredential {
+                name,
+                role,
+                department_code: department,
+                expires_at: None,
+            };
+            let issued = crate::routes::credentials::issue(&catalog, &new)
+                .await
+                .map_err(|p| Failure::msg(p.detail))?;
+            println!("{}", issued.key);
+            eprintln!(
+                "issued key {} ({}) — shown once, store it now",
+                issued.credential.id,
+                role.code()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Catalog(CatalogCommand::Export { file }) => {
             let catalog = catalog::Catalog::connect(&settings.database_url()).await?;

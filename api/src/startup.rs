@@ -134,7 +134,10 @@ impl Application {
                                 "/responsibilities",
                                 web::post().to(routes::catalog::create_responsibility),
                             )
-                            .route("/catalog.jsonld", web::get().to(routes::catalog::dcat)),
+                            .route("/catalog.jsonld", web::get().to(routes::catalog::dcat))
+                            .route("/credentials", web::get().to(routes::credentials::list))
+                            .route("/credentials", web::post().to(routes::credentials::create))
+                            .route("/credentials/{id}", web::delete().to(routes::credentials::revoke)),
                     )
                     .default_service(web::to(|req: HttpRequest| async move {
                         Err::<actix_web::HttpResponse, _>(Problem::no_route(req.path()))

@@ -775,7 +775,9 @@ impl Catalog {
                 conditions.push(format!("{column} = {p}"));
             }
         }
-        // Each word must match somewhere; the score adds up where it matched best.
+        // Each word must match somewhere; the score adds up where it matched best. A resource
+        // whose search text and provider name lack the word scores 0 after two LIKEs, so the
+        // ranking chain (with its subquery over data items) runs only for candidates.
         let words: Vec<String> = query
             .q
             .as_deref()
@@ -783,14 +785,16 @@ impl Catalog {
             .split_whitespace()
             .map(|w| w.to_lowercase())
             .collect();
-        let mut score_terms = Vec::new();
-        for word in &words {
+        let mut word_scores = Vec::new();
+        for (n, word) in words.iter().enumerate() {
             let escaped = word.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            let exact = bind(escaped.clone());
+            let exact = bind(word.clone());
             let prefix = bind(format!("{escaped}%"));
             let contains = bind(format!("%{escaped}%"));
-            let score = format!(
-                "(CASE WHEN LOWER(r.name) = {exact} THEN 100 \
+            word_scores.push(format!(
+                "(CASE WHEN r.search_text NOT LIKE {contains} ESCAPE '\\' \
+                       AND LOWER(d.name) NOT LIKE {contains} ESCAPE '\\' THEN 0 \
+                  WHEN LOWER(r.name) = {exact} THEN 100 \
                   WHEN LOWER(r.name) LIKE {prefix} ESCAPE '\\' THEN 80 \
                   WHEN LOWER(r.name) LIKE {contains} ESCAPE '\\' THEN 60 \
                   WHEN LOWER(r.code) LIKE {prefix} ESCAPE '\\' THEN 50 \
@@ -799,39 +803,64 @@ impl Catalog {
                   WHEN EXISTS (SELECT 1 FROM data_items i WHERE i.resource_id = r.id AND \
                        (LOWER(i.label_zh) LIKE {contains} ESCAPE '\\' OR LOWER(i.name) LIKE {contains} ESCAPE '\\')) THEN 20 \
                   WHEN LOWER(d.name) LIKE {contains} ESCAPE '\\' THEN 10 \
-                  ELSE 0 END)"
-            );
-            conditions.push(format!("{score} > 0"));
-            score_terms.push(score);
+                  ELSE 0 END) AS s{n}"
+            ));
         }
         let where_clause = if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let score = if score_terms.is_empty() {
+        let score_columns: String = word_scores.iter().map(|s| format!(", {s}")).collect();
+        let outer_where = if words.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "WHERE {}",
+                (0..words.len())
+                    .map(|n| format!("s{n} > 0"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            )
+        };
+        let total_score = if words.is_empty() {
             "0".to_string()
         } else {
-            score_terms.join(" + ")
+            (0..words.len())
+                .map(|n| format!("s{n}"))
+                .collect::<Vec<_>>()
+                .join(" + ")
         };
-        let from = "FROM resources r JOIN departments d ON d.id = r.provider_id";
-        let count_sql = format!("SELECT COUNT(*) AS n {from} {where_clause}");
-        let mut count = sqlx::query(AssertSqlSafe(count_sql));
-        for b in &binds {
-            count = count.bind(b.as_str());
-        }
-        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
-        let list_sql = format!(
-            "SELECT r.code, r.name, d.code AS provider_code, d.name AS provider_name, \
-             r.classification, r.status, r.share_type, r.open_type, r.update_cycle, \
-             r.publish_date, {score} AS score {from} {where_clause} \
-             ORDER BY score DESC, r.code LIMIT {limit} OFFSET {offset}"
+        // One pass: scores computed once per resource, the total by a window over the matches.
+        let sql = format!(
+            "SELECT code, name, provider_code, provider_name, classification, status, share_type, open_type, \
+             update_cycle, publish_date, {total_score} AS score, COUNT(*) OVER () AS total FROM \
+             (SELECT r.code, r.name, d.code AS provider_code, d.name AS provider_name, r.classification, r.status, \
+              r.share_type, r.open_type, r.update_cycle, r.publish_date{score_columns} \
+              FROM resources r JOIN departments d ON d.id = r.provider_id {where_clause}) AS candidates \
+             {outer_where} ORDER BY score DESC, code LIMIT {limit} OFFSET {offset}"
         );
-        let mut list = sqlx::query(AssertSqlSafe(list_sql));
+        let mut list = sqlx::query(AssertSqlSafe(sql.clone()));
         for b in &binds {
             list = list.bind(b.as_str());
         }
         let rows = list.fetch_all(&self.pool).await?;
+        let total: i64 = match rows.first() {
+            Some(row) => row.try_get("total")?,
+            // Past the last page the window has no row to report on: count separately.
+            None if offset > 0 => {
+                let count_sql = format!(
+                    "SELECT COUNT(*) AS n FROM (SELECT 1 AS one{score_columns} FROM resources r \
+                     JOIN departments d ON d.id = r.provider_id {where_clause}) AS candidates {outer_where}"
+                );
+                let mut count = sqlx::query(AssertSqlSafe(count_sql));
+                for b in &binds {
+                    count = count.bind(b.as_str());
+                }
+                count.fetch_one(&self.pool).await?.try_get("n")?
+            }
+            None => 0,
+        };
         let items = rows
             .iter()
             .map(|row| {
@@ -887,6 +916,19 @@ impl Catalog {
     }
 }
 
+/// What a search matches against: code, name, summary and data item names, lower-cased (the
+/// same text the 0003 migration builds for older rows).
+fn search_text(code: &str, input: &ResourceInput) -> String {
+    let mut text = format!("{code}\n{}\n{}", input.name, input.summary);
+    for item in &input.items {
+        text.push('\n');
+        text.push_str(&item.label_zh);
+        text.push(' ');
+        text.push_str(&item.name);
+    }
+    text.to_lowercase()
+}
+
 /// The next free code under `class_code`, seen from inside `tx` (so several new resources of
 /// one import get consecutive codes).
 async fn next_code(tx: &mut sqlx::Transaction<'_, sqlx::Any>, class_code: &str) -> Result<String> {
@@ -917,9 +959,9 @@ pub(crate) async fn insert_resource(
         "INSERT INTO resources (code, name, provider_id, library, summary, format, share_type, \
          share_conditions, legal_basis, share_method, open_type, update_cycle, status, \
          classification, class_code, publish_date, related_codes, connector, version, \
-         created_at, updated_at) \
+         created_at, updated_at, search_text) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'draft', $13, $14, $15, \
-         $16, $17, 1, $18, $18) RETURNING id",
+         $16, $17, 1, $18, $18, $19) RETURNING id",
     )
     .bind(&code)
     .bind(&input.name)
@@ -939,6 +981,7 @@ pub(crate) async fn insert_resource(
     .bind(serde_json::to_string(&input.related_codes).unwrap_or_else(|_| "[]".into()))
     .bind(input.connector.as_deref())
     .bind(&now)
+    .bind(search_text(&code, input))
     .fetch_one(&mut **tx)
     .await
     .map_err(crate::error::conflict_on_unique("resource", &code))?
@@ -968,7 +1011,8 @@ pub(crate) async fn write_update(
         "UPDATE resources SET name = $2, library = $3, summary = $4, format = $5, \
          share_type = $6, share_conditions = $7, legal_basis = $8, share_method = $9, \
          open_type = $10, update_cycle = $11, classification = $12, publish_date = $13, \
-         related_codes = $14, connector = $15, version = $16, updated_at = $17 WHERE id = $1",
+         related_codes = $14, connector = $15, version = $16, updated_at = $17, search_text = $18 \
+         WHERE id = $1",
     )
     .bind(current.id)
     .bind(&input.name)
@@ -987,6 +1031,7 @@ pub(crate) async fn write_update(
     .bind(input.connector.as_deref())
     .bind(version)
     .bind(now_text())
+    .bind(search_text(&current.code, &input))
     .execute(&mut **tx)
     .await?;
     sqlx::query("DELETE FROM data_items WHERE resource_id = $1")

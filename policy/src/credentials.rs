@@ -160,6 +160,53 @@ pub async fn authenticate(catalog: &Catalog, presented: &str) -> Result<Credenti
     Ok(credential)
 }
 
+/// A credential as listed: never its key, only its prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CredentialInfo {
+    /// The credential.
+    #[serde(flatten)]
+    pub credential: Credential,
+    /// Issued at.
+    pub created_at: String,
+    /// Expires at, if ever.
+    pub expires_at: Option<String>,
+    /// Revoked at, if revoked.
+    pub revoked_at: Option<String>,
+}
+
+/// Every credential, newest first, optionally of one department.
+pub async fn list(catalog: &Catalog, department_id: Option<i64>) -> Result<Vec<CredentialInfo>> {
+    let rows = sqlx::query(
+        "SELECT c.id, c.name, c.role, c.department_id, d.code AS department_code, c.key_prefix, c.created_at, \
+         c.expires_at, c.revoked_at FROM credentials c LEFT JOIN departments d ON d.id = c.department_id \
+         WHERE $1 IS NULL OR c.department_id = $1 ORDER BY c.id DESC",
+    )
+    .bind(department_id)
+    .fetch_all(catalog.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let (credential, expires_at, revoked_at) = from_row(row)?;
+            Ok(CredentialInfo {
+                credential,
+                created_at: row.try_get("created_at")?,
+                expires_at,
+                revoked_at,
+            })
+        })
+        .collect()
+}
+
+/// Revokes credential `id`; returns whether it was active.
+pub async fn revoke(catalog: &Catalog, id: i64) -> Result<bool> {
+    let done = sqlx::query("UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now_text())
+        .bind(id)
+        .execute(catalog.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Revokes every unrevoked credential named `name` (used when the demo re-issues its keys).
 pub async fn revoke_named(catalog: &Catalog, name: &str) -> Result<u64> {
     let done = sqlx::query("UPDATE credentials SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL")

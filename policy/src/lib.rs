@@ -18,7 +18,7 @@ pub mod quota;
 
 pub use audit::{AuditEntry, AuditLog, ChainReport};
 pub use authz::{Access, Decision, Denial, ItemAccess, decide};
-pub use credentials::{Credential, IssuedKey, Role};
+pub use credentials::{Credential, CredentialInfo, IssuedKey, Role};
 pub use quota::Quotas;
 
 /// `Result` with [`Error`] as the default error.

@@ -154,8 +154,16 @@ async fn resource_lifecycle_on_postgres() {
 }
 
 #[tokio::test]
-async fn bad_registrations_name_every_field_and_change_nothing() {
-    let app = spawn_app(MetaDb::Sqlite).await;
+async fn bad_registrations_name_every_field_and_change_nothing_on_sqlite() {
+    check_bad_registrations_name_every_field_and_change_nothing(&spawn_app(MetaDb::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn bad_registrations_name_every_field_and_change_nothing_on_postgres() {
+    check_bad_registrations_name_every_field_and_change_nothing(&spawn_app(MetaDb::Postgres).await).await;
+}
+
+async fn check_bad_registrations_name_every_field_and_change_nothing(app: &TestApp) {
     let officer = app.issue_key(Role::ProviderAdmin, Some("JTJ")).await;
     let before = json_of(
         app.get("/api/v1/resources?limit=200", &app.key("platform_admin")).await,
@@ -292,8 +300,16 @@ async fn a_published_resource_keeps_the_items_grants_use() {
 }
 
 #[tokio::test]
-async fn search_finds_chinese_words_and_partial_codes_ranked() {
-    let app = spawn_app(MetaDb::Sqlite).await;
+async fn search_finds_chinese_words_and_partial_codes_ranked_on_sqlite() {
+    check_search_finds_chinese_words_and_partial_codes_ranked(&spawn_app(MetaDb::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn search_finds_chinese_words_and_partial_codes_ranked_on_postgres() {
+    check_search_finds_chinese_words_and_partial_codes_ranked(&spawn_app(MetaDb::Postgres).await).await;
+}
+
+async fn check_search_finds_chinese_words_and_partial_codes_ranked(app: &TestApp) {
     let key = app.key("consumer_ungranted");
     let search = |q: &str| {
         let q = q.to_string();
@@ -490,4 +506,71 @@ async fn dcat_lists_the_published_catalog() {
     assert_eq!(population["dct:title"]["@value"], "全员人口基础信息");
     assert_eq!(population["dct:publisher"]["foaf:name"], "市公安局");
     assert_eq!(population["dct:accrualPeriodicity"], "daily");
+}
+
+#[tokio::test]
+async fn the_platform_admin_issues_lists_and_revokes_keys() {
+    let app = spawn_app(MetaDb::Sqlite).await;
+    let admin = app.key("platform_admin");
+    let issued = json_of(
+        app.post(
+            "/api/v1/credentials",
+            &admin,
+            &json!({"name": "民政局数据专员", "role": "provider_admin", "department_code": "MZJ"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let key = issued["key"].as_str().unwrap().to_string();
+    let id = issued["credential"]["id"].as_i64().unwrap();
+    assert_eq!(issued["credential"]["department_code"], "MZJ");
+    // The new officer works, and sees their department's keys without any secret.
+    let mine = json_of(app.get("/api/v1/credentials", &key).await, 200).await;
+    assert!(
+        mine["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["department_code"] == "MZJ")
+    );
+    assert!(!mine.to_string().contains(&key[11..]), "no key material is listed");
+    // Only the platform admin issues; a consumer role needs a department.
+    assert_problem(
+        app.post(
+            "/api/v1/credentials",
+            &key,
+            &json!({"name": "x", "role": "consumer", "department_code": "MZJ"}),
+        )
+        .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let body = assert_problem(
+        app.post("/api/v1/credentials", &admin, &json!({"name": "x", "role": "consumer"}))
+            .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(body["field"], "department_code");
+    let body = assert_problem(
+        app.post("/api/v1/credentials", &admin, &json!({"name": "x", "role": "root"}))
+            .await,
+        422,
+        "invalid_body",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("root"));
+    // Revoked: refused at once.
+    let response = app
+        .client
+        .delete(format!("{}/api/v1/credentials/{id}", app.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204);
+    assert_problem(app.get("/api/v1/departments", &key).await, 401, "unauthenticated").await;
 }

@@ -103,8 +103,16 @@ fn has_error(errors: &[ImportError], row: usize, column: &str, needle: &str) -> 
 }
 
 #[tokio::test]
-async fn a_workbook_with_errors_is_refused_whole_with_every_row_and_column() {
-    let app = spawn_app(MetaDb::Sqlite).await;
+async fn a_workbook_with_errors_is_refused_whole_with_every_row_and_column_on_sqlite() {
+    check_workbook_with_errors(&spawn_app(MetaDb::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn a_workbook_with_errors_is_refused_whole_with_every_row_and_column_on_postgres() {
+    check_workbook_with_errors(&spawn_app(MetaDb::Postgres).await).await;
+}
+
+async fn check_workbook_with_errors(app: &TestApp) {
     let before = resource_count(&app).await;
     let mut rows = valid_rows();
     rows[0][5] = "偶尔共享".into(); // row 2: not a share type

@@ -189,8 +189,16 @@ async fn demand_workflow_on_postgres() {
 }
 
 #[tokio::test]
-async fn reject_then_object_then_arbitration_upholds_the_rejection() {
-    let app = spawn_app(MetaDb::Sqlite).await;
+async fn reject_then_object_then_arbitration_upholds_the_rejection_on_sqlite() {
+    check_reject_then_object_then_arbitration_upholds_the_rejection(&spawn_app(MetaDb::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn reject_then_object_then_arbitration_upholds_the_rejection_on_postgres() {
+    check_reject_then_object_then_arbitration_upholds_the_rejection(&spawn_app(MetaDb::Postgres).await).await;
+}
+
+async fn check_reject_then_object_then_arbitration_upholds_the_rejection(app: &TestApp) {
     let wjw = app.key("consumer_granted");
     let mzj = app.issue_key(Role::ProviderAdmin, Some("MZJ")).await;
     let demand = json_of(
@@ -280,8 +288,16 @@ async fn reject_then_object_then_arbitration_upholds_the_rejection() {
 }
 
 #[tokio::test]
-async fn only_the_responsible_department_answers() {
-    let app = spawn_app(MetaDb::Sqlite).await;
+async fn only_the_responsible_department_answers_on_sqlite() {
+    check_only_the_responsible_department_answers(&spawn_app(MetaDb::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn only_the_responsible_department_answers_on_postgres() {
+    check_only_the_responsible_department_answers(&spawn_app(MetaDb::Postgres).await).await;
+}
+
+async fn check_only_the_responsible_department_answers(app: &TestApp) {
     let rsj = app.key("consumer_ungranted");
     let demand = json_of(
         app.post("/api/v1/demands", &rsj, &demand_for(POPULATION_CODE, &["id_number"]))

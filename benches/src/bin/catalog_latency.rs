@@ -18,12 +18,48 @@ use huitong_benches::percentiles;
 
 const TARGET_P99_US: u64 = 20_000;
 const TOPICS: &[&str] = &[
-    "人口", "法人", "社保", "医保", "婚姻", "教育", "住房", "公积金", "车辆", "驾驶人", "不动产", "税务", "企业年报",
-    "行政许可", "行政处罚", "低保", "残疾人", "退役军人", "养老", "出生",
+    "人口",
+    "法人",
+    "社保",
+    "医保",
+    "婚姻",
+    "教育",
+    "住房",
+    "公积金",
+    "车辆",
+    "驾驶人",
+    "不动产",
+    "税务",
+    "企业年报",
+    "行政许可",
+    "行政处罚",
+    "低保",
+    "残疾人",
+    "退役军人",
+    "养老",
+    "出生",
 ];
 const ITEM_LABELS: &[&str] = &[
-    "公民身份号码", "姓名", "性别", "出生日期", "民族", "户籍地址", "联系电话", "统一社会信用代码", "单位名称", "登记日期",
-    "有效期至", "办理状态", "经办机构", "金额", "数量", "地址", "行政区划代码", "备注", "证件号码", "更新时间",
+    "公民身份号码",
+    "姓名",
+    "性别",
+    "出生日期",
+    "民族",
+    "户籍地址",
+    "联系电话",
+    "统一社会信用代码",
+    "单位名称",
+    "登记日期",
+    "有效期至",
+    "办理状态",
+    "经办机构",
+    "金额",
+    "数量",
+    "地址",
+    "行政区划代码",
+    "备注",
+    "证件号码",
+    "更新时间",
 ];
 
 fn resource(i: usize, departments: usize) -> ResourceInput {
@@ -39,11 +75,19 @@ fn resource(i: usize, departments: usize) -> ResourceInput {
         library: None,
         summary: format!("{topic}相关办理数据，供跨部门核验使用（第{i}项）"),
         format: "database".into(),
-        share_type: if i % 3 == 0 { ShareType::Unconditional } else { ShareType::Conditional },
+        share_type: if i % 3 == 0 {
+            ShareType::Unconditional
+        } else {
+            ShareType::Conditional
+        },
         share_conditions: (i % 3 != 0).then(|| "依法履职使用".to_string()),
         legal_basis: (i % 3 != 0).then(|| "国发〔2016〕51号".to_string()),
         share_method: ShareMethod::Api,
-        open_type: if i % 4 == 0 { OpenType::Unconditional } else { OpenType::NotOpen },
+        open_type: if i % 4 == 0 {
+            OpenType::Unconditional
+        } else {
+            OpenType::NotOpen
+        },
         update_cycle: UpdateCycle::ALL[i % UpdateCycle::ALL.len()],
         publish_date: None,
         related_codes: Vec::new(),
@@ -70,24 +114,45 @@ async fn main() -> std::process::ExitCode {
     let departments = 40;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let settings = Settings { data_dir: dir.path().to_path_buf(), listen: "127.0.0.1:0".into(), ..Settings::default() };
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".into(),
+        ..Settings::default()
+    };
     let catalog = Catalog::connect(&settings.database_url()).await.expect("catalog");
     let started = Instant::now();
     for d in 0..departments {
-        let new = NewDepartment { code: format!("D{d:02}"), name: format!("部门{d}"), parent_code: None, level: "city".into() };
+        let new = NewDepartment {
+            code: format!("D{d:02}"),
+            name: format!("部门{d}"),
+            parent_code: None,
+            level: "city".into(),
+        };
         catalog.save_department(&new).await.expect("department");
     }
     for i in 0..resources {
-        let r = catalog.create_resource("bench", &resource(i, departments)).await.expect("resource");
-        catalog.transition("bench", &r.code, "submit", None).await.expect("submit");
-        catalog.transition("bench", &r.code, "publish", None).await.expect("publish");
+        let r = catalog
+            .create_resource("bench", &resource(i, departments))
+            .await
+            .expect("resource");
+        catalog
+            .transition("bench", &r.code, "submit", None)
+            .await
+            .expect("submit");
+        catalog
+            .transition("bench", &r.code, "publish", None)
+            .await
+            .expect("publish");
     }
     let consumer = catalog.department_by_code("D00").await.expect("department").id;
     let key = policy::credentials::issue(&catalog, "bench", policy::Role::Consumer, Some(consumer), None)
         .await
         .expect("key")
         .key;
-    eprintln!("catalog of {resources} resources x 20 items built in {:.1}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "catalog of {resources} resources x 20 items built in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     let app = Application::build(&settings).await.expect("app");
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -98,11 +163,20 @@ async fn main() -> std::process::ExitCode {
         ("floor: GET /health", "/health"),
         ("list, first page", "/api/v1/resources?limit=20"),
         ("list, page 26 (offset 500)", "/api/v1/resources?limit=20&offset=500"),
-        ("list, filtered", "/api/v1/resources?share_type=conditional&update_cycle=daily"),
+        (
+            "list, filtered",
+            "/api/v1/resources?share_type=conditional&update_cycle=daily",
+        ),
         ("search 人口 (name)", "/api/v1/resources?q=%E4%BA%BA%E5%8F%A3"),
         ("search 3-05 (partial code)", "/api/v1/resources?q=3-05"),
-        ("search 统一社会信用代码 (item)", "/api/v1/resources?q=%E7%BB%9F%E4%B8%80%E7%A4%BE%E4%BC%9A%E4%BF%A1%E7%94%A8%E4%BB%A3%E7%A0%81"),
-        ("search 社保 核验 (two words)", "/api/v1/resources?q=%E7%A4%BE%E4%BF%9D%20%E6%A0%B8%E9%AA%8C"),
+        (
+            "search 统一社会信用代码 (item)",
+            "/api/v1/resources?q=%E7%BB%9F%E4%B8%80%E7%A4%BE%E4%BC%9A%E4%BF%A1%E7%94%A8%E4%BB%A3%E7%A0%81",
+        ),
+        (
+            "search 社保 核验 (two words)",
+            "/api/v1/resources?q=%E7%A4%BE%E4%BF%9D%20%E6%A0%B8%E9%AA%8C",
+        ),
         ("search, no match", "/api/v1/resources?q=%E6%B2%A1%E6%9C%89"),
     ];
     println!("| scenario | results | p50 ms | p99 ms | max ms |");
@@ -126,7 +200,12 @@ async fn main() -> std::process::ExitCode {
         }
         let (p50, p99, max) = percentiles(&mut samples);
         let ms = |us: u64| us as f64 / 1000.0;
-        println!("| {name} | {total} | {:.2} | {:.2} | {:.2} |", ms(p50), ms(p99), ms(max));
+        println!(
+            "| {name} | {total} | {:.2} | {:.2} | {:.2} |",
+            ms(p50),
+            ms(p99),
+            ms(max)
+        );
         missed |= !path.starts_with("/health") && p99 >= TARGET_P99_US;
     }
     if missed {

@@ -1,0 +1,106 @@
+//! Accounts: API keys with a role and a department, issued and revoked by the platform admin.
+//! A key is shown once, in the answer to its issue; only its hash is stored.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use policy::Role;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::problem::Problem;
+use crate::startup::AppState;
+
+type Reply = Result<HttpResponse, Problem>;
+
+/// Body of `POST /api/v1/credentials`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCredential {
+    /// A name people recognize (system or officer).
+    pub name: String,
+    /// The role.
+    pub role: Role,
+    /// The department it acts for (required except for open-data developers).
+    #[serde(default)]
+    pub department_code: Option<String>,
+    /// When it stops working.
+    #[serde(default)]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Issues a key after checking the request; shared by the API and `huitong keys issue`.
+pub async fn issue(state_catalog: &catalog::Catalog, new: &NewCredential) -> Result<policy::IssuedKey, Problem> {
+    let mut v = catalog::Validator::default();
+    v.check(
+        !new.name.trim().is_empty(),
+        "name",
+        "name the system or officer the key is for",
+    );
+    v.check(
+        new.expires_at.is_none_or(|at| at > chrono::Utc::now()),
+        "expires_at",
+        "an expiry lies in the future",
+    );
+    let department_id = match &new.department_code {
+        Some(code) => match state_catalog.department_by_code(code).await {
+            Ok(d) => Some(d.id),
+            Err(catalog::Error::NotFound { .. }) => {
+                v.error("department_code", format!("no department has the code {code}"));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => {
+            v.check(
+                matches!(new.role, Role::OpenDataDeveloper | Role::PlatformAdmin),
+                "department_code",
+                "this role acts for a department",
+            );
+            None
+        }
+    };
+    v.finish()?;
+    policy::credentials::issue(state_catalog, &new.name, new.role, department_id, new.expires_at)
+        .await
+        .map_err(|e| Problem::internal(&e))
+}
+
+/// `POST /api/v1/credentials` (platform admin): the key is in the answer, once.
+pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Json<NewCredential>) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    caller.require(&[Role::PlatformAdmin], "issuing a key")?;
+    let issued = issue(&state.catalog, &body).await?;
+    Ok(HttpResponse::Created().json(json!({"credential": issued.credential, "key": issued.key})))
+}
+
+/// `GET /api/v1/credentials`: the platform admin sees all; a data officer their department's.
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    let department = if caller.is(&[Role::PlatformAdmin]) {
+        None
+    } else {
+        caller.require(&[Role::ProviderAdmin], "listing keys")?;
+        Some(caller.department()?)
+    };
+    let items = policy::credentials::list(&state.catalog, department)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    Ok(HttpResponse::Ok().json(json!({"items": items})))
+}
+
+/// `DELETE /api/v1/credentials/{id}` (platform admin): revokes the key at once.
+pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    caller.require(&[Role::PlatformAdmin], "revoking a key")?;
+    if policy::credentials::revoke(&state.catalog, *id)
+        .await
+        .map_err(|e| Problem::internal(&e))?
+    {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(Problem::from(catalog::Error::NotFound {
+            entity: "active credential",
+            key: id.to_string(),
+        }))
+    }
+}
