@@ -785,25 +785,35 @@ impl Catalog {
             .split_whitespace()
             .map(|w| w.to_lowercase())
             .collect();
+        // Substring search by position (a byte search, no pattern or escaping): SQLite's instr,
+        // PostgreSQL's strpos; 0 means absent, 1 a prefix.
+        let position = match self.backend {
+            crate::Backend::Sqlite => "instr",
+            crate::Backend::Postgres => "strpos",
+        };
         let mut word_scores = Vec::new();
         for (n, word) in words.iter().enumerate() {
-            let escaped = word.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-            let exact = bind(word.clone());
-            let prefix = bind(format!("{escaped}%"));
-            let contains = bind(format!("%{escaped}%"));
+            let w = bind(word.clone());
+            let at = |hay: &str| format!("{position}({hay}, {w})");
             word_scores.push(format!(
-                "(CASE WHEN r.search_text NOT LIKE {contains} ESCAPE '\\' \
-                       AND LOWER(d.name) NOT LIKE {contains} ESCAPE '\\' THEN 0 \
-                  WHEN LOWER(r.name) = {exact} THEN 100 \
-                  WHEN LOWER(r.name) LIKE {prefix} ESCAPE '\\' THEN 80 \
-                  WHEN LOWER(r.name) LIKE {contains} ESCAPE '\\' THEN 60 \
-                  WHEN LOWER(r.code) LIKE {prefix} ESCAPE '\\' THEN 50 \
-                  WHEN LOWER(r.code) LIKE {contains} ESCAPE '\\' THEN 40 \
-                  WHEN LOWER(r.summary) LIKE {contains} ESCAPE '\\' THEN 30 \
+                "(CASE WHEN {text} = 0 AND {dept} = 0 THEN 0 \
+                  WHEN LOWER(r.name) = {w} THEN 100 \
+                  WHEN {name} = 1 THEN 80 \
+                  WHEN {name} > 0 THEN 60 \
+                  WHEN {code} = 1 THEN 50 \
+                  WHEN {code} > 0 THEN 40 \
+                  WHEN {summary} > 0 THEN 30 \
                   WHEN EXISTS (SELECT 1 FROM data_items i WHERE i.resource_id = r.id AND \
-                       (LOWER(i.label_zh) LIKE {contains} ESCAPE '\\' OR LOWER(i.name) LIKE {contains} ESCAPE '\\')) THEN 20 \
-                  WHEN LOWER(d.name) LIKE {contains} ESCAPE '\\' THEN 10 \
-                  ELSE 0 END) AS s{n}"
+                       ({label} > 0 OR {item} > 0)) THEN 20 \
+                  WHEN {dept} > 0 THEN 10 \
+                  ELSE 0 END) AS s{n}",
+                text = at("r.search_text"),
+                dept = at("LOWER(d.name)"),
+                name = at("LOWER(r.name)"),
+                code = at("LOWER(r.code)"),
+                summary = at("LOWER(r.summary)"),
+                label = at("LOWER(i.label_zh)"),
+                item = at("LOWER(i.name)"),
             ));
         }
         let where_clause = if conditions.is_empty() {
