@@ -524,10 +524,10 @@ impl Catalog {
                 );
             }
         }
-        if let Some(name) = &input.connector {
-            if let Err(Error::NotFound { .. }) = self.connector_by_name(name).await {
-                v.error("connector", format!("no connector is named {name}"));
-            }
+        if let Some(name) = &input.connector
+            && let Err(Error::NotFound { .. }) = self.connector_by_name(name).await
+        {
+            v.error("connector", format!("no connector is named {name}"));
         }
         Ok(provider)
     }

@@ -474,7 +474,7 @@ impl Catalog {
         enum Plan {
             Unchanged(String),
             Create(i64),
-            Update(Box<crate::Resource>, ResourceInput),
+            Update(Box<(crate::Resource, ResourceInput)>),
         }
         let mut plans = Vec::with_capacity(groups.len());
         for group in &groups {
@@ -494,7 +494,7 @@ impl Catalog {
                     .check_update(&current, &with_binding(&current, &group.input), &mut v)
                     .await
                 {
-                    Ok(input) => Some(Plan::Update(Box::new(current), input)),
+                    Ok(input) => Some(Plan::Update(Box::new((current, input)))),
                     Err(Error::State(message)) => {
                         errors.push(ImportError {
                             row: group.first_row,
@@ -513,7 +513,7 @@ impl Catalog {
             plans.push(plan);
         }
         if !errors.is_empty() {
-            errors.sort_by(|a, b| a.row.cmp(&b.row));
+            errors.sort_by_key(|e| e.row);
             return Ok(ImportOutcome::Rejected(errors));
         }
         let (mut created, mut updated, mut unchanged) = (Vec::new(), Vec::new(), Vec::new());
@@ -524,7 +524,8 @@ impl Catalog {
                 Some(Plan::Create(provider_id)) => {
                     created.push(insert_resource(&mut tx, actor, &group.input, provider_id).await?)
                 }
-                Some(Plan::Update(current, input)) => {
+                Some(Plan::Update(update)) => {
+                    let (current, input) = *update;
                     if write_update(&mut tx, actor, &current, input).await? {
                         updated.push(current.code.clone());
                     } else {

@@ -113,7 +113,7 @@ async fn a_workbook_with_errors_is_refused_whole_with_every_row_and_column_on_po
 }
 
 async fn check_workbook_with_errors(app: &TestApp) {
-    let before = resource_count(&app).await;
+    let before = resource_count(app).await;
     let mut rows = valid_rows();
     rows[0][5] = "偶尔共享".into(); // row 2: not a share type
     rows[2][13] = "varchar".into(); // row 4: not a data type
@@ -148,8 +148,8 @@ async fn check_workbook_with_errors(app: &TestApp) {
     };
     assert!(has_error(&errors, 2, "共享类型", "偶尔共享"), "{errors:?}");
     assert!(has_error(&errors, 4, "数据类型", "varchar"), "{errors:?}");
-    assert_eq!(cli(&app, &["import", file.to_str().unwrap()]).await, ExitCode::FAILURE);
-    assert_eq!(resource_count(&app).await, before, "nothing imported");
+    assert_eq!(cli(app, &["import", file.to_str().unwrap()]).await, ExitCode::FAILURE);
+    assert_eq!(resource_count(app).await, before, "nothing imported");
 
     // With the cells fixed, the catalog's rules are checked per resource, still by row and column.
     rows[0][5] = "有条件共享".into();
@@ -161,7 +161,7 @@ async fn check_workbook_with_errors(app: &TestApp) {
     assert!(has_error(&errors, 5, "共享依据", "legal"), "{errors:?}");
     assert!(has_error(&errors, 5, "共享条件", "conditions"), "{errors:?}");
     assert!(has_error(&errors, 7, "资源提供方代码", "NOPE"), "{errors:?}");
-    assert_eq!(resource_count(&app).await, before, "nothing imported");
+    assert_eq!(resource_count(app).await, before, "nothing imported");
 }
 
 #[tokio::test]

@@ -3,9 +3,6 @@
 //! Every call, allowed or refused, is decided by policy from the catalog and recorded in the
 //! audit trail before the response leaves.
 
-// A `Problem` is built only on the way out of a refused call; its size does not matter there.
-#![allow(clippy::result_large_err)]
-
 use std::time::Instant;
 
 use actix_web::http::StatusCode;

@@ -75,15 +75,15 @@ fn resource(i: usize, departments: usize) -> ResourceInput {
         library: None,
         summary: format!("{topic}相关办理数据，供跨部门核验使用（第{i}项）"),
         format: "database".into(),
-        share_type: if i % 3 == 0 {
+        share_type: if i.is_multiple_of(3) {
             ShareType::Unconditional
         } else {
             ShareType::Conditional
         },
-        share_conditions: (i % 3 != 0).then(|| "依法履职使用".to_string()),
-        legal_basis: (i % 3 != 0).then(|| "国发〔2016〕51号".to_string()),
+        share_conditions: (!i.is_multiple_of(3)).then(|| "依法履职使用".to_string()),
+        legal_basis: (!i.is_multiple_of(3)).then(|| "国发〔2016〕51号".to_string()),
         share_method: ShareMethod::Api,
-        open_type: if i % 4 == 0 {
+        open_type: if i.is_multiple_of(4) {
             OpenType::Unconditional
         } else {
             OpenType::NotOpen
