@@ -205,3 +205,11 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     assert!(!body["detail"].as_str().unwrap_or_default().is_empty());
     body
 }
+
+/// Asserts `status` and returns the JSON body (the body is shown when the status differs).
+pub async fn json_of(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "{body}");
+    body
+}

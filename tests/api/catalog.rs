@@ -1,4 +1,4 @@
-use huitong_tests::{MetaDb, TestApp, assert_problem, spawn_app};
+use huitong_tests::{MetaDb, TestApp, assert_problem, json_of, spawn_app};
 use policy::Role;
 use serde_json::{Value, json};
 
@@ -22,13 +22,6 @@ fn bus_resource() -> Value {
             {"name": "driver_id_number", "label_zh": "驾驶员身份证件号码", "data_type": "string", "sensitivity": "L3"}
         ]
     })
-}
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(got, status, "{body}");
-    body
 }
 
 async fn lifecycle(app: &TestApp) {

@@ -1,14 +1,7 @@
 use huitong::demo::POPULATION_CODE;
-use huitong_tests::{MetaDb, TestApp, assert_problem, spawn_app};
+use huitong_tests::{MetaDb, TestApp, assert_problem, json_of, spawn_app};
 use policy::Role;
 use serde_json::{Value, json};
-
-async fn json_of(response: reqwest::Response, status: u16) -> Value {
-    let got = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(got, status, "{body}");
-    body
-}
 
 fn demand_for(resource: &str, items: &[&str]) -> Value {
     json!({
