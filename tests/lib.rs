@@ -213,3 +213,23 @@ pub async fn json_of(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(got, status, "{body}");
     body
 }
+
+/// Runs each named check against a server on SQLite and one on PostgreSQL:
+/// `on_both_databases! { resource_lifecycle => lifecycle; }` makes the tests
+/// `resource_lifecycle::on_sqlite` and `resource_lifecycle::on_postgres`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident => $check:ident;)+) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn on_sqlite() {
+                super::$check(&$crate::spawn_app($crate::MetaDb::Sqlite).await).await;
+            }
+
+            #[tokio::test]
+            async fn on_postgres() {
+                super::$check(&$crate::spawn_app($crate::MetaDb::Postgres).await).await;
+            }
+        }
+    )+};
+}

@@ -121,7 +121,7 @@ impl Catalog {
         .collect()
     }
 
-    /// Grants held by (`as_consumer`) or given by a department, or all when `None`; newest first.
+    /// Grants a department holds or gave (its resources'), or all when `None`; newest first.
     pub async fn grants(&self, department_id: Option<i64>) -> Result<Vec<Grant>> {
         let rows = match department_id {
             Some(id) => {

@@ -260,34 +260,25 @@ pub struct ResourceSummary {
 
 /// Filters and paging of a resource list.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ResourceQuery {
     /// Search text: words matched in name, code, summary and data items.
-    #[serde(default)]
     pub q: Option<String>,
     /// Only this status.
-    #[serde(default)]
     pub status: Option<ResourceStatus>,
     /// Only this provider (department code).
-    #[serde(default)]
     pub provider: Option<String>,
     /// Only this classification.
-    #[serde(default)]
     pub classification: Option<Classification>,
     /// Only this share type.
-    #[serde(default)]
     pub share_type: Option<ShareType>,
     /// Only this open type.
-    #[serde(default)]
     pub open_type: Option<OpenType>,
     /// Only this update cycle.
-    #[serde(default)]
     pub update_cycle: Option<UpdateCycle>,
     /// Page size, 1-200 (default 20).
-    #[serde(default)]
     pub limit: Option<i64>,
     /// Rows to skip.
-    #[serde(default)]
     pub offset: Option<i64>,
 }
 

@@ -138,6 +138,13 @@ impl Catalog {
         .await?;
         let today = chrono::Utc::now().date_naive().to_string();
         let overdue_demands = self.demands(crate::DemandView::Overdue(None)).await?;
+        // One read of the catalog for every duty, not one per duty.
+        let resources: std::collections::HashMap<String, crate::Resource> = self
+            .resources()
+            .await?
+            .into_iter()
+            .map(|r| (r.code.clone(), r))
+            .collect();
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let kind_text: String = row.try_get("kind")?;
@@ -151,7 +158,10 @@ impl Catalog {
             let (met, detail) = match &resource_code {
                 None => (false, "no resource registered for it yet".to_string()),
                 Some(code) => {
-                    let r = self.resource_by_code(code).await?;
+                    let r = resources.get(code).ok_or_else(|| Error::NotFound {
+                        entity: "resource",
+                        key: code.clone(),
+                    })?;
                     if r.status != ResourceStatus::Published {
                         (false, format!("{code} is {}", r.status.code()))
                     } else {

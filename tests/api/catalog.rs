@@ -136,26 +136,6 @@ async fn lifecycle(app: &TestApp) {
     assert_eq!(body["field"], "resource_code");
 }
 
-#[tokio::test]
-async fn resource_lifecycle_on_sqlite() {
-    lifecycle(&spawn_app(MetaDb::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn resource_lifecycle_on_postgres() {
-    lifecycle(&spawn_app(MetaDb::Postgres).await).await;
-}
-
-#[tokio::test]
-async fn bad_registrations_name_every_field_and_change_nothing_on_sqlite() {
-    check_bad_registrations_name_every_field_and_change_nothing(&spawn_app(MetaDb::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn bad_registrations_name_every_field_and_change_nothing_on_postgres() {
-    check_bad_registrations_name_every_field_and_change_nothing(&spawn_app(MetaDb::Postgres).await).await;
-}
-
 async fn check_bad_registrations_name_every_field_and_change_nothing(app: &TestApp) {
     let officer = app.issue_key(Role::ProviderAdmin, Some("JTJ")).await;
     let before = json_of(
@@ -290,16 +270,6 @@ async fn a_published_resource_keeps_the_items_grants_use() {
     );
     let changed = json_of(app.put(&path, &officer, &input).await, 200).await;
     assert_eq!(changed["version"].as_i64(), current["version"].as_i64().map(|v| v + 1));
-}
-
-#[tokio::test]
-async fn search_finds_chinese_words_and_partial_codes_ranked_on_sqlite() {
-    check_search_finds_chinese_words_and_partial_codes_ranked(&spawn_app(MetaDb::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn search_finds_chinese_words_and_partial_codes_ranked_on_postgres() {
-    check_search_finds_chinese_words_and_partial_codes_ranked(&spawn_app(MetaDb::Postgres).await).await;
 }
 
 async fn check_search_finds_chinese_words_and_partial_codes_ranked(app: &TestApp) {
@@ -566,4 +536,10 @@ async fn the_platform_admin_issues_lists_and_revokes_keys() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 204);
     assert_problem(app.get("/api/v1/departments", &key).await, 401, "unauthenticated").await;
+}
+
+huitong_tests::on_both_databases! {
+    resource_lifecycle => lifecycle;
+    bad_registrations_name_every_field_and_change_nothing => check_bad_registrations_name_every_field_and_change_nothing;
+    search_finds_chinese_words_and_partial_codes_ranked => check_search_finds_chinese_words_and_partial_codes_ranked;
 }

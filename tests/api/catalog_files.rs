@@ -102,16 +102,6 @@ fn has_error(errors: &[ImportError], row: usize, column: &str, needle: &str) -> 
         .any(|e| e.row == row && e.column.as_deref() == Some(column) && e.message.contains(needle))
 }
 
-#[tokio::test]
-async fn a_workbook_with_errors_is_refused_whole_with_every_row_and_column_on_sqlite() {
-    check_workbook_with_errors(&spawn_app(MetaDb::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn a_workbook_with_errors_is_refused_whole_with_every_row_and_column_on_postgres() {
-    check_workbook_with_errors(&spawn_app(MetaDb::Postgres).await).await;
-}
-
 async fn check_workbook_with_errors(app: &TestApp) {
     let before = resource_count(app).await;
     let mut rows = valid_rows();
@@ -238,4 +228,8 @@ async fn a_gbk_csv_from_excel_on_chinese_windows_imports() {
     assert_eq!(created, ["3-09-002-000001", "3-09-003-000001"]);
     let parking = app.catalog.resource_by_code("3-09-003-000001").await.unwrap();
     assert_eq!(parking.meta.name, "公共停车场信息");
+}
+
+huitong_tests::on_both_databases! {
+    a_workbook_with_errors_is_refused_whole_with_every_row_and_column => check_workbook_with_errors;
 }

@@ -171,26 +171,6 @@ async fn approve_object_arbitrate_expire(app: &TestApp) {
     assert_eq!(expired["state"], "expired");
 }
 
-#[tokio::test]
-async fn demand_workflow_on_sqlite() {
-    approve_object_arbitrate_expire(&spawn_app(MetaDb::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn demand_workflow_on_postgres() {
-    approve_object_arbitrate_expire(&spawn_app(MetaDb::Postgres).await).await;
-}
-
-#[tokio::test]
-async fn reject_then_object_then_arbitration_upholds_the_rejection_on_sqlite() {
-    check_reject_then_object_then_arbitration_upholds_the_rejection(&spawn_app(MetaDb::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn reject_then_object_then_arbitration_upholds_the_rejection_on_postgres() {
-    check_reject_then_object_then_arbitration_upholds_the_rejection(&spawn_app(MetaDb::Postgres).await).await;
-}
-
 async fn check_reject_then_object_then_arbitration_upholds_the_rejection(app: &TestApp) {
     let wjw = app.key("consumer_granted");
     let mzj = app.issue_key(Role::ProviderAdmin, Some("MZJ")).await;
@@ -278,16 +258,6 @@ async fn check_reject_then_object_then_arbitration_upholds_the_rejection(app: &T
     assert_eq!(upheld["status"], "rejected");
     assert!(upheld["arbitrated_at"].is_string());
     assert!(upheld["grant_id"].is_null());
-}
-
-#[tokio::test]
-async fn only_the_responsible_department_answers_on_sqlite() {
-    check_only_the_responsible_department_answers(&spawn_app(MetaDb::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn only_the_responsible_department_answers_on_postgres() {
-    check_only_the_responsible_department_answers(&spawn_app(MetaDb::Postgres).await).await;
 }
 
 async fn check_only_the_responsible_department_answers(app: &TestApp) {
@@ -419,4 +389,10 @@ async fn demands_for_data_not_in_the_catalog_are_routed_and_answered_with_a_reso
     .await;
     assert_eq!(approved["resource_code"], "3-07-001-000001");
     assert!(approved["grant_id"].is_i64());
+}
+
+huitong_tests::on_both_databases! {
+    demand_workflow => approve_object_arbitrate_expire;
+    reject_then_object_then_arbitration_upholds_the_rejection => check_reject_then_object_then_arbitration_upholds_the_rejection;
+    only_the_responsible_department_answers => check_only_the_responsible_department_answers;
 }

@@ -28,16 +28,6 @@ async fn check_role_matrix(app: &TestApp) {
 }
 
 #[tokio::test]
-async fn role_matrix_on_sqlite() {
-    check_role_matrix(&spawn_app(MetaDb::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn role_matrix_on_postgres() {
-    check_role_matrix(&spawn_app(MetaDb::Postgres).await).await;
-}
-
-#[tokio::test]
 async fn granted_consumer_sees_granted_items_masked_as_granted() {
     let app = spawn_app(MetaDb::Sqlite).await;
     let id = &app.sample_ids[0];
@@ -205,4 +195,8 @@ async fn over_quota_is_429_with_retry_after() {
     assert_problem(response, 429, "quota_exceeded").await;
     // Another consumer's allowance is its own.
     assert_eq!(app.lookup_population(id, "provider_admin").await.status().as_u16(), 200);
+}
+
+huitong_tests::on_both_databases! {
+    role_matrix => check_role_matrix;
 }
