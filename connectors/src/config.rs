@@ -6,7 +6,7 @@ use exchange_core::LibrarySchema;
 use serde::{Deserialize, Serialize};
 
 use crate::sqlite::SqliteSourceConfig;
-use crate::{BatchStream, Error, Result};
+use crate::{BatchStream, Error, ReadRequest, Result};
 
 /// The source of a connector, by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,9 +32,9 @@ impl SourceConfig {
     }
 
     /// Streams the source's rows as Arrow batches.
-    pub async fn read(&self) -> Result<BatchStream> {
+    pub async fn read(&self, request: &ReadRequest) -> Result<BatchStream> {
         match self {
-            SourceConfig::Sqlite(c) => c.read().await,
+            SourceConfig::Sqlite(c) => c.read(request).await,
         }
     }
 }

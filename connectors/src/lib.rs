@@ -8,7 +8,11 @@
 //! `healthcheck()`; [`SourceConfig`] dispatches over them.
 #![deny(missing_docs)]
 
+pub mod batch;
 mod config;
+mod cursor;
+mod secret;
+mod sql;
 pub mod sqlite;
 mod sync;
 
@@ -16,6 +20,8 @@ use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
 pub use config::{ConnectorConfig, SourceConfig};
+pub use cursor::{CursorKind, ReadRequest, Since};
+pub use secret::SecretRef;
 pub use sync::{NoProgress, Progress, run_connector};
 
 /// `Result` with [`Error`] as the default error.
@@ -32,9 +38,13 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
-    /// The source could not be reached or read.
+    /// The source could not be reached, or the connection dropped: worth retrying.
     #[error("source unreachable: {0}")]
     Unreachable(String),
+    /// The source answered with something that cannot be read (a malformed file, an API
+    /// response of the wrong shape): retrying will not help.
+    #[error("source unreadable: {0}")]
+    Unreadable(String),
     /// Building an Arrow batch failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

@@ -42,7 +42,7 @@ pub async fn run_connector(
         let mut writer = library
             .writer(&connector.department_code, run_id, authoritative)
             .await?;
-        let mut stream = config.source.read().await?;
+        let mut stream = config.source.read(&crate::ReadRequest::default()).await?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let mapped = MappedBatch::new(&batch, &config, library)?;

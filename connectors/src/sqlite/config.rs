@@ -32,23 +32,13 @@ fn default_batch_size() -> usize {
 }
 
 impl SqliteSourceConfig {
-    /// The SQL that reads the source, after checking the config is complete.
+    /// The SQL that reads the whole source, after checking the config is complete.
     pub(crate) fn select_sql(&self) -> crate::Result<String> {
-        match (&self.table, &self.query) {
-            (Some(table), None) => {
-                if table.is_empty() || table.contains('"') {
-                    return Err(crate::Error::config("table", format!("{table:?} is not a table name")));
-                }
-                Ok(format!("SELECT * FROM \"{table}\""))
-            }
-            (None, Some(query)) => {
-                let head = query.trim_start().to_ascii_lowercase();
-                if !(head.starts_with("select") || head.starts_with("with")) {
-                    return Err(crate::Error::config("query", "only a SELECT may be given"));
-                }
-                Ok(query.clone())
-            }
-            _ => Err(crate::Error::config("table", "give exactly one of `table` and `query`")),
-        }
+        crate::sql::base_select(self.table.as_deref(), self.query.as_deref(), crate::sql::Quote::Double)
+    }
+
+    /// The SQL of one run.
+    pub(crate) fn select_sql_since(&self, request: &crate::ReadRequest) -> crate::Result<String> {
+        crate::sql::run_select(&self.select_sql()?, request, crate::sql::Quote::Double)
     }
 }

@@ -1,16 +1,12 @@
 //! Reading a SQLite table as a stream of Arrow batches.
 
-use std::sync::Arc;
-
-use arrow::array::{ArrayRef, RecordBatch, StringBuilder};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
 use sqlx::{AssertSqlSafe, Column, ConnectOptions, Row, ValueRef};
-use tokio::sync::mpsc;
 
 use super::SqliteSourceConfig;
-use crate::{BatchStream, Error, Result};
+use crate::batch::TextBatchBuilder;
+use crate::{BatchStream, Error, ReadRequest, Result};
 
 impl SqliteSourceConfig {
     async fn connect(&self) -> Result<sqlx::SqliteConnection> {
@@ -38,17 +34,16 @@ impl SqliteSourceConfig {
     /// Streams the source as batches of `batch_size` rows. SQLite types belong to values, not
     /// columns, so every column arrives as text (integers and reals in their decimal form);
     /// the mapping parses them. A bounded channel keeps at most two batches in flight.
-    pub async fn read(&self) -> Result<BatchStream> {
-        let sql = self.select_sql()?;
+    pub async fn read(&self, request: &ReadRequest) -> Result<BatchStream> {
+        let sql = self.select_sql_since(request)?;
         let mut conn = self.connect().await?;
         let batch_size = self.batch_size.max(1);
-        let (tx, rx) = mpsc::channel(2);
+        let (tx, stream) = crate::batch::channel();
         tokio::spawn(async move {
             let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
-            let mut builder: Option<BatchBuilder> = None;
+            let mut builder: Option<TextBatchBuilder> = None;
             loop {
-                let next = rows.try_next().await;
-                let row = match next {
+                let row = match rows.try_next().await {
                     Ok(Some(row)) => row,
                     Ok(None) => break,
                     Err(e) => {
@@ -56,62 +51,23 @@ impl SqliteSourceConfig {
                         return;
                     }
                 };
-                let b = builder.get_or_insert_with(|| BatchBuilder::new(&row, batch_size));
-                b.push(&row);
-                if b.len == batch_size {
-                    let batch = b.finish();
-                    if tx.send(batch).await.is_err() {
-                        return;
-                    }
+                let b = builder.get_or_insert_with(|| {
+                    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+                    TextBatchBuilder::new(&names, batch_size)
+                });
+                for i in 0..b.width() {
+                    b.append(i, cell_text(&row, i).as_deref());
+                }
+                b.end_row();
+                if b.is_full() && tx.send(b.finish()).await.is_err() {
+                    return;
                 }
             }
-            if let Some(mut b) = builder.filter(|b| b.len > 0) {
+            if let Some(mut b) = builder.filter(|b| !b.is_empty()) {
                 let _ = tx.send(b.finish()).await;
             }
         });
-        Ok(BatchStream::new(rx))
-    }
-}
-
-struct BatchBuilder {
-    schema: SchemaRef,
-    columns: Vec<StringBuilder>,
-    len: usize,
-}
-
-impl BatchBuilder {
-    fn new(first: &SqliteRow, capacity: usize) -> Self {
-        let fields: Vec<Field> = first
-            .columns()
-            .iter()
-            .map(|c| Field::new(c.name(), DataType::Utf8, true))
-            .collect();
-        let columns = fields
-            .iter()
-            .map(|_| StringBuilder::with_capacity(capacity, capacity * 16))
-            .collect();
-        Self {
-            schema: Arc::new(Schema::new(fields)),
-            columns,
-            len: 0,
-        }
-    }
-
-    fn push(&mut self, row: &SqliteRow) {
-        for (i, column) in self.columns.iter_mut().enumerate() {
-            column.append_option(cell_text(row, i));
-        }
-        self.len += 1;
-    }
-
-    fn finish(&mut self) -> Result<RecordBatch> {
-        self.len = 0;
-        let arrays: Vec<ArrayRef> = self
-            .columns
-            .iter_mut()
-            .map(|c| Arc::new(c.finish()) as ArrayRef)
-            .collect();
-        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+        Ok(stream)
     }
 }
 

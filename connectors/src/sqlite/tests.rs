@@ -52,7 +52,7 @@ async fn reads_a_table_in_batches_with_every_row() {
         batch_size: 10,
     };
     source.healthcheck().await.unwrap();
-    let mut stream = source.read().await.unwrap();
+    let mut stream = source.read(&crate::ReadRequest::default()).await.unwrap();
     let mut sizes = Vec::new();
     let mut first = None;
     while let Some(batch) = stream.next().await {
