@@ -12,6 +12,15 @@ use tokio::sync::mpsc;
 
 use crate::{BatchStream, Result};
 
+/// A column a source may add: the row's position in the source (a line number, a sheet row,
+/// a page and index) for quarantine reports, when the connector names no key column for it.
+pub const POSITION_COLUMN: &str = "_huitong_position";
+
+/// A column a source may add: why the source could not read this row properly (a CSV line with
+/// the wrong number of fields, a JSON record that is not an object). The engine sends such
+/// rows to quarantine with this reason.
+pub const ROW_ERROR_COLUMN: &str = "_huitong_error";
+
 /// Batches in flight between a source and the engine: memory stays at a few batches whatever
 /// the size of the source.
 pub const CHANNEL_BATCHES: usize = 2;

@@ -11,6 +11,10 @@ pub struct ReadRequest {
     /// source that can filter (SQL, an HTTP API with a `since` parameter) does; the engine drops
     /// older rows in any case.
     pub since: Option<Since>,
+    /// The source columns the connector's mapping reads. Sources of schemaless records (JSON)
+    /// produce exactly these columns, null where a record lacks one; table sources may ignore
+    /// it and produce every column.
+    pub columns: Vec<String>,
 }
 
 /// The cursor and where the last committed run left it.

@@ -91,6 +91,7 @@ mod tests {
                 kind: CursorKind::Timestamp,
                 watermark: 1_709_280_000_000_000,
             }),
+            columns: vec![],
         };
         assert_eq!(
             run_select("SELECT * FROM t", &request, Quote::Double).unwrap(),
