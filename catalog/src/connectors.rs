@@ -91,6 +91,8 @@ pub struct RunCounts {
     pub unchanged: i64,
     /// Rows sent to quarantine.
     pub rejected: i64,
+    /// Keys marked deleted (gone from a full snapshot, or deleted in a change feed).
+    pub deleted: i64,
 }
 
 /// One sync run.
@@ -106,6 +108,10 @@ pub struct SyncRun {
     pub finished_at: Option<String>,
     /// Status.
     pub status: RunStatus,
+    /// What started it: `manual` (API), `schedule`, `cli`.
+    pub trigger: String,
+    /// Attempts made (retries after the source became unreachable, plus one).
+    pub attempts: i64,
     /// Row counts.
     pub counts: RunCounts,
     /// The library version the run committed.
@@ -150,7 +156,8 @@ fn connector_from_row(row: &AnyRow) -> Result<Connector> {
 }
 
 const RUN_COLUMNS: &str = "id, connector_id, started_at, finished_at, status, rows_read, \
-    rows_inserted, rows_updated, rows_unchanged, rows_rejected, library_version, error";
+    rows_inserted, rows_updated, rows_unchanged, rows_rejected, rows_deleted, trigger_kind, attempts, \
+    library_version, error";
 
 fn run_from_row(row: &AnyRow) -> Result<SyncRun> {
     let status: String = row.try_get("status")?;
@@ -160,12 +167,15 @@ fn run_from_row(row: &AnyRow) -> Result<SyncRun> {
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         status: RunStatus::parse(&status)?,
+        trigger: row.try_get("trigger_kind")?,
+        attempts: row.try_get("attempts")?,
         counts: RunCounts {
             read: row.try_get("rows_read")?,
             inserted: row.try_get("rows_inserted")?,
             updated: row.try_get("rows_updated")?,
             unchanged: row.try_get("rows_unchanged")?,
             rejected: row.try_get("rows_rejected")?,
+            deleted: row.try_get("rows_deleted")?,
         },
         library_version: row.try_get("library_version")?,
         error: row.try_get("error")?,
@@ -224,56 +234,127 @@ impl Catalog {
         .collect()
     }
 
+    /// The connector with this id.
+    pub async fn connector_by_id(&self, id: i64) -> Result<Connector> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CONNECTOR_COLUMNS} {CONNECTOR_FROM} WHERE c.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            entity: "connector",
+            key: id.to_string(),
+        })?;
+        connector_from_row(&row)
+    }
+
     /// Records the start of a run and returns its id.
-    pub async fn start_run(&self, connector_id: i64) -> Result<i64> {
+    pub async fn start_run(&self, connector_id: i64, trigger: &str) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO sync_runs (connector_id, started_at, status) VALUES ($1, $2, 'running') \
-             RETURNING id",
+            "INSERT INTO sync_runs (connector_id, started_at, status, trigger_kind) \
+             VALUES ($1, $2, 'running', $3) RETURNING id",
         )
         .bind(connector_id)
         .bind(now_text())
+        .bind(trigger)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("id")?)
     }
 
-    /// Records the end of a run, with its quarantined rows, in one transaction.
+    /// Records the end of a run.
     pub async fn finish_run(
         &self,
         run_id: i64,
         status: RunStatus,
         counts: RunCounts,
+        attempts: i64,
         library_version: Option<i64>,
         error: Option<&str>,
-        quarantined: &[QuarantinedRow],
     ) -> Result<SyncRun> {
-        let now = now_text();
-        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE sync_runs SET finished_at = $2, status = $3, rows_read = $4, \
              rows_inserted = $5, rows_updated = $6, rows_unchanged = $7, rows_rejected = $8, \
-             library_version = $9, error = $10 WHERE id = $1 RETURNING {RUN_COLUMNS}"
+             rows_deleted = $9, attempts = $10, library_version = $11, error = $12 \
+             WHERE id = $1 RETURNING {RUN_COLUMNS}"
         )))
         .bind(run_id)
-        .bind(&now)
+        .bind(now_text())
         .bind(status.code())
         .bind(counts.read)
         .bind(counts.inserted)
         .bind(counts.updated)
         .bind(counts.unchanged)
         .bind(counts.rejected)
+        .bind(counts.deleted)
+        .bind(attempts)
         .bind(library_version)
         .bind(error)
-        .fetch_one(&mut *tx)
+        .fetch_one(&self.pool)
         .await?;
-        let run = run_from_row(&row)?;
-        for q in quarantined {
+        run_from_row(&row)
+    }
+
+    /// Settles a run a process left `running` when it ended (killed, crashed): `committed` is
+    /// the library version it committed, if it got that far.
+    pub async fn settle_interrupted_run(&self, run_id: i64, committed: Option<i64>) -> Result<()> {
+        let (status, error) = match committed {
+            Some(_) => (
+                RunStatus::Succeeded,
+                "interrupted after its commit: the rows are in the library, the counts were not recorded",
+            ),
+            None => (
+                RunStatus::Failed,
+                "interrupted before its commit (the process ended): nothing was committed",
+            ),
+        };
+        sqlx::query(
+            "UPDATE sync_runs SET finished_at = $2, status = $3, library_version = $4, error = $5 \
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(now_text())
+        .bind(status.code())
+        .bind(committed)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        if committed.is_none() {
+            self.discard_quarantine(run_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs of the connector still marked `running`, other than `except`.
+    pub async fn running_runs(&self, connector_id: i64, except: i64) -> Result<Vec<SyncRun>> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE connector_id = $1 AND status = 'running' \
+             AND id <> $2 ORDER BY id"
+        )))
+        .bind(connector_id)
+        .bind(except)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(run_from_row)
+        .collect()
+    }
+
+    /// Adds rows a run rejected, in one transaction (a run sends them in chunks as it goes).
+    pub async fn add_quarantined(&self, run_id: i64, connector_id: i64, rows: &[QuarantinedRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let now = now_text();
+        let mut tx = self.pool.begin().await?;
+        for q in rows {
             sqlx::query(
                 "INSERT INTO quarantine (run_id, connector_id, position, field, reason, raw, \
                  created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(run_id)
-            .bind(run.connector_id)
+            .bind(connector_id)
             .bind(&q.position)
             .bind(q.field.as_deref())
             .bind(&q.reason)
@@ -283,15 +364,40 @@ impl Catalog {
             .await?;
         }
         tx.commit().await?;
-        Ok(run)
+        Ok(())
     }
 
-    /// A connector's runs, newest first.
-    pub async fn runs(&self, connector_id: i64) -> Result<Vec<SyncRun>> {
+    /// Forgets a run's quarantined rows (the run, or this attempt of it, committed nothing).
+    pub async fn discard_quarantine(&self, run_id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM quarantine WHERE run_id = $1")
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The run with this id.
+    pub async fn run_by_id(&self, run_id: i64) -> Result<SyncRun> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE id = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            entity: "sync run",
+            key: run_id.to_string(),
+        })?;
+        run_from_row(&row)
+    }
+
+    /// A connector's runs, newest first, at most `limit`.
+    pub async fn runs(&self, connector_id: i64, limit: i64) -> Result<Vec<SyncRun>> {
         sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE connector_id = $1 ORDER BY id DESC"
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE connector_id = $1 ORDER BY id DESC LIMIT $2"
         )))
         .bind(connector_id)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?
         .iter()

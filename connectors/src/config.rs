@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use exchange_core::LibrarySchema;
 use serde::{Deserialize, Serialize};
 
+use crate::mapping::FieldMapping;
 use crate::sqlite::SqliteSourceConfig;
-use crate::{BatchStream, Error, ReadRequest, Result};
+use crate::{BatchStream, CursorKind, Error, ReadRequest, Result};
 
 /// The source of a connector, by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,18 +40,88 @@ impl SourceConfig {
     }
 }
 
-/// Everything a connector needs: where to read and how rows map onto the library.
+/// Everything a connector needs: where to read, how rows map onto the library, and how a run
+/// proceeds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorConfig {
     /// Where the rows come from.
     pub source: SourceConfig,
-    /// Library field → source column. The library's key must be mapped.
-    pub mapping: BTreeMap<String, String>,
-    /// The source column that identifies a row in quarantine reports (its primary key);
-    /// the row number when absent.
+    /// Library field → source column (or column with transforms). The key must be mapped.
+    pub mapping: BTreeMap<String, FieldMapping>,
+    /// The source column that identifies a row in quarantine reports (its primary key); the
+    /// source's own position (line, sheet row, page) or the row number when absent.
     #[serde(default)]
     pub position_column: Option<String>,
+    /// `full` (default): every run reads the whole source, and records the source no longer has
+    /// are marked deleted. `incremental`: a run reads rows at or past the cursor's watermark.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// The cursor of incremental runs.
+    #[serde(default)]
+    pub cursor: Option<CursorConfig>,
+    /// A full run that would mark more than this share of the source's records deleted fails
+    /// instead (a truncated source must not empty a library). Default 50.
+    #[serde(default = "default_max_delete_percent")]
+    pub max_delete_percent: u8,
+    /// When runs start by themselves.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// A run whose source is unreachable or drops mid-run is retried this many times (from the
+    /// start, nothing having been committed) before it fails. Default 3.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// The wait before the first retry, doubled for each next one. Default 1000.
+    #[serde(default = "default_backoff_ms")]
+    pub retry_backoff_ms: u64,
+}
+
+fn default_max_delete_percent() -> u8 {
+    50
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_backoff_ms() -> u64 {
+    1000
+}
+
+/// How a run reads its source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// A snapshot: the whole source, deletions detected.
+    #[default]
+    Full,
+    /// Only what changed since the watermark.
+    Incremental,
+}
+
+/// The cursor column of an incremental connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CursorConfig {
+    /// The source column (an increasing id or an update time).
+    pub column: String,
+    /// How to read it.
+    pub kind: CursorKind,
+}
+
+/// When a connector runs by itself (`huitong serve` runs the scheduler; `huitong sync` and
+/// `POST /api/v1/connectors/{id}/runs` run it at any time).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// As often as the resource's update cycle (更新周期) in the catalog says: real-time
+    /// resources are polled continuously at the configured interval, daily ones daily, ….
+    #[default]
+    Catalog,
+    /// Every this many seconds.
+    Every(u64),
+    /// Only when asked.
+    Manual,
 }
 
 impl ConnectorConfig {
@@ -59,7 +130,7 @@ impl ConnectorConfig {
         serde_json::from_value(value.clone()).map_err(|e| Error::config("config", e.to_string()))
     }
 
-    /// Checks the mapping against the library schema.
+    /// Checks the mapping against the library schema, and the mode against the cursor.
     pub fn validate(&self, schema: &LibrarySchema) -> Result<()> {
         if let Some(unknown) = self.mapping.keys().find(|f| schema.position(f).is_none()) {
             return Err(Error::config(
@@ -73,7 +144,29 @@ impl ConnectorConfig {
                 format!("the key field {} must be mapped", schema.key),
             ));
         }
+        if self.mode == SyncMode::Incremental && self.cursor.is_none() {
+            return Err(Error::config(
+                "cursor",
+                "an incremental connector needs a cursor column",
+            ));
+        }
+        if self.max_delete_percent > 100 {
+            return Err(Error::config("max_delete_percent", "a percentage is at most 100"));
+        }
+        if self.schedule == Schedule::Every(0) {
+            return Err(Error::config("schedule.every", "give a number of seconds above 0"));
+        }
         Ok(())
+    }
+
+    /// The source columns a run reads: the mapped ones, the position column and the cursor.
+    pub fn source_columns(&self) -> Vec<String> {
+        let mut columns: Vec<String> = self.mapping.values().map(|m| m.column().to_string()).collect();
+        columns.extend(self.position_column.clone());
+        columns.extend(self.cursor.as_ref().map(|c| c.column.clone()));
+        let mut seen = std::collections::HashSet::new();
+        columns.retain(|c| seen.insert(c.clone()));
+        columns
     }
 }
 
@@ -113,5 +206,15 @@ mod tests {
         no_key["mapping"] = serde_json::json!({"name": "xm"});
         let err = ConnectorConfig::from_json(&no_key).unwrap().validate(&POPULATION);
         assert!(err.unwrap_err().to_string().contains("id_number"));
+
+        let mut no_cursor = sample();
+        no_cursor["mode"] = "incremental".into();
+        let err = ConnectorConfig::from_json(&no_cursor).unwrap().validate(&POPULATION);
+        assert!(err.unwrap_err().to_string().contains("cursor"));
+
+        let mut every = sample();
+        every["schedule"] = serde_json::json!({"every": 0});
+        let err = ConnectorConfig::from_json(&every).unwrap().validate(&POPULATION);
+        assert!(err.unwrap_err().to_string().contains("schedule.every"));
     }
 }

@@ -11,6 +11,7 @@
 pub mod batch;
 mod config;
 mod cursor;
+pub mod mapping;
 mod secret;
 mod sql;
 pub mod sqlite;
@@ -19,10 +20,10 @@ mod sync;
 use arrow::array::RecordBatch;
 use tokio::sync::mpsc;
 
-pub use config::{ConnectorConfig, SourceConfig};
+pub use config::{ConnectorConfig, CursorConfig, Schedule, SourceConfig, SyncMode};
 pub use cursor::{CursorKind, ReadRequest, Since};
 pub use secret::SecretRef;
-pub use sync::{NoProgress, Progress, run_connector};
+pub use sync::{NoProgress, OP_COLUMN, Progress, execute_run, run_connector, watermark_app_id};
 
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

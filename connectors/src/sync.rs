@@ -1,15 +1,35 @@
 //! The sync engine: one run of one connector into its library.
+//!
+//! A run reads its source as a stream of batches, maps and normalizes each row, merges it into
+//! the library writer (which streams it to Parquet) and finally commits the rows and the
+//! connector's watermark in one Delta commit. Until that commit nothing is visible; a run that
+//! fails, or a process killed at any point, leaves the library and the watermark as they were,
+//! so the next run reads the same rows again: nothing lost, nothing twice.
+
+use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use catalog::{Catalog, Connector, QuarantinedRow, RunCounts, RunStatus, SyncRun};
-use exchange_core::{FieldKind, Library};
+use exchange_core::{FieldKind, Library, LibraryWriter, Upsert};
 
-use crate::{ConnectorConfig, Error, Result};
+use crate::batch::{POSITION_COLUMN, ROW_ERROR_COLUMN};
+use crate::mapping::FieldMapping;
+use crate::{ConnectorConfig, Error, ReadRequest, Result, Since, SyncMode};
+
+/// A column a change-feed source sets to `D` on rows that report a deletion.
+pub const OP_COLUMN: &str = "_huitong_op";
+
+/// Quarantined rows are written to the catalog in chunks of this many as a run goes.
+const QUARANTINE_CHUNK: usize = 500;
+/// How many recent library commits are searched to settle an interrupted run.
+const SETTLE_DEPTH: usize = 50;
 
 /// Receives progress of a run (the CLI shows a bar; the server logs).
 pub trait Progress: Send + Sync {
     /// `n` more source rows were processed.
     fn rows(&self, n: u64);
+    /// The source became unreachable; the run starts over after `wait`.
+    fn retrying(&self, _attempt: u32, _wait: Duration, _error: &Error) {}
 }
 
 /// Progress that goes nowhere.
@@ -19,80 +39,258 @@ impl Progress for NoProgress {
     fn rows(&self, _n: u64) {}
 }
 
-/// Runs `connector` once into `library`: reads every source row, normalizes and validates it,
-/// merges it into the library and commits the run with its watermark, or on any failure
-/// commits nothing. The run and its quarantined rows are recorded in the catalog.
-#[tracing::instrument(skip_all, fields(connector = %connector.name, resource = %connector.resource_code))]
+/// The Delta application-transaction id under which a connector's watermark is committed.
+pub fn watermark_app_id(connector_id: i64) -> String {
+    format!("huitong-connector-{connector_id}")
+}
+
+/// Runs `connector` once into `library`, recording the run (started by `trigger`: `manual`,
+/// `schedule` or `cli`) in the catalog.
 pub async fn run_connector(
     catalog: &Catalog,
     library: &Library,
     connector: &Connector,
+    trigger: &str,
     progress: &dyn Progress,
 ) -> Result<SyncRun> {
-    let config = ConnectorConfig::from_json(&connector.config)?;
-    config.validate(library.schema())?;
-    let resource = catalog.resource_by_code(&connector.resource_code).await?;
-    let authoritative = resource.provider_id == connector.department_id;
-    config.source.healthcheck().await?;
+    let run_id = catalog.start_run(connector.id, trigger).await?;
+    execute_run(catalog, library, connector, run_id, progress).await
+}
 
-    let run_id = catalog.start_run(connector.id).await?;
-    let mut counts = RunCounts::default();
-    let mut quarantined = Vec::new();
+/// Carries out run `run_id` (already recorded as started) of `connector`: retries from the
+/// start while the source is unreachable, then commits or fails. Either way the run's record
+/// in the catalog is finished.
+#[tracing::instrument(skip_all, fields(connector = %connector.name, run = run_id))]
+pub async fn execute_run(
+    catalog: &Catalog,
+    library: &Library,
+    connector: &Connector,
+    run_id: i64,
+    progress: &dyn Progress,
+) -> Result<SyncRun> {
+    let mut attempts = 0i64;
     let outcome = async {
-        let mut writer = library
-            .writer(&connector.department_code, run_id, authoritative)
-            .await?;
-        let mut stream = config.source.read(&crate::ReadRequest::default()).await?;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let mapped = MappedBatch::new(&batch, &config, library)?;
-            for row in 0..batch.num_rows() {
-                counts.read += 1;
-                match mapped.normalize(row) {
-                    Ok(values) => writer.upsert(values)?,
-                    Err(rejection) => quarantined.push(mapped.quarantine(row, counts.read, rejection)),
+        let config = ConnectorConfig::from_json(&connector.config)?;
+        config.validate(library.schema())?;
+        let resource = catalog.resource_by_code(&connector.resource_code).await?;
+        let authoritative = resource.provider_id == connector.department_id;
+        let mut wait = Duration::from_millis(config.retry_backoff_ms);
+        loop {
+            attempts += 1;
+            let mut run = Run {
+                catalog,
+                library,
+                connector,
+                config: &config,
+                run_id,
+                counts: RunCounts::default(),
+                quarantine: Vec::new(),
+            };
+            match run.attempt(authoritative, progress).await {
+                Ok(version) => break Ok((run.counts, version)),
+                Err(e @ Error::Unreachable(_)) if attempts <= i64::from(config.retries) => {
+                    tracing::warn!(error = %e, attempt = attempts, "source unreachable; retrying from the start");
+                    catalog.discard_quarantine(run_id).await?;
+                    progress.retrying(attempts as u32, wait, &e);
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(300));
                 }
+                Err(e) => break Err(e),
             }
-            progress.rows(batch.num_rows() as u64);
         }
-        writer
-            .commit(&format!("huitong-connector-{}", connector.id), run_id)
-            .await
-            .map_err(Error::from)
     }
     .await;
-
-    counts.rejected = quarantined.len() as i64;
     match outcome {
-        Ok(commit) => {
-            counts.inserted = commit.stats.inserted as i64;
-            counts.updated = commit.stats.updated as i64;
-            counts.unchanged = commit.stats.unchanged as i64;
+        Ok((counts, version)) => {
             tracing::info!(
-                run = run_id,
-                version = commit.version,
+                version,
                 read = counts.read,
                 rejected = counts.rejected,
                 "sync run committed"
             );
             Ok(catalog
-                .finish_run(
-                    run_id,
-                    RunStatus::Succeeded,
-                    counts,
-                    Some(commit.version),
-                    None,
-                    &quarantined,
-                )
+                .finish_run(run_id, RunStatus::Succeeded, counts, attempts, Some(version), None)
                 .await?)
         }
         Err(e) => {
-            tracing::warn!(run = run_id, error = %e, "sync run failed; nothing committed");
+            tracing::warn!(error = %e, "sync run failed; nothing committed");
+            catalog.discard_quarantine(run_id).await?;
+            let message = match &e {
+                Error::Unreachable(_) if attempts > 1 => format!("{e} (gave up after {attempts} attempts)"),
+                _ => e.to_string(),
+            };
             catalog
-                .finish_run(run_id, RunStatus::Failed, counts, None, Some(&e.to_string()), &[])
+                .finish_run(
+                    run_id,
+                    RunStatus::Failed,
+                    RunCounts::default(),
+                    attempts,
+                    None,
+                    Some(&message),
+                )
                 .await?;
             Err(e)
         }
+    }
+}
+
+/// One attempt of a run.
+struct Run<'a> {
+    catalog: &'a Catalog,
+    library: &'a Library,
+    connector: &'a Connector,
+    config: &'a ConnectorConfig,
+    run_id: i64,
+    counts: RunCounts,
+    quarantine: Vec<QuarantinedRow>,
+}
+
+impl Run<'_> {
+    /// Reads, merges and commits; returns the library version committed.
+    async fn attempt(&mut self, authoritative: bool, progress: &dyn Progress) -> Result<i64> {
+        self.config.source.healthcheck().await?;
+        let mut writer = self
+            .library
+            .writer(&self.connector.department_code, self.run_id, authoritative)
+            .await?;
+        // Holding the writer, no other run of this library is under way anywhere: runs still
+        // marked running were interrupted.
+        self.settle_interrupted().await?;
+        let app_id = watermark_app_id(self.connector.id);
+        let watermark = writer.watermark(&app_id).await?;
+        let since = match (self.config.mode, &self.config.cursor, watermark) {
+            (SyncMode::Incremental, Some(cursor), Some(watermark)) => Some(Since {
+                column: cursor.column.clone(),
+                kind: cursor.kind,
+                watermark,
+            }),
+            _ => None,
+        };
+        let request = ReadRequest {
+            since: since.clone(),
+            columns: self.config.source_columns(),
+        };
+        let mut stream = self.config.source.read(&request).await?;
+        let mut high_water = watermark;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let mapped = MappedBatch::new(&batch, self.config, self.library)?;
+            for row in 0..batch.num_rows() {
+                self.counts.read += 1;
+                self.row(&mapped, row, since.as_ref(), &mut high_water, &mut writer)?;
+            }
+            writer.flush_if_full().await?;
+            if self.quarantine.len() >= QUARANTINE_CHUNK {
+                self.flush_quarantine().await?;
+            }
+            progress.rows(batch.num_rows() as u64);
+        }
+        if self.config.mode == SyncMode::Full {
+            writer.delete_unseen(self.config.max_delete_percent)?;
+        }
+        self.flush_quarantine().await?;
+        let stats = writer.stats();
+        self.counts.inserted = stats.inserted as i64;
+        self.counts.updated = stats.updated as i64;
+        self.counts.unchanged += stats.unchanged as i64;
+        self.counts.deleted = stats.deleted as i64;
+        let new_watermark = match self.config.mode {
+            SyncMode::Incremental => high_water.unwrap_or(0),
+            SyncMode::Full => watermark.unwrap_or(0),
+        };
+        let commit = writer.commit(&app_id, new_watermark).await?;
+        Ok(commit.version)
+    }
+
+    /// One source row: quarantined, skipped (before the watermark), deleted or merged.
+    fn row(
+        &mut self,
+        mapped: &MappedBatch<'_>,
+        row: usize,
+        since: Option<&Since>,
+        high_water: &mut Option<i64>,
+        writer: &mut LibraryWriter<'_>,
+    ) -> Result<()> {
+        if let Some(reason) = mapped.text(mapped.row_error, row) {
+            let rejection = Rejection {
+                field: None,
+                reason: reason.to_string(),
+            };
+            self.reject(mapped, row, rejection);
+            return Ok(());
+        }
+        if let Some(cursor) = &self.config.cursor
+            && self.config.mode == SyncMode::Incremental
+        {
+            let Some(value) = mapped.text(mapped.cursor, row).and_then(|t| cursor.kind.parse(t)) else {
+                let reason = format!(
+                    "the cursor column {} is empty or not a {:?}",
+                    cursor.column, cursor.kind
+                );
+                self.reject(mapped, row, Rejection { field: None, reason });
+                return Ok(());
+            };
+            if since.is_some_and(|s| value < s.watermark) {
+                self.counts.unchanged += 1;
+                return Ok(());
+            }
+            *high_water = Some(high_water.map_or(value, |h| h.max(value)));
+        }
+        let values = match mapped.normalize(row) {
+            Ok(values) => values,
+            Err(rejection) => {
+                self.reject(mapped, row, rejection);
+                return Ok(());
+            }
+        };
+        if mapped.text(mapped.op, row) == Some("D") {
+            if let Some(key) = &values[0] {
+                writer.delete(key)?;
+            }
+            return Ok(());
+        }
+        let key = values[0].clone();
+        if writer.upsert(values)? == Upsert::Duplicate {
+            let key_field = &self.library.schema().fields[0];
+            let rejection = Rejection {
+                field: Some(key_field.name.to_string()),
+                reason: format!(
+                    "{} ({}) {} appears more than once in the source; the first row was taken",
+                    key_field.label_zh,
+                    key_field.name,
+                    key.as_deref().unwrap_or_default()
+                ),
+            };
+            self.reject(mapped, row, rejection);
+        }
+        Ok(())
+    }
+
+    fn reject(&mut self, mapped: &MappedBatch<'_>, row: usize, rejection: Rejection) {
+        self.counts.rejected += 1;
+        self.quarantine
+            .push(mapped.quarantine(row, self.counts.read, rejection));
+    }
+
+    async fn flush_quarantine(&mut self) -> Result<()> {
+        self.catalog
+            .add_quarantined(self.run_id, self.connector.id, &self.quarantine)
+            .await?;
+        self.quarantine.clear();
+        Ok(())
+    }
+
+    async fn settle_interrupted(&self) -> Result<()> {
+        for stale in self.catalog.running_runs(self.connector.id, self.run_id).await? {
+            let committed = self.library.version_committed_by_run(stale.id, SETTLE_DEPTH).await?;
+            tracing::warn!(
+                run = stale.id,
+                ?committed,
+                "settling a run interrupted by the end of its process"
+            );
+            self.catalog.settle_interrupted_run(stale.id, committed).await?;
+        }
+        Ok(())
     }
 }
 
@@ -106,34 +304,61 @@ struct Rejection {
 struct MappedBatch<'a> {
     batch: &'a RecordBatch,
     library: &'a Library,
-    columns: Vec<Option<&'a StringArray>>,
+    columns: Vec<Option<(&'a FieldMapping, &'a StringArray)>>,
     position: Option<&'a StringArray>,
+    source_position: Option<&'a StringArray>,
+    row_error: Option<&'a StringArray>,
+    cursor: Option<&'a StringArray>,
+    op: Option<&'a StringArray>,
 }
 
 impl<'a> MappedBatch<'a> {
-    fn new(batch: &'a RecordBatch, config: &ConnectorConfig, library: &'a Library) -> Result<Self> {
-        let text_column = |name: &str| -> Result<&'a StringArray> {
+    fn new(batch: &'a RecordBatch, config: &'a ConnectorConfig, library: &'a Library) -> Result<Self> {
+        let text_column = |name: &str, field: &str| -> Result<&'a StringArray> {
             let array = batch
                 .column_by_name(name)
-                .ok_or_else(|| Error::config(&format!("mapping.{name}"), format!("the source has no column {name}")))?;
+                .ok_or_else(|| Error::config(field, format!("the source has no column {name}")))?;
             array
                 .as_any()
                 .downcast_ref::<StringArray>()
-                .ok_or_else(|| Error::config(&format!("mapping.{name}"), "the source column is not text"))
+                .ok_or_else(|| Error::config(field, format!("the source column {name} is not text")))
         };
+        let optional = |name: &str| batch.column_by_name(name).and_then(|a| a.as_any().downcast_ref());
         let columns = library
             .schema()
             .fields
             .iter()
-            .map(|f| config.mapping.get(f.name).map(|c| text_column(c)).transpose())
+            .map(|f| {
+                config
+                    .mapping
+                    .get(f.name)
+                    .map(|m| Ok((m, text_column(m.column(), &format!("mapping.{}", f.name))?)))
+                    .transpose()
+            })
             .collect::<Result<_>>()?;
-        let position = config.position_column.as_deref().map(text_column).transpose()?;
+        let position = config
+            .position_column
+            .as_deref()
+            .map(|c| text_column(c, "position_column"))
+            .transpose()?;
+        let cursor = match (&config.cursor, config.mode) {
+            (Some(c), SyncMode::Incremental) => Some(text_column(&c.column, "cursor.column")?),
+            _ => None,
+        };
         Ok(Self {
             batch,
             library,
             columns,
             position,
+            source_position: optional(POSITION_COLUMN),
+            row_error: optional(ROW_ERROR_COLUMN),
+            cursor,
+            op: optional(OP_COLUMN),
         })
+    }
+
+    fn text(&self, column: Option<&'a StringArray>, row: usize) -> Option<&'a str> {
+        column.filter(|c| !c.is_null(row)).map(|c| c.value(row))
     }
 
     /// The row's library values, or why it cannot enter the library.
@@ -141,11 +366,23 @@ impl<'a> MappedBatch<'a> {
         let fields = self.library.schema().fields;
         let mut values = Vec::with_capacity(fields.len());
         for (field, column) in fields.iter().zip(&self.columns) {
-            let raw = column.filter(|c| !c.is_null(row)).map(|c| c.value(row)).unwrap_or("");
-            let value = field.normalize(raw).map_err(|reason| Rejection {
-                field: Some(field.name.to_string()),
-                reason: format!("{} ({}): {reason}", field.label_zh, field.name),
-            })?;
+            let value = match column {
+                None => None,
+                Some((mapping, array)) => {
+                    let raw = (!array.is_null(row)).then(|| array.value(row));
+                    let label = || format!("{} ({}, column {})", field.label_zh, field.name, mapping.column());
+                    let mapped = mapping.apply(raw).map_err(|reason| Rejection {
+                        field: Some(field.name.to_string()),
+                        reason: format!("{}: {reason}", label()),
+                    })?;
+                    field
+                        .normalize(mapped.as_deref().unwrap_or(""))
+                        .map_err(|reason| Rejection {
+                            field: Some(field.name.to_string()),
+                            reason: format!("{}: {reason}", label()),
+                        })?
+                }
+            };
             if value.is_none() && field.required {
                 return Err(Rejection {
                     field: Some(field.name.to_string()),
@@ -162,19 +399,19 @@ impl<'a> MappedBatch<'a> {
         let schema = self.batch.schema();
         let mut raw = serde_json::Map::new();
         for (i, field) in schema.fields().iter().enumerate() {
-            let column = self.batch.column(i);
-            let value = column
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .filter(|c| !c.is_null(row))
-                .map(|c| serde_json::Value::String(c.value(row).to_string()))
+            if field.name().starts_with("_huitong_") {
+                continue;
+            }
+            let value = self
+                .text(self.batch.column(i).as_any().downcast_ref::<StringArray>(), row)
+                .map(|v| serde_json::Value::String(v.to_string()))
                 .unwrap_or(serde_json::Value::Null);
             raw.insert(field.name().clone(), value);
         }
         let position = self
-            .position
-            .filter(|c| !c.is_null(row))
-            .map(|c| c.value(row).to_string())
+            .text(self.position, row)
+            .or_else(|| self.text(self.source_position, row))
+            .map(str::to_string)
             .unwrap_or_else(|| format!("row {row_number}"));
         QuarantinedRow {
             position,

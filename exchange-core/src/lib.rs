@@ -31,4 +31,4 @@ pub use id_number::{IdNumber, IdNumberError};
 pub use index::StoredRecord;
 pub use region::RegionCode;
 pub use schema::{FieldKind, LibraryField, LibrarySchema};
-pub use store::{CommitOutcome, Library, LibraryWriter, WriteStats};
+pub use store::{CommitOutcome, Library, LibraryWriter, Upsert, WriteStats};

@@ -23,13 +23,15 @@ use arrow::array::{
 use chrono::{NaiveDate, Utc};
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
-use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::{StructType, Transaction};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::TryStreamExt;
 use tokio::sync::{Mutex, MutexGuard};
 use url::Url;
 
-use crate::index::{ServingIndex, StoredRecord};
+use crate::index::{IndexReader, ServingIndex, StoredRecord};
 use crate::schema::{FieldKind, LibrarySchema};
 use crate::{Error, Result};
 
@@ -53,6 +55,8 @@ pub struct WriteStats {
     pub updated: u64,
     /// Rows that changed nothing (no new version written).
     pub unchanged: u64,
+    /// Keys marked deleted.
+    pub deleted: u64,
 }
 
 /// The outcome of a commit.
@@ -145,9 +149,26 @@ impl Library {
         Ok(DeltaTable::try_from_url(self.url.clone()).await?)
     }
 
+    /// The library version that sync run `run` committed, looking back over the last `depth`
+    /// commits; `None` when it committed nothing there. Used to settle runs interrupted between
+    /// their commit and their bookkeeping.
+    pub async fn version_committed_by_run(&self, run: i64, depth: usize) -> Result<Option<i64>> {
+        let table = self.table().await?;
+        let mut history = table.history(Some(depth));
+        while let Some(info) = history.try_next().await? {
+            if info.info.get("huitong_run").and_then(|v| v.as_i64()) == Some(run) {
+                return Ok(info.read_version.map(|v| v as i64 + 1));
+            }
+        }
+        Ok(None)
+    }
+
     /// Starts a write on behalf of department `source` in sync run `run`. `authoritative` says
     /// whether `source` owns this library's data (一数一源): its values replace others', while a
     /// non-authoritative source only fills fields that are empty.
+    ///
+    /// Waits for a write of this process to finish; fails at once when another process holds
+    /// the library.
     pub async fn writer(&self, source: &str, run: i64, authoritative: bool) -> Result<LibraryWriter<'_>> {
         let guard = self.write_lock.lock().await;
         let lock_path = self.dir.join("writer.lock");
@@ -162,6 +183,12 @@ impl Library {
         // Another process may have committed since this one last looked.
         self.catch_up(&table).await?;
         let version = current_version(&table) + 1;
+        let reader = if self.index.is_empty()? {
+            None
+        } else {
+            Some(self.index.reader()?)
+        };
+        let sink = RecordBatchWriter::for_table(&table)?.with_target_file_size(TARGET_FILE_SIZE);
         Ok(LibraryWriter {
             library: self,
             _guard: guard,
@@ -171,12 +198,16 @@ impl Library {
             source: source.to_string(),
             run,
             authoritative,
-            pending: HashMap::new(),
+            reader,
+            seen: KeySet::default(),
+            rows: PendingRows::new(self.schema),
+            sink,
             stats: WriteStats::default(),
         })
     }
 
-    /// Replays the table's versions newer than the index into the index.
+    /// Replays the table's versions newer than the index into the index, one version at a
+    /// time and in bounded chunks.
     async fn catch_up(&self, table: &DeltaTable) -> Result<()> {
         let table_version = current_version(table);
         let indexed = self.index.version()?;
@@ -193,28 +224,31 @@ impl Library {
             to = table_version,
             "bringing serving index up to date"
         );
+        if reset {
+            self.index.apply(None, true, std::iter::empty())?;
+        }
         let ctx = datafusion::prelude::SessionContext::new();
         table.update_datafusion_session(&ctx.state())?;
         ctx.register_table("library", table.table_provider().await?)?;
-        let df = ctx
-            .sql(&format!(
-                "SELECT * FROM library WHERE _version > {from} ORDER BY _version"
-            ))
-            .await?;
-        let mut stream = df.execute_stream().await?;
-        let mut changes: Vec<(String, Option<StoredRecord>)> = Vec::new();
-        while let Some(batch) = stream.try_next().await? {
-            changes.extend(self.records_from_batch(&batch)?);
+        for version in (from + 1)..=table_version {
+            // Within a version each key appears once (a writer refuses a second row for a key),
+            // so the rows of one version apply in any order.
+            let df = ctx
+                .sql(&format!("SELECT * FROM library WHERE _version = {version}"))
+                .await?;
+            let mut stream = df.execute_stream().await?;
+            while let Some(batch) = stream.try_next().await? {
+                let changes = self.records_from_batch(&batch)?;
+                self.index
+                    .apply(None, false, changes.iter().map(|(k, r)| (k.as_str(), r.as_ref())))?;
+            }
         }
-        self.index.apply(
-            table_version,
-            reset,
-            changes.iter().map(|(k, r)| (k.as_str(), r.as_ref())),
-        )
+        self.index.apply(Some(table_version), false, std::iter::empty())
     }
 
     /// Reads a batch of library rows back into (key, record) pairs; deletes map to `None`.
     fn records_from_batch(&self, batch: &RecordBatch) -> Result<Vec<(String, Option<StoredRecord>)>> {
+        let batch = &plain_utf8(batch)?;
         let column = |name: &str| {
             batch.column_by_name(name).ok_or_else(|| Error::InvalidValue {
                 field: "library",
@@ -248,6 +282,34 @@ impl Library {
     }
 }
 
+/// The batch with string columns as plain `Utf8`: the Parquet reader may hand them back as
+/// string views, depending on how the files were written.
+fn plain_utf8(batch: &RecordBatch) -> Result<RecordBatch> {
+    use arrow::datatypes::DataType;
+    if !batch
+        .columns()
+        .iter()
+        .any(|c| matches!(c.data_type(), DataType::Utf8View | DataType::LargeUtf8))
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(column.data_type(), DataType::Utf8View | DataType::LargeUtf8) {
+            columns.push(arrow::compute::cast(column, &DataType::Utf8)?);
+            fields.push(field.as_ref().clone().with_data_type(DataType::Utf8));
+        } else {
+            columns.push(column.clone());
+            fields.push(field.as_ref().clone());
+        }
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
+}
+
 fn current_version(table: &DeltaTable) -> i64 {
     table.version().map(|v| v as i64).unwrap_or(-1)
 }
@@ -273,8 +335,159 @@ fn cell_to_string(array: &ArrayRef, row: usize) -> Option<String> {
     None
 }
 
-/// A write in progress: rows are merged against the current records, and everything is
-/// committed together by [`LibraryWriter::commit`] or dropped.
+/// Parquet files of a run roll over at this size.
+const TARGET_FILE_SIZE: u64 = 128 << 20;
+/// Rows buffered before they are encoded into the run's Parquet files.
+const FLUSH_ROWS: usize = 32 * 1024;
+
+/// The keys a write has touched, as 128-bit hashes: 16 bytes a key whatever its length, so a
+/// 10M-row run stays far below a gigabyte, with a collision chance (about 10⁻²⁵ for 10M keys)
+/// far below that of a disk error.
+#[derive(Default)]
+struct KeySet {
+    hashes: std::collections::HashSet<u128, BuildU128>,
+    hashers: (std::hash::RandomState, std::hash::RandomState),
+}
+
+/// The key hashes are already uniformly random: the set's hasher just takes their low bits.
+#[derive(Default, Clone, Copy)]
+struct BuildU128;
+
+impl std::hash::BuildHasher for BuildU128 {
+    type Hasher = U128Hasher;
+    fn build_hasher(&self) -> U128Hasher {
+        U128Hasher(0)
+    }
+}
+
+struct U128Hasher(u64);
+
+impl std::hash::Hasher for U128Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+impl KeySet {
+    fn hash(&self, key: &str) -> u128 {
+        use std::hash::BuildHasher;
+        (u128::from(self.hashers.0.hash_one(key)) << 64) | u128::from(self.hashers.1.hash_one(key))
+    }
+
+    /// Adds the key; false when it was already there.
+    fn insert(&mut self, key: &str) -> bool {
+        let h = self.hash(key);
+        self.hashes.insert(h)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.hashes.contains(&self.hash(key))
+    }
+}
+
+/// What [`LibraryWriter::upsert`] did with a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// A new key.
+    Inserted,
+    /// The key's record changed.
+    Updated,
+    /// The record already held these values: nothing written.
+    Unchanged,
+    /// The key was already written in this run: the row was not applied (the caller reports it).
+    Duplicate,
+}
+
+/// Rows waiting to be encoded, column by column.
+struct PendingRows {
+    schema: &'static LibrarySchema,
+    values: Vec<ValueColumn>,
+    ops: StringBuilder,
+    sources: StringBuilder,
+    len: usize,
+}
+
+enum ValueColumn {
+    Text(StringBuilder),
+    Date(Date32Builder),
+}
+
+impl PendingRows {
+    fn new(schema: &'static LibrarySchema) -> Self {
+        let values = schema
+            .fields
+            .iter()
+            .map(|f| match f.kind {
+                FieldKind::Date => ValueColumn::Date(Date32Builder::with_capacity(FLUSH_ROWS)),
+                _ => ValueColumn::Text(StringBuilder::with_capacity(FLUSH_ROWS, FLUSH_ROWS * 16)),
+            })
+            .collect();
+        Self {
+            schema,
+            values,
+            ops: StringBuilder::new(),
+            sources: StringBuilder::new(),
+            len: 0,
+        }
+    }
+
+    fn push<S: AsRef<str>>(&mut self, op: &str, source: &str, values: impl IntoIterator<Item = Option<S>>) {
+        let mut values = values.into_iter();
+        for column in &mut self.values {
+            let value = values.next().flatten();
+            let value = value.as_ref().map(|v| v.as_ref());
+            match column {
+                ValueColumn::Text(b) => b.append_option(value),
+                ValueColumn::Date(b) => b.append_option(
+                    value
+                        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                        .map(|d| (d - EPOCH).num_days() as i32),
+                ),
+            }
+        }
+        self.ops.append_value(op);
+        self.sources.append_value(source);
+        self.len += 1;
+    }
+
+    fn finish(&mut self, version: i64, run: i64) -> Result<RecordBatch> {
+        let n = self.len;
+        self.len = 0;
+        let mut columns: Vec<ArrayRef> = self
+            .values
+            .iter_mut()
+            .map(|c| match c {
+                ValueColumn::Text(b) => Arc::new(b.finish()) as ArrayRef,
+                ValueColumn::Date(b) => Arc::new(b.finish()) as ArrayRef,
+            })
+            .collect();
+        columns.push(Arc::new(self.ops.finish()));
+        columns.push(Arc::new(Int64Array::from(vec![version; n])));
+        columns.push(Arc::new(self.sources.finish()));
+        columns.push(Arc::new(Int64Array::from(vec![run; n])));
+        let now = Utc::now().timestamp_micros();
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC"),
+        ));
+        Ok(RecordBatch::try_new(self.schema.arrow_schema(), columns)?)
+    }
+}
+
+/// A write in progress. Rows are merged against the current records and streamed into Parquet
+/// files as they come, so memory stays bounded whatever the size of the run; the files become
+/// part of the library only when [`LibraryWriter::commit`] commits them, together with the
+/// connector's watermark. Dropped without a commit, the write leaves the library as it was
+/// (its files are unreferenced, for a later vacuum).
 pub struct LibraryWriter<'a> {
     library: &'a Library,
     _guard: MutexGuard<'a, ()>,
@@ -284,8 +497,12 @@ pub struct LibraryWriter<'a> {
     source: String,
     run: i64,
     authoritative: bool,
-    /// key → (merged record, whether the key existed before this write).
-    pending: HashMap<String, (StoredRecord, bool)>,
+    /// The index as of the start of the write; `None` when the library was empty (a first load
+    /// looks nothing up).
+    reader: Option<IndexReader>,
+    seen: KeySet,
+    rows: PendingRows,
+    sink: RecordBatchWriter,
     stats: WriteStats,
 }
 
@@ -300,113 +517,175 @@ impl LibraryWriter<'_> {
             .await?)
     }
 
+    /// The library version this write will commit.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// What the write has done so far.
+    pub fn stats(&self) -> WriteStats {
+        self.stats
+    }
+
+    fn current(&self, key: &str) -> Result<Option<StoredRecord>> {
+        match &self.reader {
+            Some(reader) => reader.get(key),
+            None => Ok(None),
+        }
+    }
+
     /// Merges one normalized row (values in schema order, key first, dates as `YYYY-MM-DD`).
-    pub fn upsert(&mut self, values: Vec<Option<String>>) -> Result<()> {
+    /// A key may be written once per write: a second row for it is a [`Upsert::Duplicate`].
+    pub fn upsert(&mut self, values: Vec<Option<String>>) -> Result<Upsert> {
         let Some(key) = values.first().cloned().flatten() else {
             return Err(Error::InvalidValue {
                 field: "key",
                 message: format!("a {} row has no {}", self.library.schema.name, self.library.schema.key),
             });
         };
-        let current = match self.pending.get(&key) {
-            Some((record, existed)) => Some((record.clone(), *existed)),
-            None => self.library.index.get(&key)?.map(|r| (r, true)),
-        };
-        let Some((current, existed)) = current else {
+        if !self.seen.insert(&key) {
+            return Ok(Upsert::Duplicate);
+        }
+        let Some(current) = self.current(&key)? else {
             self.stats.inserted += 1;
-            let record = StoredRecord {
-                values,
-                source: self.source.clone(),
-                version: self.version,
-            };
-            self.pending.insert(key, (record, false));
-            return Ok(());
+            self.rows.push("I", &self.source, values);
+            return Ok(Upsert::Inserted);
         };
-        let mut merged = current.clone();
-        for (slot, incoming) in merged.values.iter_mut().zip(values) {
+        let mut merged = current.values.clone();
+        for (slot, incoming) in merged.iter_mut().zip(values) {
             if incoming.is_some() && (self.authoritative || slot.is_none()) {
                 *slot = incoming;
             }
         }
-        if self.authoritative {
-            merged.source = self.source.clone();
-        }
-        if merged.values == current.values && merged.source == current.source {
+        let source = if self.authoritative {
+            self.source.as_str()
+        } else {
+            current.source.as_str()
+        };
+        if merged == current.values && source == current.source {
             self.stats.unchanged += 1;
-            return Ok(());
+            return Ok(Upsert::Unchanged);
         }
         self.stats.updated += 1;
-        merged.version = self.version;
-        self.pending.insert(key, (merged, existed));
+        let source = source.to_string();
+        self.rows.push("U", &source, merged);
+        Ok(Upsert::Updated)
+    }
+
+    /// Marks `key` deleted (a source reported the deletion). False when the library did not
+    /// hold it; [`Upsert::Duplicate`]-like repeats in one write are ignored.
+    pub fn delete(&mut self, key: &str) -> Result<bool> {
+        if !self.seen.insert(key) || self.current(key)?.is_none() {
+            return Ok(false);
+        }
+        self.push_delete(key);
+        Ok(true)
+    }
+
+    fn push_delete(&mut self, key: &str) {
+        self.stats.deleted += 1;
+        let fields = self.library.schema.fields.len();
+        let values = std::iter::once(Some(key)).chain(std::iter::repeat_n(None, fields - 1));
+        self.rows.push("D", &self.source, values);
+    }
+
+    /// For a full snapshot: marks deleted every record this write's source owns that the write
+    /// did not see. Refuses (and writes nothing) when that would delete more than
+    /// `max_percent` of the source's records — a truncated or wrongly filtered source must not
+    /// empty a library. Returns how many were marked.
+    pub fn delete_unseen(&mut self, max_percent: u8) -> Result<u64> {
+        let Some(reader) = &self.reader else {
+            return Ok(0);
+        };
+        let mut owned = 0u64;
+        let mut gone = Vec::new();
+        reader.for_each_head(|key, _, source| {
+            if source == self.source {
+                owned += 1;
+                if !self.seen.contains(key) {
+                    gone.push(key.to_string());
+                }
+            }
+        })?;
+        let limit = owned * u64::from(max_percent) / 100;
+        if gone.len() as u64 > limit && !gone.is_empty() {
+            return Err(Error::InvalidValue {
+                field: "max_delete_percent",
+                message: format!(
+                    "the source no longer has {} of the {owned} records it supplied, more than {max_percent}% — \
+                     is it truncated? Nothing was deleted; raise max_delete_percent to accept",
+                    gone.len()
+                ),
+            });
+        }
+        for key in &gone {
+            self.push_delete(key);
+        }
+        Ok(gone.len() as u64)
+    }
+
+    /// Encodes the buffered rows into the run's files once a batch's worth has gathered.
+    pub async fn flush_if_full(&mut self) -> Result<()> {
+        if self.rows.len >= FLUSH_ROWS {
+            self.flush().await?;
+        }
         Ok(())
     }
 
-    /// Commits the merged rows and the watermark of `app_id` in one Delta commit, then updates
-    /// the serving index. On error nothing is visible: the table and index stay as they were.
-    pub async fn commit(self, app_id: &str, watermark: i64) -> Result<CommitOutcome> {
-        let batch = self.build_batch()?;
-        let properties = CommitProperties::default().with_application_transaction(Transaction::new(app_id, watermark));
-        let table = self.table.write(vec![batch]).with_commit_properties(properties).await?;
-        let version = current_version(&table);
+    async fn flush(&mut self) -> Result<()> {
+        if self.rows.len > 0 {
+            let batch = self.rows.finish(self.version, self.run)?;
+            self.sink.write(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the written rows and the watermark of `app_id` in one Delta commit (stamped with
+    /// the run in its commit info), then brings the serving index up to it. On error nothing is
+    /// visible: the table and the index stay as they were. A write that changed nothing and
+    /// leaves the watermark where it was commits nothing and reports the current version.
+    pub async fn commit(mut self, app_id: &str, watermark: i64) -> Result<CommitOutcome> {
+        self.flush().await?;
+        let adds = self.sink.flush().await?;
+        let previous = self.watermark(app_id).await?;
+        if adds.is_empty() && previous == Some(watermark) {
+            return Ok(CommitOutcome {
+                version: self.version - 1,
+                stats: self.stats,
+            });
+        }
+        let mut metadata = HashMap::new();
+        metadata.insert("huitong_run".to_string(), serde_json::Value::from(self.run));
+        metadata.insert(
+            "huitong_source".to_string(),
+            serde_json::Value::from(self.source.clone()),
+        );
+        let properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id, watermark))
+            .with_metadata(metadata)
+            .with_max_retries(0);
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        let finalized = CommitBuilder::from(properties)
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(Some(self.table.snapshot()?), self.table.log_store(), operation)
+            .await?;
+        let version = finalized.version() as i64;
         if version != self.version {
             return Err(Error::index(format!(
                 "library {} committed version {version}, expected {}",
                 self.library.schema.name, self.version
             )));
         }
-        self.library.index.apply(
-            version,
-            false,
-            self.pending.iter().map(|(k, (r, _))| (k.as_str(), Some(r))),
-        )?;
+        drop(self.reader.take());
+        let table = self.library.table().await?;
+        self.library.catch_up(&table).await?;
         Ok(CommitOutcome {
             version,
             stats: self.stats,
         })
-    }
-
-    fn build_batch(&self) -> Result<RecordBatch> {
-        let schema = self.library.schema;
-        let arrow_schema = schema.arrow_schema();
-        // Sorted by key so files are clustered and the write is deterministic.
-        let mut rows: Vec<(&String, &(StoredRecord, bool))> = self.pending.iter().collect();
-        rows.sort_by(|a, b| a.0.cmp(b.0));
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(arrow_schema.fields().len());
-        for (i, field) in schema.fields.iter().enumerate() {
-            let cells = rows.iter().map(|(_, (r, _))| r.values[i].as_deref());
-            columns.push(match field.kind {
-                FieldKind::Date => {
-                    let mut builder = Date32Builder::with_capacity(rows.len());
-                    for cell in cells {
-                        let days = cell
-                            .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
-                            .map(|d| (d - EPOCH).num_days() as i32);
-                        builder.append_option(days);
-                    }
-                    Arc::new(builder.finish())
-                }
-                _ => {
-                    let mut builder = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
-                    for cell in cells {
-                        builder.append_option(cell);
-                    }
-                    Arc::new(builder.finish())
-                }
-            });
-        }
-        let n = rows.len();
-        columns.push(Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|(_, (_, existed))| if *existed { "U" } else { "I" }),
-        )));
-        columns.push(Arc::new(Int64Array::from(vec![self.version; n])));
-        columns.push(Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|(_, (r, _))| r.source.as_str()),
-        )));
-        columns.push(Arc::new(Int64Array::from(vec![self.run; n])));
-        let now = Utc::now().timestamp_micros();
-        columns.push(Arc::new(
-            TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC"),
-        ));
-        Ok(RecordBatch::try_new(arrow_schema, columns)?)
     }
 }

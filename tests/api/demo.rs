@@ -49,7 +49,7 @@ async fn demo_builds_from_nothing_and_reruns_without_duplicates() {
     assert!(policy::credentials::authenticate(&catalog, new).await.is_ok());
 
     for connector in catalog.connectors().await.unwrap() {
-        let runs = catalog.runs(connector.id).await.unwrap();
+        let runs = catalog.runs(connector.id, 10).await.unwrap();
         assert_eq!(runs.len(), 2, "{}", connector.name);
         let (rerun, first_run) = (&runs[0], &runs[1]);
         assert_eq!(rerun.counts.read, first_run.counts.read);
@@ -71,7 +71,7 @@ async fn dirty_rows_are_normalized_or_quarantined_with_their_reason() {
     let url = format!("sqlite://{}", dir.path().join("huitong.db").display());
     let catalog = catalog::Catalog::connect(&url).await.unwrap();
     let hukou = catalog.connector_by_name("gaj-hukou").await.unwrap();
-    let run = &catalog.runs(hukou.id).await.unwrap()[0];
+    let run = &catalog.runs(hukou.id, 10).await.unwrap()[0];
     let c = run.counts;
     assert_eq!(c.read, 1000);
     assert_eq!(

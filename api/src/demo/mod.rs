@@ -194,7 +194,7 @@ pub async fn sync_with_progress(
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(100));
-    let outcome = connectors::run_connector(catalog, library, connector, &Bar(bar.clone())).await;
+    let outcome = connectors::run_connector(catalog, library, connector, "cli", &Bar(bar.clone())).await;
     bar.finish_and_clear();
     match outcome {
         Ok(run) => {
