@@ -16,6 +16,7 @@ pub mod problem;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod sync;
 
 /// `Result` for start-up and command paths.
 pub type Result<T, E = Failure> = std::result::Result<T, E>;

@@ -27,6 +27,52 @@ pub struct Settings {
     /// Catalog rules.
     #[serde(default)]
     pub catalog: CatalogSettings,
+    /// Scheduled connector runs.
+    #[serde(default)]
+    pub sync: SyncSettings,
+}
+
+/// When connectors run by themselves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Whether `huitong serve` runs connectors on their schedules.
+    #[serde(default = "yes")]
+    pub scheduler: bool,
+    /// How often the scheduler looks for connectors that are due, in seconds.
+    #[serde(default = "default_tick")]
+    pub tick_seconds: u64,
+    /// How often a real-time (实时) resource's connector polls its source, in seconds.
+    #[serde(default = "default_realtime")]
+    pub realtime_interval_seconds: u64,
+    /// After a failed run, the scheduler tries again after this many seconds (or the regular
+    /// interval, when shorter).
+    #[serde(default = "default_failure_retry")]
+    pub retry_failed_after_seconds: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            scheduler: true,
+            tick_seconds: default_tick(),
+            realtime_interval_seconds: default_realtime(),
+            retry_failed_after_seconds: default_failure_retry(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_tick() -> u64 {
+    5
+}
+fn default_realtime() -> u64 {
+    60
+}
+fn default_failure_retry() -> u64 {
+    900
 }
 
 /// Rules of the catalog set by provincial regulation.
@@ -134,6 +180,7 @@ impl Default for Settings {
             listen: default_listen(),
             rate_limit: RateLimitSettings::default(),
             catalog: CatalogSettings::default(),
+            sync: SyncSettings::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::Failure;
 use crate::problem::Problem;
 use crate::routes;
 use crate::settings::Settings;
+use crate::sync::SyncService;
 
 /// Shared by every request.
 pub struct AppState {
@@ -31,6 +32,8 @@ pub struct AppState {
     pub audit_key: Vec<u8>,
     /// Working days a department has to answer a demand.
     pub demand_deadline_working_days: u32,
+    /// Connector runs, by hand and on schedule.
+    pub sync: Arc<SyncService>,
 }
 
 /// Opens the catalog and the libraries of a data dir; used by the server and the CLI.
@@ -67,6 +70,8 @@ impl Application {
     ) -> crate::Result<Self> {
         let audit = AuditLog::start(catalog.clone()).await?;
         let audit_key = load_or_create_audit_key(settings)?;
+        let sync = Arc::new(SyncService::new(catalog.clone(), libraries.clone(), settings.sync.clone()));
+        sync.clone().spawn_scheduler();
         let state = web::Data::new(AppState {
             catalog,
             libraries,
@@ -74,6 +79,7 @@ impl Application {
             quotas: Quotas::new(settings.rate_limit.requests_per_second, settings.rate_limit.burst),
             audit_key,
             demand_deadline_working_days: settings.catalog.demand_deadline_working_days,
+            sync,
         });
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| Failure::msg(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -101,7 +107,8 @@ impl Application {
                     .route("/health", web::get().to(routes::health::health))
                     .service(
                         web::scope("/api/v1/exchange/{resource_code}")
-                            .route("/records/{key}", web::get().to(routes::exchange::get_record)),
+                            .route("/records/{key}", web::get().to(routes::exchange::get_record))
+                            .route("/changes", web::get().to(routes::exchange::changes)),
                     )
                     .service(
                         web::scope("/api/v1")
@@ -137,7 +144,17 @@ impl Application {
                             .route("/catalog.jsonld", web::get().to(routes::catalog::dcat))
                             .route("/credentials", web::get().to(routes::credentials::list))
                             .route("/credentials", web::post().to(routes::credentials::create))
-                            .route("/credentials/{id}", web::delete().to(routes::credentials::revoke)),
+                            .route("/credentials/{id}", web::delete().to(routes::credentials::revoke))
+                            .route("/connectors", web::get().to(routes::connectors::list))
+                            .route("/connectors", web::post().to(routes::connectors::save))
+                            .route("/connectors/{id}", web::get().to(routes::connectors::get))
+                            .route("/connectors/{id}/runs", web::get().to(routes::connectors::runs))
+                            .route("/connectors/{id}/runs", web::post().to(routes::connectors::start))
+                            .route("/connectors/{id}/runs/{run}", web::get().to(routes::connectors::run))
+                            .route(
+                                "/connectors/{id}/runs/{run}/quarantine",
+                                web::get().to(routes::connectors::quarantine),
+                            ),
                     )
                     .default_service(web::to(|req: HttpRequest| async move {
                         Err::<actix_web::HttpResponse, _>(Problem::no_route(req.path()))

@@ -6,6 +6,8 @@ use exchange_core::LibrarySchema;
 use serde::{Deserialize, Serialize};
 
 use crate::mapping::FieldMapping;
+use crate::mysql::MysqlSourceConfig;
+use crate::postgres::PostgresSourceConfig;
 use crate::sqlite::SqliteSourceConfig;
 use crate::{BatchStream, CursorKind, Error, ReadRequest, Result};
 
@@ -15,6 +17,10 @@ use crate::{BatchStream, CursorKind, Error, ReadRequest, Result};
 pub enum SourceConfig {
     /// A SQLite database file.
     Sqlite(SqliteSourceConfig),
+    /// A PostgreSQL database (or one speaking its protocol).
+    Postgres(PostgresSourceConfig),
+    /// A MySQL or MariaDB database (or one speaking their protocol).
+    Mysql(MysqlSourceConfig),
 }
 
 impl SourceConfig {
@@ -22,6 +28,8 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Sqlite(_) => "sqlite",
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::Mysql(_) => "mysql",
         }
     }
 
@@ -29,6 +37,8 @@ impl SourceConfig {
     pub async fn healthcheck(&self) -> Result<()> {
         match self {
             SourceConfig::Sqlite(c) => c.healthcheck().await,
+            SourceConfig::Postgres(c) => c.healthcheck().await,
+            SourceConfig::Mysql(c) => c.healthcheck().await,
         }
     }
 
@@ -36,6 +46,8 @@ impl SourceConfig {
     pub async fn read(&self, request: &ReadRequest) -> Result<BatchStream> {
         match self {
             SourceConfig::Sqlite(c) => c.read(request).await,
+            SourceConfig::Postgres(c) => c.read(request).await,
+            SourceConfig::Mysql(c) => c.read(request).await,
         }
     }
 }

@@ -12,6 +12,8 @@ pub mod batch;
 mod config;
 mod cursor;
 pub mod mapping;
+pub mod mysql;
+pub mod postgres;
 mod secret;
 mod sql;
 pub mod sqlite;

@@ -28,7 +28,7 @@ pub mod store;
 pub use domain::{OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
 pub use error::{Error, Result};
 pub use id_number::{IdNumber, IdNumberError};
-pub use index::StoredRecord;
+pub use index::{IndexReader, StoredRecord};
 pub use region::RegionCode;
 pub use schema::{FieldKind, LibraryField, LibrarySchema};
 pub use store::{CommitOutcome, Library, LibraryWriter, Upsert, WriteStats};

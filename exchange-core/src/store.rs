@@ -144,6 +144,41 @@ impl Library {
         self.index.is_empty()
     }
 
+    /// A consistent read view of the current records.
+    pub fn reader(&self) -> Result<IndexReader> {
+        self.index.reader()
+    }
+
+    /// Keys deleted after version `since`, with the version of their last deletion, in key
+    /// order: `limit` of them from `offset`.
+    pub async fn deletions_since(&self, since: i64, offset: usize, limit: usize) -> Result<Vec<(String, i64)>> {
+        let table = self.table().await?;
+        let ctx = datafusion::prelude::SessionContext::new();
+        table.update_datafusion_session(&ctx.state())?;
+        ctx.register_table("library", table.table_provider().await?)?;
+        let key = self.schema.key;
+        let df = ctx
+            .sql(&format!(
+                "SELECT CAST({key} AS VARCHAR) AS k, MAX(_version) AS v FROM library \
+                 WHERE _op = 'D' AND _version > {since} GROUP BY {key} ORDER BY k LIMIT {limit} OFFSET {offset}"
+            ))
+            .await?;
+        let mut out = Vec::new();
+        for batch in df.collect().await? {
+            let batch = plain_utf8(&batch)?;
+            let keys = as_strings(batch.column(0))?;
+            let versions = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| Error::index("_version is not Int64"))?;
+            for row in 0..batch.num_rows() {
+                out.push((keys.value(row).to_string(), versions.value(row)));
+            }
+        }
+        Ok(out)
+    }
+
     /// The Delta table at its latest version, for queries.
     pub async fn table(&self) -> Result<DeltaTable> {
         Ok(DeltaTable::try_from_url(self.url.clone()).await?)
@@ -280,6 +315,11 @@ impl Library {
         }
         Ok(out)
     }
+}
+
+async fn table_watermark(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let log_store = table.log_store();
+    Ok(table.snapshot()?.transaction_version(log_store.as_ref(), app_id).await?)
 }
 
 /// The batch with string columns as plain `Utf8`: the Parquet reader may hand them back as
@@ -507,14 +547,10 @@ pub struct LibraryWriter<'a> {
 }
 
 impl LibraryWriter<'_> {
-    /// The last watermark committed under `app_id` (a connector), if any.
-    pub async fn watermark(&self, app_id: &str) -> Result<Option<i64>> {
-        let log_store = self.table.log_store();
-        Ok(self
-            .table
-            .snapshot()?
-            .transaction_version(log_store.as_ref(), app_id)
-            .await?)
+    /// The last watermark committed under `app_id` (a connector), if any. (The future borrows
+    /// only the table, so a writer can be used from spawned tasks.)
+    pub fn watermark<'t>(&'t self, app_id: &'t str) -> impl Future<Output = Result<Option<i64>>> + Send + 't {
+        table_watermark(&self.table, app_id)
     }
 
     /// The library version this write will commit.
@@ -647,7 +683,7 @@ impl LibraryWriter<'_> {
     pub async fn commit(mut self, app_id: &str, watermark: i64) -> Result<CommitOutcome> {
         self.flush().await?;
         let adds = self.sink.flush().await?;
-        let previous = self.watermark(app_id).await?;
+        let previous = table_watermark(&self.table, app_id).await?;
         if adds.is_empty() && previous == Some(watermark) {
             return Ok(CommitOutcome {
                 version: self.version - 1,

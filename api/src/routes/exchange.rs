@@ -8,8 +8,8 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use catalog::Resource;
-use exchange_core::{FieldKind, IdNumber, Library};
-use policy::{AuditEntry, Credential, Decision};
+use exchange_core::{FieldKind, IdNumber, Library, StoredRecord};
+use policy::{Access, AuditEntry, Credential, Decision};
 use serde_json::{Map, Value, json};
 
 use crate::problem::Problem;
@@ -100,13 +100,14 @@ pub async fn get_record(
     call.finish(&state, outcome).await
 }
 
-async fn serve_record(
+/// Authenticates, checks the quota, finds the resource and its library, and asks policy;
+/// refusals are problems with a stable code.
+async fn authorize<'s>(
     req: &HttpRequest,
-    state: &AppState,
+    state: &'s AppState,
     resource_code: &str,
-    key: &str,
     call: &mut CallRecord,
-) -> Result<HttpResponse, Problem> {
+) -> Result<(Resource, &'s Library, Access), Problem> {
     let credential = crate::auth::Caller::from_request(req, state).await?.0;
     call.caller(&credential);
     state.quotas.check(credential.id).map_err(|over| {
@@ -156,19 +157,18 @@ async fn serve_record(
         }
     };
     call.entry.grant_id = access.grant_id;
+    for item in &access.items {
+        if item.plain {
+            call.entry.items_plain.push(item.name.clone());
+        } else {
+            call.entry.items_masked.push(item.name.clone());
+        }
+    }
+    Ok((resource, library, access))
+}
 
-    let key = parse_key(library, key)?;
-    call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
-    let stored = library.get(&key).map_err(|e| Problem::internal(&e))?.ok_or_else(|| {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "record_not_found",
-            "No such record",
-            format!("resource {resource_code} holds no record for this key"),
-        )
-        .with_field("key")
-    })?;
-
+/// A stored record as the caller may see it: the granted items only, masked where not plain.
+fn project(access: &Access, library: &Library, stored: &StoredRecord) -> Map<String, Value> {
     let schema = library.schema();
     let mut record = Map::new();
     for item in &access.items {
@@ -182,17 +182,187 @@ async fn serve_record(
                 policy::mask::mask(schema.fields[position].kind, v)
             }
         });
-        if item.plain {
-            call.entry.items_plain.push(item.name.clone());
-        } else {
-            call.entry.items_masked.push(item.name.clone());
-        }
         record.insert(item.name.clone(), value.map(Value::String).unwrap_or(Value::Null));
     }
+    record
+}
+
+async fn serve_record(
+    req: &HttpRequest,
+    state: &AppState,
+    resource_code: &str,
+    key: &str,
+    call: &mut CallRecord,
+) -> Result<HttpResponse, Problem> {
+    let (resource, library, access) = authorize(req, state, resource_code, call).await?;
+    let key = parse_key(library, key)?;
+    call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
+    let stored = library.get(&key).map_err(|e| Problem::internal(&e))?.ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "record_not_found",
+            "No such record",
+            format!("resource {resource_code} holds no record for this key"),
+        )
+        .with_field("key")
+    })?;
     Ok(HttpResponse::Ok().json(json!({
         "resource_code": resource.code,
         "library_version": stored.version,
-        "record": record,
+        "record": project(&access, library, &stored),
+        "masked": call.entry.items_masked,
+    })))
+}
+
+const CHANGES_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/changes";
+
+/// Query of the change feed.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangesQuery {
+    /// Changes after this library version (0: everything).
+    pub since_version: i64,
+    /// Changes per page, 1–5000 (default 1000).
+    #[serde(default = "default_page")]
+    pub limit: usize,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+fn default_page() -> usize {
+    1000
+}
+
+/// `GET /api/v1/exchange/{resource_code}/changes?since_version=N`: the net change of each key
+/// since version N — its current record (masked as policy says) or its deletion — paged by
+/// key. Follow `next_cursor` to the end, then ask again from `as_of_version`: a consumer that
+/// does so misses no change, and a change that lands while it pages is at worst sent twice.
+pub async fn changes(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ChangesQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let resource_code = path.into_inner();
+    let mut call = CallRecord::new(&req, CHANGES_ENDPOINT, &resource_code);
+    let outcome = serve_changes(&req, &state, &resource_code, &query, &mut call).await;
+    call.finish(&state, outcome).await
+}
+
+/// Where a page of the change feed resumes.
+enum FeedCursor {
+    /// Current records after this key.
+    Upserts { as_of: i64, after: Option<String> },
+    /// Deletions, from this offset.
+    Deletes { as_of: i64, offset: usize },
+}
+
+impl FeedCursor {
+    fn parse(raw: &str) -> Option<Self> {
+        let mut parts = raw.splitn(3, ':');
+        let phase = parts.next()?;
+        let as_of = parts.next()?.parse().ok()?;
+        let rest = parts.next()?;
+        match phase {
+            "u" => Some(FeedCursor::Upserts {
+                as_of,
+                after: Some(rest.to_string()),
+            }),
+            "d" => Some(FeedCursor::Deletes {
+                as_of,
+                offset: rest.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    fn render(&self) -> String {
+        match self {
+            FeedCursor::Upserts { as_of, after } => format!("u:{as_of}:{}", after.as_deref().unwrap_or("")),
+            FeedCursor::Deletes { as_of, offset } => format!("d:{as_of}:{offset}"),
+        }
+    }
+}
+
+async fn serve_changes(
+    req: &HttpRequest,
+    state: &AppState,
+    resource_code: &str,
+    query: &ChangesQuery,
+    call: &mut CallRecord,
+) -> Result<HttpResponse, Problem> {
+    let bad = |field: &str, detail: &str| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query parameter", detail).with_field(field)
+    };
+    if query.since_version < 0 {
+        return Err(bad("since_version", "since_version: a library version, 0 or more"));
+    }
+    if !(1..=5000).contains(&query.limit) {
+        return Err(bad("limit", "limit: between 1 and 5000"));
+    }
+    let cursor = match &query.cursor {
+        Some(raw) => Some(FeedCursor::parse(raw).ok_or_else(|| bad("cursor", "cursor: not a cursor this feed gave"))?),
+        None => None,
+    };
+    let (resource, library, access) = authorize(req, state, resource_code, call).await?;
+    let since = query.since_version;
+    let cursor = match cursor {
+        Some(c) => c,
+        None => FeedCursor::Upserts {
+            as_of: library.version().map_err(|e| Problem::internal(&e))?,
+            after: None,
+        },
+    };
+    let mut changes = Vec::new();
+    let (as_of, next) = match cursor {
+        FeedCursor::Upserts { as_of, after } => {
+            let reader = library.reader().map_err(|e| Problem::internal(&e))?;
+            let (page, last) = reader
+                .changed_since(since, after.as_deref().filter(|a| !a.is_empty()), query.limit, 100_000)
+                .map_err(|e| Problem::internal(&e))?;
+            for (key, stored) in &page {
+                changes.push(json!({
+                    "op": "upsert",
+                    "key": key,
+                    "version": stored.version,
+                    "record": project(&access, library, stored),
+                }));
+            }
+            let next = match last {
+                Some(after) => FeedCursor::Upserts {
+                    as_of,
+                    after: Some(after),
+                },
+                None => FeedCursor::Deletes { as_of, offset: 0 },
+            };
+            (as_of, Some(next))
+        }
+        FeedCursor::Deletes { as_of, offset } => {
+            let deletes = library
+                .deletions_since(since, offset, query.limit)
+                .await
+                .map_err(|e| Problem::internal(&e))?;
+            let fetched = deletes.len();
+            for (key, version) in deletes {
+                // A key deleted and inserted again is current, and was sent as an upsert.
+                if library.get(&key).map_err(|e| Problem::internal(&e))?.is_none() {
+                    changes.push(json!({"op": "delete", "key": key, "version": version, "record": null}));
+                }
+            }
+            let next = (fetched == query.limit).then_some(FeedCursor::Deletes {
+                as_of,
+                offset: offset + fetched,
+            });
+            (as_of, next)
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "resource_code": resource.code,
+        "since_version": since,
+        "as_of_version": as_of,
+        "changes": changes,
+        "next_cursor": next.map(|c| c.render()),
         "masked": call.entry.items_masked,
     })))
 }

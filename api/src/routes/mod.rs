@@ -1,6 +1,7 @@
 //! One module per route group.
 
 pub mod catalog;
+pub mod connectors;
 pub mod credentials;
 pub mod demands;
 pub mod exchange;

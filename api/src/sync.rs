@@ -1,0 +1,183 @@
+//! Connector runs in the server: started by hand (`POST /api/v1/connectors/{id}/runs`) or by
+//! the scheduler, at most one at a time per connector, each on its own task.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use catalog::{Catalog, Connector, RunStatus, SyncRun};
+use connectors::{ConnectorConfig, Schedule};
+use exchange_core::{Library, UpdateCycle};
+
+use crate::settings::SyncSettings;
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// This connector already has a run under way in this process.
+    #[error("connector {0} already has a run under way")]
+    AlreadyRunning(String),
+    /// The connector's resource is not served from a library.
+    #[error("{0}")]
+    NoLibrary(String),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] catalog::Error),
+}
+
+/// Starts and tracks connector runs.
+pub struct SyncService {
+    catalog: Catalog,
+    libraries: HashMap<&'static str, Arc<Library>>,
+    running: Mutex<HashSet<i64>>,
+    settings: SyncSettings,
+}
+
+struct Logged;
+
+impl connectors::Progress for Logged {
+    fn rows(&self, _n: u64) {}
+    fn retrying(&self, attempt: u32, wait: Duration, error: &connectors::Error) {
+        tracing::warn!(attempt, wait_ms = wait.as_millis() as u64, %error, "connector run retrying");
+    }
+}
+
+impl SyncService {
+    /// A service over the server's catalog and libraries.
+    pub fn new(catalog: Catalog, libraries: HashMap<&'static str, Arc<Library>>, settings: SyncSettings) -> Self {
+        Self {
+            catalog,
+            libraries,
+            running: Mutex::new(HashSet::new()),
+            settings,
+        }
+    }
+
+    /// The library a connector feeds.
+    pub async fn library_of(&self, connector: &Connector) -> Result<Arc<Library>, StartError> {
+        let resource = self.catalog.resource_by_code(&connector.resource_code).await?;
+        resource
+            .meta
+            .library
+            .as_deref()
+            .and_then(|name| self.libraries.get(name))
+            .cloned()
+            .ok_or_else(|| {
+                StartError::NoLibrary(format!(
+                    "resource {} of connector {} is not served from a library",
+                    resource.code, connector.name
+                ))
+            })
+    }
+
+    /// Records a run of `connector` as started and carries it out on a task of its own;
+    /// returns the run as recorded (status `running`).
+    pub async fn start(self: &Arc<Self>, connector: Connector, trigger: &str) -> Result<SyncRun, StartError> {
+        let library = self.library_of(&connector).await?;
+        if !self.running.lock().expect("lock").insert(connector.id) {
+            return Err(StartError::AlreadyRunning(connector.name));
+        }
+        let run_id = match self.catalog.start_run(connector.id, trigger).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.running.lock().expect("lock").remove(&connector.id);
+                return Err(e.into());
+            }
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let outcome = connectors::execute_run(&this.catalog, &library, &connector, run_id, &Logged).await;
+            this.running.lock().expect("lock").remove(&connector.id);
+            if let Err(e) = outcome {
+                tracing::warn!(connector = %connector.name, run = run_id, error = %e, "connector run failed");
+            }
+        });
+        Ok(self.catalog.run_by_id(run_id).await?)
+    }
+
+    /// Whether `connector_id` has a run under way in this process.
+    pub fn is_running(&self, connector_id: i64) -> bool {
+        self.running.lock().expect("lock").contains(&connector_id)
+    }
+
+    /// How often `connector` runs by itself; `None` when only by hand.
+    pub async fn interval(&self, connector: &Connector) -> Result<Option<Duration>, catalog::Error> {
+        let Ok(config) = ConnectorConfig::from_json(&connector.config) else {
+            return Ok(None);
+        };
+        let seconds = match config.schedule {
+            Schedule::Manual => return Ok(None),
+            Schedule::Every(seconds) => seconds,
+            Schedule::Catalog => {
+                let resource = self.catalog.resource_by_code(&connector.resource_code).await?;
+                const DAY: u64 = 86_400;
+                match resource.meta.update_cycle {
+                    UpdateCycle::RealTime => self.settings.realtime_interval_seconds,
+                    UpdateCycle::Daily => DAY,
+                    UpdateCycle::Weekly => 7 * DAY,
+                    UpdateCycle::Monthly => 30 * DAY,
+                    UpdateCycle::Quarterly => 91 * DAY,
+                    UpdateCycle::HalfYearly => 182 * DAY,
+                    UpdateCycle::Yearly => 365 * DAY,
+                    UpdateCycle::Irregular => return Ok(None),
+                }
+            }
+        };
+        Ok(Some(Duration::from_secs(seconds.max(1))))
+    }
+
+    /// When `connector` is next due (RFC 3339), `None` when it runs only by hand.
+    pub async fn next_due(&self, connector: &Connector) -> Result<Option<chrono::DateTime<chrono::Utc>>, catalog::Error> {
+        let Some(interval) = self.interval(connector).await? else {
+            return Ok(None);
+        };
+        let last = self.catalog.runs(connector.id, 1).await?.into_iter().next();
+        let Some(last) = last else {
+            return Ok(Some(chrono::Utc::now()));
+        };
+        let started = chrono::DateTime::parse_from_rfc3339(&last.started_at)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        let wait = if last.status == RunStatus::Failed {
+            interval.min(Duration::from_secs(self.settings.retry_failed_after_seconds))
+        } else {
+            interval
+        };
+        Ok(Some(started + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)))
+    }
+
+    /// Runs the scheduler until the process ends: every tick, starts the connectors that are due.
+    pub fn spawn_scheduler(self: Arc<Self>) {
+        if !self.settings.scheduler {
+            return;
+        }
+        let tick = Duration::from_secs(self.settings.tick_seconds.max(1));
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(tick);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                timer.tick().await;
+                if let Err(e) = self.start_due().await {
+                    tracing::warn!(error = %e, "scheduler could not read the catalog");
+                }
+            }
+        });
+    }
+
+    async fn start_due(self: &Arc<Self>) -> Result<(), catalog::Error> {
+        let now = chrono::Utc::now();
+        for connector in self.catalog.connectors().await? {
+            if self.is_running(connector.id) {
+                continue;
+            }
+            if self.next_due(&connector).await?.is_some_and(|due| due <= now) {
+                let name = connector.name.clone();
+                match self.start(connector, "schedule").await {
+                    Ok(run) => tracing::info!(connector = %name, run = run.id, "scheduled run started"),
+                    Err(e) => tracing::warn!(connector = %name, error = %e, "scheduled run not started"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
