@@ -70,7 +70,11 @@ impl Application {
     ) -> crate::Result<Self> {
         let audit = AuditLog::start(catalog.clone()).await?;
         let audit_key = load_or_create_audit_key(settings)?;
-        let sync = Arc::new(SyncService::new(catalog.clone(), libraries.clone(), settings.sync.clone()));
+        let sync = Arc::new(SyncService::new(
+            catalog.clone(),
+            libraries.clone(),
+            settings.sync.clone(),
+        ));
         sync.clone().spawn_scheduler();
         let state = web::Data::new(AppState {
             catalog,

@@ -127,7 +127,10 @@ impl SyncService {
     }
 
     /// When `connector` is next due (RFC 3339), `None` when it runs only by hand.
-    pub async fn next_due(&self, connector: &Connector) -> Result<Option<chrono::DateTime<chrono::Utc>>, catalog::Error> {
+    pub async fn next_due(
+        &self,
+        connector: &Connector,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, catalog::Error> {
         let Some(interval) = self.interval(connector).await? else {
             return Ok(None);
         };
@@ -143,7 +146,9 @@ impl SyncService {
         } else {
             interval
         };
-        Ok(Some(started + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)))
+        Ok(Some(
+            started + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX),
+        ))
     }
 
     /// Runs the scheduler until the process ends: every tick, starts the connectors that are due.

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use exchange_core::LibrarySchema;
 use serde::{Deserialize, Serialize};
 
+use crate::file::{CsvSourceConfig, XlsxSourceConfig};
 use crate::mapping::FieldMapping;
 use crate::mysql::MysqlSourceConfig;
 use crate::postgres::PostgresSourceConfig;
@@ -21,6 +22,10 @@ pub enum SourceConfig {
     Postgres(PostgresSourceConfig),
     /// A MySQL or MariaDB database (or one speaking their protocol).
     Mysql(MysqlSourceConfig),
+    /// A CSV file (UTF-8 or GBK/GB18030).
+    Csv(CsvSourceConfig),
+    /// A sheet of an Excel workbook.
+    Xlsx(XlsxSourceConfig),
 }
 
 impl SourceConfig {
@@ -30,6 +35,8 @@ impl SourceConfig {
             SourceConfig::Sqlite(_) => "sqlite",
             SourceConfig::Postgres(_) => "postgres",
             SourceConfig::Mysql(_) => "mysql",
+            SourceConfig::Csv(_) => "csv",
+            SourceConfig::Xlsx(_) => "xlsx",
         }
     }
 
@@ -39,6 +46,8 @@ impl SourceConfig {
             SourceConfig::Sqlite(c) => c.healthcheck().await,
             SourceConfig::Postgres(c) => c.healthcheck().await,
             SourceConfig::Mysql(c) => c.healthcheck().await,
+            SourceConfig::Csv(c) => c.healthcheck().await,
+            SourceConfig::Xlsx(c) => c.healthcheck().await,
         }
     }
 
@@ -48,6 +57,8 @@ impl SourceConfig {
             SourceConfig::Sqlite(c) => c.read(request).await,
             SourceConfig::Postgres(c) => c.read(request).await,
             SourceConfig::Mysql(c) => c.read(request).await,
+            SourceConfig::Csv(c) => c.read(request).await,
+            SourceConfig::Xlsx(c) => c.read(request).await,
         }
     }
 }

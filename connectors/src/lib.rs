@@ -11,6 +11,7 @@
 pub mod batch;
 mod config;
 mod cursor;
+pub mod file;
 pub mod mapping;
 pub mod mysql;
 pub mod postgres;

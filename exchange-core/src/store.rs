@@ -319,7 +319,10 @@ impl Library {
 
 async fn table_watermark(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
     let log_store = table.log_store();
-    Ok(table.snapshot()?.transaction_version(log_store.as_ref(), app_id).await?)
+    Ok(table
+        .snapshot()?
+        .transaction_version(log_store.as_ref(), app_id)
+        .await?)
 }
 
 /// The batch with string columns as plain `Utf8`: the Parquet reader may hand them back as

@@ -110,29 +110,57 @@ pub struct SaveConnector {
 pub async fn save(req: HttpRequest, state: web::Data<AppState>, body: web::Json<SaveConnector>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let body = body.into_inner();
-    let department = state.catalog.department_by_code(&body.department_code).await.map_err(|e| match e {
-        catalog::Error::NotFound { .. } => invalid("department_code", format!("no department has the code {}", body.department_code)),
-        other => other.into(),
-    })?;
+    let department = state
+        .catalog
+        .department_by_code(&body.department_code)
+        .await
+        .map_err(|e| match e {
+            catalog::Error::NotFound { .. } => invalid(
+                "department_code",
+                format!("no department has the code {}", body.department_code),
+            ),
+            other => other.into(),
+        })?;
     require_owner(&caller, department.id, "configuring a connector")?;
-    if body.name.is_empty() || !body.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if body.name.is_empty()
+        || !body
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(invalid("name", "use letters, digits, - and _".into()));
     }
-    let resource = state.catalog.resource_by_code(&body.resource_code).await.map_err(|e| match e {
-        catalog::Error::NotFound { .. } => invalid("resource_code", format!("no resource has the code {}", body.resource_code)),
-        other => other.into(),
-    })?;
+    let resource = state
+        .catalog
+        .resource_by_code(&body.resource_code)
+        .await
+        .map_err(|e| match e {
+            catalog::Error::NotFound { .. } => invalid(
+                "resource_code",
+                format!("no resource has the code {}", body.resource_code),
+            ),
+            other => other.into(),
+        })?;
     let schema = resource
         .meta
         .library
         .as_deref()
         .and_then(|name| LibrarySchema::by_name(name).ok())
-        .ok_or_else(|| invalid("resource_code", format!("resource {} is not served from a library", resource.code)))?;
+        .ok_or_else(|| {
+            invalid(
+                "resource_code",
+                format!("resource {} is not served from a library", resource.code),
+            )
+        })?;
     let config = ConnectorConfig::from_json(&body.config)
         .and_then(|c| c.validate(schema).map(|()| c))
         .map_err(|e| match e {
             connectors::Error::Config { field, message } => {
-                let field = if field == "config" { field } else { format!("config.{field}") };
+                let field = if field == "config" {
+                    field
+                } else {
+                    format!("config.{field}")
+                };
                 invalid(&field, message)
             }
             other => invalid("config", other.to_string()),

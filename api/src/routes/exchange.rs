@@ -293,7 +293,13 @@ async fn serve_changes(
     call: &mut CallRecord,
 ) -> Result<HttpResponse, Problem> {
     let bad = |field: &str, detail: &str| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query parameter", detail).with_field(field)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "Invalid query parameter",
+            detail,
+        )
+        .with_field(field)
     };
     if query.since_version < 0 {
         return Err(bad("since_version", "since_version: a library version, 0 or more"));

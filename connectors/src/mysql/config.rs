@@ -43,7 +43,11 @@ fn default_batch_size() -> usize {
 impl MysqlSourceConfig {
     /// The SQL that reads the whole source.
     pub(crate) fn select_sql(&self) -> crate::Result<String> {
-        crate::sql::base_select(self.table.as_deref(), self.query.as_deref(), crate::sql::Quote::Backtick)
+        crate::sql::base_select(
+            self.table.as_deref(),
+            self.query.as_deref(),
+            crate::sql::Quote::Backtick,
+        )
     }
 }
 

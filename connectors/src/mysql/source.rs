@@ -33,7 +33,14 @@ impl MysqlSourceConfig {
 
     fn describe_target(&self) -> String {
         url::Url::parse(&self.url)
-            .map(|u| format!("mysql {}:{}{}", u.host_str().unwrap_or(""), u.port().unwrap_or(3306), u.path()))
+            .map(|u| {
+                format!(
+                    "mysql {}:{}{}",
+                    u.host_str().unwrap_or(""),
+                    u.port().unwrap_or(3306),
+                    u.path()
+                )
+            })
             .unwrap_or_else(|_| "mysql".into())
     }
 

@@ -36,7 +36,14 @@ impl PostgresSourceConfig {
 
     fn describe_target(&self) -> String {
         url::Url::parse(&self.url)
-            .map(|u| format!("postgres {}:{}{}", u.host_str().unwrap_or(""), u.port().unwrap_or(5432), u.path()))
+            .map(|u| {
+                format!(
+                    "postgres {}:{}{}",
+                    u.host_str().unwrap_or(""),
+                    u.port().unwrap_or(5432),
+                    u.path()
+                )
+            })
             .unwrap_or_else(|_| "postgres".into())
     }
 
@@ -57,7 +64,10 @@ impl PostgresSourceConfig {
 
     /// The column names of the run's SELECT.
     async fn columns(&self, conn: &mut PgConnection, sql: &str) -> Result<Vec<String>> {
-        let described = conn.describe(AssertSqlSafe(sql.to_string()).into_sql_str()).await.map_err(|e| self.error(e))?;
+        let described = conn
+            .describe(AssertSqlSafe(sql.to_string()).into_sql_str())
+            .await
+            .map_err(|e| self.error(e))?;
         Ok(described.columns().iter().map(|c| c.name().to_string()).collect())
     }
 
