@@ -5,7 +5,7 @@
 use sqlx::AssertSqlSafe;
 use std::path::PathBuf;
 
-use huitong::settings::{RateLimitSettings, Settings};
+use huitong::settings::{RateLimitSettings, Settings, SyncSettings};
 use huitong::startup::Application;
 use serde_json::Value;
 
@@ -56,6 +56,34 @@ pub async fn fresh_postgres_database() -> String {
     format!("{base}/{name}")
 }
 
+/// The URL of a fresh MariaDB/MySQL database, or a panic saying how to get one.
+pub async fn fresh_mysql_database() -> String {
+    let admin_url = std::env::var("TEST_MYSQL_URL")
+        .expect("TEST_MYSQL_URL is not set: run ./scripts/test, which starts a throwaway MariaDB");
+    let name = format!("huitong_src_{}", rand::random::<u64>());
+    let mut conn = <sqlx::MySqlConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test MariaDB at {admin_url}: {e}"));
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin_url.trim_end_matches('/');
+    format!("{base}/{name}")
+}
+
+/// A valid, unique citizen ID number for person `n` (born 1950–1999 in 朝阳区).
+pub fn person_id(n: u32) -> String {
+    let year = 1950 + n % 50;
+    let month = 1 + (n / 50) % 12;
+    let day = 1 + (n / 600) % 28;
+    let seq = n / 16_800 % 1000;
+    let first17 = format!("110105{year:04}{month:02}{day:02}{seq:03}");
+    assert!(n < 16_800_000, "person_id supports 16.8M people");
+    let check = exchange_core::id_number::check_character(first17.as_bytes());
+    format!("{first17}{check}")
+}
+
 /// Options of [`spawn_app_with`].
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
@@ -63,6 +91,10 @@ pub struct SpawnOptions {
     pub meta: MetaDb,
     /// Per-credential quota.
     pub rate_limit: RateLimitSettings,
+    /// Rows of the demo's household register (0: an empty population library).
+    pub demo_rows: usize,
+    /// The scheduler's settings.
+    pub sync: SyncSettings,
 }
 
 impl SpawnOptions {
@@ -71,6 +103,16 @@ impl SpawnOptions {
         Self {
             meta,
             rate_limit: RateLimitSettings::default(),
+            demo_rows: TEST_ROWS,
+            sync: SyncSettings::default(),
+        }
+    }
+
+    /// An empty population library (the demo's catalog and keys, no data), for connector tests.
+    pub fn empty_library() -> Self {
+        Self {
+            demo_rows: 0,
+            ..Self::on(MetaDb::Sqlite)
         }
     }
 }
@@ -87,12 +129,13 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         data_dir: data_dir.path().to_path_buf(),
         listen: "127.0.0.1:0".into(),
         rate_limit: options.rate_limit,
+        sync: options.sync,
         ..Settings::default()
     };
     if options.meta == MetaDb::Postgres {
         settings.database_url = Some(fresh_postgres_database().await.into());
     }
-    let demo = huitong::demo::prepare(&settings, TEST_ROWS, 7)
+    let demo = huitong::demo::prepare(&settings, options.demo_rows, 7)
         .await
         .expect("demo prepares");
     let catalog = demo.catalog.clone();
@@ -180,6 +223,37 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
+    }
+
+    /// `POST /api/v1/connectors/{connector}/runs` as `api_key`, then follows the run until it
+    /// ends; returns the finished run.
+    pub async fn run_connector(&self, connector: &str, api_key: &str) -> Value {
+        let started = json_of(
+            self.post(&format!("/api/v1/connectors/{connector}/runs"), api_key, &Value::Null)
+                .await,
+            202,
+        )
+        .await;
+        assert_eq!(started["status"], "running");
+        self.wait_for_run(connector, started["id"].as_i64().expect("run id"), api_key)
+            .await
+    }
+
+    /// Follows run `run` of `connector` until it ends (at most ten minutes).
+    pub async fn wait_for_run(&self, connector: &str, run: i64, api_key: &str) -> Value {
+        for _ in 0..6000 {
+            let run = json_of(
+                self.get(&format!("/api/v1/connectors/{connector}/runs/{run}"), api_key)
+                    .await,
+                200,
+            )
+            .await;
+            if run["status"] != "running" {
+                return run;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("run {run} of {connector} did not end within ten minutes");
     }
 
     /// The data dir's path.

@@ -170,12 +170,15 @@ impl SyncService {
     }
 
     async fn start_due(self: &Arc<Self>) -> Result<(), catalog::Error> {
-        let now = chrono::Utc::now();
         for connector in self.catalog.connectors().await? {
             if self.is_running(connector.id) {
                 continue;
             }
-            if self.next_due(&connector).await?.is_some_and(|due| due <= now) {
+            if self
+                .next_due(&connector)
+                .await?
+                .is_some_and(|due| due <= chrono::Utc::now())
+            {
                 let name = connector.name.clone();
                 match self.start(connector, "schedule").await {
                     Ok(run) => tracing::info!(connector = %name, run = run.id, "scheduled run started"),

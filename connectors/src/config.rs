@@ -6,6 +6,7 @@ use exchange_core::LibrarySchema;
 use serde::{Deserialize, Serialize};
 
 use crate::file::{CsvSourceConfig, XlsxSourceConfig};
+use crate::huitong::HuitongSourceConfig;
 use crate::mapping::FieldMapping;
 use crate::mysql::MysqlSourceConfig;
 use crate::postgres::PostgresSourceConfig;
@@ -26,6 +27,8 @@ pub enum SourceConfig {
     Csv(CsvSourceConfig),
     /// A sheet of an Excel workbook.
     Xlsx(XlsxSourceConfig),
+    /// Another Huitong's change feed.
+    Huitong(HuitongSourceConfig),
 }
 
 impl SourceConfig {
@@ -37,7 +40,27 @@ impl SourceConfig {
             SourceConfig::Mysql(_) => "mysql",
             SourceConfig::Csv(_) => "csv",
             SourceConfig::Xlsx(_) => "xlsx",
+            SourceConfig::Huitong(_) => "huitong",
         }
+    }
+
+    /// Checks what can be checked without reaching the source (URLs, exactly one of table and
+    /// query); errors name the field under `source`.
+    pub fn check(&self) -> Result<()> {
+        let checked = match self {
+            SourceConfig::Sqlite(c) => c.select_sql().map(|_| ()),
+            SourceConfig::Postgres(c) => crate::sql::check_url(&c.url).and(c.select_sql()).map(|_| ()),
+            SourceConfig::Mysql(c) => crate::sql::check_url(&c.url).and(c.select_sql()).map(|_| ()),
+            SourceConfig::Csv(_) | SourceConfig::Xlsx(_) => Ok(()),
+            SourceConfig::Huitong(c) => c.check(),
+        };
+        checked.map_err(|e| match e {
+            Error::Config { field, message } => Error::Config {
+                field: format!("source.{field}"),
+                message,
+            },
+            other => other,
+        })
     }
 
     /// Proves the source reachable before a run starts.
@@ -48,6 +71,7 @@ impl SourceConfig {
             SourceConfig::Mysql(c) => c.healthcheck().await,
             SourceConfig::Csv(c) => c.healthcheck().await,
             SourceConfig::Xlsx(c) => c.healthcheck().await,
+            SourceConfig::Huitong(c) => c.healthcheck().await,
         }
     }
 
@@ -59,6 +83,7 @@ impl SourceConfig {
             SourceConfig::Mysql(c) => c.read(request).await,
             SourceConfig::Csv(c) => c.read(request).await,
             SourceConfig::Xlsx(c) => c.read(request).await,
+            SourceConfig::Huitong(c) => c.read(request).await,
         }
     }
 }
@@ -155,6 +180,7 @@ impl ConnectorConfig {
 
     /// Checks the mapping against the library schema, and the mode against the cursor.
     pub fn validate(&self, schema: &LibrarySchema) -> Result<()> {
+        self.source.check()?;
         if let Some(unknown) = self.mapping.keys().find(|f| schema.position(f).is_none()) {
             return Err(Error::config(
                 &format!("mapping.{unknown}"),

@@ -12,6 +12,7 @@ pub mod batch;
 mod config;
 mod cursor;
 pub mod file;
+pub mod huitong;
 pub mod mapping;
 pub mod mysql;
 pub mod postgres;

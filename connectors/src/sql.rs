@@ -30,6 +30,18 @@ impl Quote {
     }
 }
 
+/// Checks a database URL: it parses, and holds no password (secrets go in `password`).
+pub(crate) fn check_url(url: &str) -> Result<url::Url> {
+    let parsed = url::Url::parse(url).map_err(|e| Error::config("url", format!("not a URL: {e}")))?;
+    if parsed.password().is_some() {
+        return Err(Error::config(
+            "url",
+            "the URL holds a password: put it in `password` ({\"env\": …} or {\"file\": …}) instead",
+        ));
+    }
+    Ok(parsed)
+}
+
 /// The `SELECT` that reads a whole source: its `table`, or its `query` (which must be a read).
 pub(crate) fn base_select(table: Option<&str>, query: Option<&str>, quote: Quote) -> Result<String> {
     match (table, query) {

@@ -3,6 +3,7 @@
 mod audit;
 mod catalog;
 mod catalog_files;
+mod connectors;
 mod demands;
 mod demo;
 mod exchange;

@@ -15,13 +15,7 @@ use crate::{BatchStream, Error, ReadRequest, Result};
 
 impl MysqlSourceConfig {
     fn options(&self) -> Result<MySqlConnectOptions> {
-        let url = url::Url::parse(&self.url).map_err(|e| Error::config("url", format!("not a URL: {e}")))?;
-        if url.password().is_some() {
-            return Err(Error::config(
-                "url",
-                "the URL holds a password: put it in `password` ({\"env\": …} or {\"file\": …}) instead",
-            ));
-        }
+        crate::sql::check_url(&self.url)?;
         let mut options = MySqlConnectOptions::from_str(&self.url)
             .map_err(|e| Error::config("url", e.to_string()))?
             .charset("utf8mb4");

@@ -17,13 +17,7 @@ use crate::{BatchStream, Error, ReadRequest, Result};
 impl PostgresSourceConfig {
     /// The connection options, with the password from its secret.
     fn options(&self) -> Result<PgConnectOptions> {
-        let url = url::Url::parse(&self.url).map_err(|e| Error::config("url", format!("not a URL: {e}")))?;
-        if url.password().is_some() {
-            return Err(Error::config(
-                "url",
-                "the URL holds a password: put it in `password` ({\"env\": …} or {\"file\": …}) instead",
-            ));
-        }
+        crate::sql::check_url(&self.url)?;
         let mut options = PgConnectOptions::from_str(&self.url)
             .map_err(|e| Error::config("url", e.to_string()))?
             .application_name("huitong")

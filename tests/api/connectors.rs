@@ -1,0 +1,643 @@
+//! Connectors against real sources: the PostgreSQL and MariaDB servers `scripts/test` starts,
+//! GBK CSV and XLSX files, a local HTTP server, and a second Huitong. Configured, run and
+//! inspected over the HTTP API.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use huitong::demo::POPULATION_CODE;
+use huitong_tests::{
+    SpawnOptions, TestApp, assert_problem, fresh_mysql_database, fresh_postgres_database, json_of, person_id,
+    spawn_app_with,
+};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+
+const SURNAMES: [&str; 6] = ["张", "王", "李", "赵", "刘", "陈"];
+const GIVEN: [&str; 6] = ["伟", "芳", "娜", "敏", "静", "强"];
+
+fn name_of(n: u32) -> String {
+    format!("{}{}", SURNAMES[n as usize % 6], GIVEN[(n / 6) as usize % 6])
+}
+
+fn gender_code(n: u32) -> &'static str {
+    if n % 2 == 0 { "1" } else { "2" }
+}
+
+fn phone_of(n: u32) -> String {
+    format!("139{:08}", n)
+}
+
+/// A department source table of `n` people (ids 1..=n) in PostgreSQL, loaded with COPY.
+async fn postgres_source(n: u32) -> (String, sqlx::PgConnection) {
+    let url = fresh_postgres_database().await;
+    let mut conn = sqlx::PgConnection::connect(&url).await.expect("source database");
+    conn.execute(
+        "CREATE TABLE hukou (id bigint PRIMARY KEY, sfzh text, xm text, xb text, csrq date, hjqh text, \
+         hjdz text, lxdh text, updated_at timestamp NOT NULL DEFAULT '2024-01-01 00:00:00')",
+    )
+    .await
+    .unwrap();
+    let mut copy = conn
+        .copy_in_raw("COPY hukou (id, sfzh, xm, xb, csrq, hjqh, hjdz, lxdh) FROM STDIN")
+        .await
+        .unwrap();
+    let mut chunk = String::new();
+    for i in 1..=n {
+        let id = person_id(i);
+        let birth = format!("{}-{}-{}", &id[6..10], &id[10..12], &id[12..14]);
+        chunk.push_str(&format!(
+            "{i}\t{id}\t{}\t{}\t{birth}\t110105\t北京市朝阳区建国路{i}号\t{}\n",
+            name_of(i),
+            gender_code(i),
+            phone_of(i)
+        ));
+        if chunk.len() > 1 << 20 {
+            copy.send(chunk.as_bytes()).await.unwrap();
+            chunk.clear();
+        }
+    }
+    copy.send(chunk.as_bytes()).await.unwrap();
+    copy.finish().await.unwrap();
+    (url, conn)
+}
+
+fn hukou_mapping() -> Value {
+    json!({
+        "id_number": "sfzh",
+        "name": "xm",
+        "gender": {"column": "xb", "transforms": ["trim", {"code_table": {"codes": {"1": "男", "2": "女"}}}]},
+        "birth_date": "csrq",
+        "region_code": "hjqh",
+        "address": "hjdz",
+        "phone": "lxdh"
+    })
+}
+
+/// Registers a connector of 公安局 feeding the population resource; returns its view.
+async fn save_connector(app: &TestApp, name: &str, config: Value) -> Value {
+    json_of(
+        app.post(
+            "/api/v1/connectors",
+            &app.key("platform_admin"),
+            &json!({"name": name, "department_code": "GAJ", "resource_code": POPULATION_CODE, "config": config}),
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
+/// The record of `key` as the demo's granted consumer (卫健委) sees it; `None` on 404.
+async fn record(app: &TestApp, key: &str) -> Option<Value> {
+    let response = app.lookup_population(key, "consumer_granted").await;
+    match response.status().as_u16() {
+        404 => None,
+        200 => Some(response.json::<Value>().await.unwrap()["record"].clone()),
+        other => panic!("lookup of {key}: {other}: {}", response.text().await.unwrap()),
+    }
+}
+
+fn counts(run: &Value) -> (i64, i64, i64, i64, i64, i64) {
+    let c = &run["counts"];
+    let n = |k: &str| c[k].as_i64().unwrap();
+    (
+        n("read"),
+        n("inserted"),
+        n("updated"),
+        n("unchanged"),
+        n("rejected"),
+        n("deleted"),
+    )
+}
+
+#[tokio::test]
+async fn postgres_full_runs_track_inserts_updates_and_deletes_and_quarantine_bad_rows() {
+    let app = spawn_app_with(SpawnOptions::empty_library()).await;
+    let admin = app.key("platform_admin");
+    let (url, mut source) = postgres_source(300).await;
+    // Dirt: a wrong check character, a gender outside the code table, a key twice.
+    let bad_check = format!("{}0", &person_id(9001)[..17]);
+    let bad_check = if bad_check == person_id(9001) {
+        format!("{}1", &person_id(9001)[..17])
+    } else {
+        bad_check
+    };
+    source
+        .execute(AssertSqlSafe(format!(
+            "INSERT INTO hukou (id, sfzh, xm, xb, csrq, hjqh) VALUES \
+             (9001, '{bad_check}', '错号', '1', '1990-01-01', '110105'), \
+             (9002, '{}', '怪性别', '3', NULL, '110105'), \
+             (9003, '{}', '重复', '1', NULL, '110105')",
+            person_id(9002),
+            person_id(1)
+        )))
+        .await
+        .unwrap();
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret_file = secret_dir.path().join("gaj-pg-password");
+    std::fs::write(&secret_file, "s3cret-never-shown\n").unwrap();
+    let config = json!({
+        "source": {"kind": "postgres", "url": url, "password": {"file": secret_file}, "table": "hukou"},
+        "mapping": hukou_mapping(),
+        "position_column": "id",
+        "schedule": "manual"
+    });
+    let saved = save_connector(&app, "gaj-pg", config).await;
+    assert_eq!(saved["kind"], "postgres");
+    assert_eq!(saved["mode"], "full");
+
+    let first = app.run_connector("gaj-pg", &admin).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(counts(&first), (303, 300, 0, 0, 3, 0));
+    let version = first["library_version"].as_i64().unwrap();
+
+    let quarantine = json_of(
+        app.get(
+            &format!("/api/v1/connectors/gaj-pg/runs/{}/quarantine", first["id"]),
+            &admin,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let by_position: BTreeMap<String, (Value, String)> = quarantine["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            (
+                q["position"].as_str().unwrap().to_string(),
+                (q["field"].clone(), q["reason"].as_str().unwrap().to_string()),
+            )
+        })
+        .collect();
+    assert_eq!(by_position["9001"].0, "id_number");
+    assert!(by_position["9001"].1.contains("check"), "{:?}", by_position["9001"]);
+    assert_eq!(by_position["9002"].0, "gender");
+    assert!(by_position["9002"].1.contains("code table") && by_position["9002"].1.contains("xb"));
+    assert_eq!(by_position["9003"].0, "id_number");
+    assert!(by_position["9003"].1.contains("more than once"));
+
+    let one = record(&app, &person_id(7)).await.expect("person 7 is in the library");
+    assert_eq!(one["gender"], "女");
+    assert_eq!(
+        one["birth_date"],
+        format!(
+            "{}-{}-{}",
+            &person_id(7)[6..10],
+            &person_id(7)[10..12],
+            &person_id(7)[12..14]
+        )
+    );
+
+    // The source changes: 10 people move, 5 are removed.
+    source
+        .execute("UPDATE hukou SET hjdz = '北京市海淀区中关村大街1号', updated_at = now() WHERE id BETWEEN 11 AND 20")
+        .await
+        .unwrap();
+    source
+        .execute("DELETE FROM hukou WHERE id BETWEEN 21 AND 25")
+        .await
+        .unwrap();
+    let second = app.run_connector("gaj-pg", &admin).await;
+    assert_eq!(second["status"], "succeeded", "{second}");
+    assert_eq!(counts(&second), (298, 0, 10, 285, 3, 5));
+    assert!(second["library_version"].as_i64().unwrap() > version);
+    assert!(
+        record(&app, &person_id(21)).await.is_none(),
+        "deleted in the source, deleted here"
+    );
+    assert!(record(&app, &person_id(11)).await.is_some());
+
+    // Nothing changed: nothing new is written.
+    let third = app.run_connector("gaj-pg", &admin).await;
+    assert_eq!(counts(&third), (298, 0, 0, 295, 3, 0));
+
+    // The password is read from its file at run time and shown nowhere.
+    for path in [
+        "/api/v1/connectors",
+        "/api/v1/connectors/gaj-pg",
+        "/api/v1/connectors/gaj-pg/runs",
+    ] {
+        let body = app.get(path, &admin).await.text().await.unwrap();
+        assert!(!body.contains("s3cret"), "{path} shows the password");
+        assert!(body.contains("gaj-pg-password") || path.ends_with("runs"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_source_does_not_empty_the_library() {
+    let app = spawn_app_with(SpawnOptions::empty_library()).await;
+    let admin = app.key("platform_admin");
+    let (url, mut source) = postgres_source(100).await;
+    let config = json!({
+        "source": {"kind": "postgres", "url": url, "table": "hukou"},
+        "mapping": hukou_mapping(),
+        "schedule": "manual"
+    });
+    save_connector(&app, "gaj-pg", config).await;
+    assert_eq!(app.run_connector("gaj-pg", &admin).await["status"], "succeeded");
+    source.execute("DELETE FROM hukou WHERE id > 30").await.unwrap();
+    let refused = app.run_connector("gaj-pg", &admin).await;
+    assert_eq!(refused["status"], "failed");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains("70 of the 100") && error.contains("max_delete_percent"),
+        "{error}"
+    );
+    assert!(record(&app, &person_id(99)).await.is_some(), "nothing was deleted");
+}
+
+#[tokio::test]
+async fn postgres_incremental_runs_read_from_the_watermark() {
+    let app = spawn_app_with(SpawnOptions::empty_library()).await;
+    let admin = app.key("platform_admin");
+    let (url, mut source) = postgres_source(200).await;
+    source
+        .execute("UPDATE hukou SET updated_at = '2024-01-01 00:00:00'::timestamp + id * interval '1 minute'")
+        .await
+        .unwrap();
+    let config = json!({
+        "source": {"kind": "postgres", "url": url, "table": "hukou"},
+        "mapping": hukou_mapping(),
+        "mode": "incremental",
+        "cursor": {"column": "updated_at", "kind": "timestamp"},
+        "schedule": "manual"
+    });
+    save_connector(&app, "gaj-pg-inc", config).await;
+    let first = app.run_connector("gaj-pg-inc", &admin).await;
+    assert_eq!(counts(&first), (200, 200, 0, 0, 0, 0));
+
+    // Three people change, two are born; a later run reads them and the row at the watermark.
+    source
+        .execute(
+            "UPDATE hukou SET xm = '新名字', updated_at = '2025-06-01 08:00:00' WHERE id IN (3, 4, 5); \
+             INSERT INTO hukou (id, sfzh, xm, xb, csrq, hjqh, updated_at) \
+             SELECT 1000 + g, NULL, '新生儿', '1', '2025-05-01', '110105', '2025-06-01 09:00:00' \
+             FROM generate_series(1, 2) g",
+        )
+        .await
+        .unwrap();
+    for (row, n) in [(1001, 5001), (1002, 5002)] {
+        source
+            .execute(AssertSqlSafe(format!(
+                "UPDATE hukou SET sfzh = '{}' WHERE id = {row}",
+                person_id(n)
+            )))
+            .await
+            .unwrap();
+    }
+    let second = app.run_connector("gaj-pg-inc", &admin).await;
+    let (read, inserted, updated, unchanged, rejected, deleted) = counts(&second);
+    assert_eq!((inserted, updated, rejected, deleted), (2, 3, 0, 0), "{second}");
+    assert_eq!(read, 6, "the five changed rows and the one at the old watermark");
+    assert_eq!(unchanged, 1);
+    assert_eq!(
+        record(&app, &person_id(4)).await.unwrap()["name"],
+        "新**",
+        "masked for 卫健委"
+    );
+
+    let third = app.run_connector("gaj-pg-inc", &admin).await;
+    assert_eq!(counts(&third).1 + counts(&third).2, 0, "nothing new: {third}");
+}
+
+#[tokio::test]
+async fn mariadb_full_and_incremental_runs() {
+    let app = spawn_app_with(SpawnOptions::empty_library()).await;
+    let admin = app.key("platform_admin");
+    let url = fresh_mysql_database().await;
+    let mut source = sqlx::MySqlConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE jiuzhu (id INT PRIMARY KEY, shenfenzheng VARCHAR(18), xingming VARCHAR(20), \
+         chusheng DATE, dizhi VARCHAR(100), gengxin DATETIME(6) NOT NULL)",
+    )
+    .execute(&mut source)
+    .await
+    .unwrap();
+    let mut values = Vec::new();
+    for i in 1..=150u32 {
+        let id = person_id(20_000 + i);
+        values.push(format!(
+            "({i}, '{id}', '{}', '{}-{}-{}', '杭州市西湖区文三路{i}号', '2024-03-01 08:00:00.{i:06}')",
+            name_of(i),
+            &id[6..10],
+            &id[10..12],
+            &id[12..14]
+        ));
+    }
+    // Full-width digits and spaces, as typed at a counter: normalized, not rejected.
+    values.push(format!(
+        "(151, '{}', ' 周　八 ', NULL, NULL, '2024-03-01 09:00:00')",
+        person_id(20_151)
+            .chars()
+            .map(|c| if c.is_ascii_digit() {
+                char::from_u32(c as u32 + 0xFEE0).unwrap()
+            } else {
+                c
+            })
+            .collect::<String>()
+    ));
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "INSERT INTO jiuzhu VALUES {}",
+        values.join(", ")
+    )))
+    .execute(&mut source)
+    .await
+    .unwrap();
+    let config = json!({
+        "source": {"kind": "mysql", "url": url, "table": "jiuzhu"},
+        "mapping": {"id_number": "shenfenzheng", "name": "xingming", "birth_date": "chusheng", "address": "dizhi"},
+        "position_column": "id",
+        "mode": "incremental",
+        "cursor": {"column": "gengxin", "kind": "timestamp"},
+        "schedule": "manual"
+    });
+    save_connector(&app, "mzj-mariadb", config).await;
+    let first = app.run_connector("mzj-mariadb", &admin).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(counts(&first), (151, 151, 0, 0, 0, 0));
+    let zhou = record(&app, &person_id(20_151)).await.unwrap();
+    assert_eq!(zhou["name"], "周*", "folded and trimmed, then masked for 卫健委");
+
+    sqlx::raw_sql("UPDATE jiuzhu SET dizhi = '杭州市滨江区江南大道1号', gengxin = '2024-04-01 00:00:00' WHERE id <= 4")
+        .execute(&mut source)
+        .await
+        .unwrap();
+    let second = app.run_connector("mzj-mariadb", &admin).await;
+    // The four changed rows, and the one at the old watermark (read again, unchanged).
+    assert_eq!(counts(&second), (5, 0, 4, 1, 0, 0), "{second}");
+}
+
+/// Forwards TCP to `target` until told to cut: then drops every connection once `cut_after`
+/// bytes have come back from the server, and refuses new ones.
+struct CuttingProxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl CuttingProxy {
+    async fn start(target: String, cut_after: u64) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    return; // dropping the listener: refused from now on
+                }
+                let Ok(mut server) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.split();
+                    let (mut sr, mut sw) = server.split();
+                    let sent = AtomicU64::new(0);
+                    let up = tokio::io::copy(&mut cr, &mut sw);
+                    let down = async {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                            let n = sr.read(&mut buf).await?;
+                            if n == 0 {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                            let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                            if total > cut_after && total > 64 * 1024 {
+                                flag.store(true, Ordering::SeqCst);
+                            }
+                            if flag.load(Ordering::SeqCst) && total > cut_after {
+                                return Ok(());
+                            }
+                            cw.write_all(&buf[..n]).await?;
+                        }
+                    };
+                    tokio::select! { _ = up => {}, _ = down => {} }
+                });
+            }
+        });
+        Self { port, cut }
+    }
+}
+
+#[tokio::test]
+async fn a_source_lost_mid_run_is_retried_then_fails_with_nothing_committed() {
+    let app = spawn_app_with(SpawnOptions::empty_library()).await;
+    let admin = app.key("platform_admin");
+    let (url, _source) = postgres_source(20_000).await;
+    let parsed = url::Url::parse(&url).unwrap();
+    let target = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap());
+    let proxy = CuttingProxy::start(target, 256 * 1024).await;
+    let mut via_proxy = parsed.clone();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let config = |url: &str| {
+        json!({
+            "source": {"kind": "postgres", "url": url, "table": "hukou"},
+            "mapping": hukou_mapping(),
+            "retries": 2,
+            "retry_backoff_ms": 20,
+            "schedule": "manual"
+        })
+    };
+    save_connector(&app, "gaj-flaky", config(via_proxy.as_str())).await;
+    let failed = app.run_connector("gaj-flaky", &admin).await;
+    assert!(proxy.cut.load(Ordering::SeqCst), "the proxy cut the stream");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["attempts"], 3);
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("unreachable") && error.contains("gave up after 3 attempts"),
+        "{error}"
+    );
+    assert!(failed["library_version"].is_null());
+    assert!(
+        record(&app, &person_id(1)).await.is_none(),
+        "nothing of the failed run is visible"
+    );
+    let quarantine = json_of(
+        app.get(
+            &format!("/api/v1/connectors/gaj-flaky/runs/{}/quarantine", failed["id"]),
+            &admin,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(quarantine["items"], json!([]));
+
+    // Back online: the next run takes everything.
+    save_connector(&app, "gaj-flaky", config(&url)).await;
+    let recovered = app.run_connector("gaj-flaky", &admin).await;
+    assert_eq!(counts(&recovered), (20_000, 20_000, 0, 0, 0, 0));
+}
+
+#[tokio::test]
+async fn connector_configs_are_checked_whole_and_runs_are_for_their_owners() {
+    let app = spawn_app_with(SpawnOptions::empty_library()).await;
+    let admin = app.key("platform_admin");
+    let save = |config: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.post(
+                "/api/v1/connectors",
+                &admin,
+                &json!({"name": "bad", "department_code": "GAJ", "resource_code": POPULATION_CODE, "config": config}),
+            )
+            .await
+        }
+    };
+    let source = json!({"kind": "postgres", "url": "postgres://reader@127.0.0.1:1/x", "table": "t"});
+    let problem = assert_problem(
+        save(json!({"source": source, "mapping": {"id_number": "sfzh", "shoe_size": "x"}})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["field"], "config.mapping.shoe_size");
+    let problem = assert_problem(
+        save(
+            json!({"source": {"kind": "postgres", "url": "postgres://reader:pw@h/x", "table": "t"},
+                    "mapping": {"id_number": "sfzh"}}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["field"], "config.source.url");
+    assert!(!problem["detail"].as_str().unwrap().contains("pw"));
+    let problem = assert_problem(
+        save(json!({"source": {"kind": "oracle", "url": "x"}, "mapping": {}})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("oracle"), "{problem}");
+    let problem = assert_problem(
+        save(json!({"source": source, "mapping": {"id_number": "sfzh"}, "mode": "incremental"})).await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert_eq!(problem["field"], "config.cursor");
+    assert_eq!(
+        json_of(app.get("/api/v1/connectors", &admin).await, 200).await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["name"] == "bad")
+            .count(),
+        0,
+        "nothing saved"
+    );
+
+    // The demo's 民政局 connector is not 公安局's to run; a consumer sees no connectors.
+    let gaj = app.key("provider_admin");
+    assert_problem(
+        app.post("/api/v1/connectors/mzj-jiuzhu/runs", &gaj, &Value::Null).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let listed = json_of(app.get("/api/v1/connectors", &gaj).await, 200).await;
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gaj-hukou"]);
+    assert_problem(
+        app.get("/api/v1/connectors", &app.key("consumer_granted")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/connectors/nope/runs", &admin).await,
+        404,
+        "connector_not_found",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/connectors/gaj-hukou/runs/999999", &admin).await,
+        404,
+        "run_not_found",
+    )
+    .await;
+    assert_problem(
+        app.get("/api/v1/connectors/gaj-hukou/runs?limit=0", &admin).await,
+        400,
+        "invalid_query",
+    )
+    .await;
+
+    // An unreachable source fails its run with a clear message.
+    let unreachable = json!({"source": source, "mapping": {"id_number": "sfzh"}, "retries": 0, "schedule": "manual"});
+    json_of(
+        app.post(
+            "/api/v1/connectors",
+            &admin,
+            &json!({"name": "gaj-down", "department_code": "GAJ", "resource_code": POPULATION_CODE, "config": unreachable}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let run = app.run_connector("gaj-down", &admin).await;
+    assert_eq!(run["status"], "failed");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .contains("source unreachable: postgres 127.0.0.1:1/x"),
+        "{run}"
+    );
+}
+
+#[tokio::test]
+async fn the_scheduler_runs_connectors_on_their_schedule() {
+    let mut options = SpawnOptions::empty_library();
+    options.sync.tick_seconds = 1;
+    let app = spawn_app_with(options).await;
+    let admin = app.key("platform_admin");
+    let (url, _source) = postgres_source(10).await;
+    save_connector(
+        &app,
+        "gaj-every-second",
+        json!({"source": {"kind": "postgres", "url": url, "table": "hukou"}, "mapping": hukou_mapping(),
+               "schedule": {"every": 1}}),
+    )
+    .await;
+    let mut scheduled = Vec::new();
+    let mut runs = Value::Null;
+    for _ in 0..600 {
+        runs = json_of(app.get("/api/v1/connectors/gaj-every-second/runs", &admin).await, 200).await;
+        scheduled = runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["trigger"] == "schedule" && r["status"] == "succeeded")
+            .cloned()
+            .collect();
+        if scheduled.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(scheduled.len() >= 2, "two scheduled runs within a minute: {runs}");
+    let view = json_of(app.get("/api/v1/connectors/gaj-every-second", &admin).await, 200).await;
+    assert_eq!(view["schedule"], json!({"every": 1}));
+    assert!(view["next_run_at"].is_string());
+    // The demo's connectors follow the population resource's update cycle: not due again yet.
+    let demo = json_of(app.get("/api/v1/connectors/gaj-hukou/runs", &admin).await, 200).await;
+    assert!(demo["items"].as_array().unwrap().iter().all(|r| r["trigger"] == "cli"));
+}
