@@ -167,11 +167,24 @@ async fn issue_demo_keys(catalog: &Catalog) -> Result<serde_json::Value> {
     Ok(keys.into())
 }
 
-struct Bar(ProgressBar);
+/// A progress bar on a terminal; elsewhere (logs, pipes) a line every 100,000 rows.
+struct Bar(ProgressBar, std::sync::atomic::AtomicU64);
 
 impl connectors::Progress for Bar {
     fn rows(&self, n: u64) {
         self.0.inc(n);
+        let before = self.1.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if (before + n) / 100_000 > before / 100_000 {
+            tracing::info!(rows = before + n, "sync progress");
+        }
+    }
+
+    fn retrying(&self, attempt: u32, wait: Duration, error: &connectors::Error) {
+        self.0.println(format!(
+            "  ↻ source unreachable ({error}); attempt {} in {:.1} s",
+            attempt + 1,
+            wait.as_secs_f64()
+        ));
     }
 }
 
@@ -194,7 +207,14 @@ pub async fn sync_with_progress(
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(Duration::from_millis(100));
-    let outcome = connectors::run_connector(catalog, library, connector, "cli", &Bar(bar.clone())).await;
+    let outcome = connectors::run_connector(
+        catalog,
+        library,
+        connector,
+        "cli",
+        &Bar(bar.clone(), Default::default()),
+    )
+    .await;
     bar.finish_and_clear();
     match outcome {
         Ok(run) => {
