@@ -236,6 +236,16 @@ impl Run<'_> {
             }
             *high_water = Some(high_water.map_or(value, |h| h.max(value)));
         }
+        if mapped.text(mapped.op, row) == Some("D") {
+            // A deletion carries its key only.
+            match mapped.normalize_key(row) {
+                Ok(key) => {
+                    writer.delete(&key)?;
+                }
+                Err(rejection) => self.reject(mapped, row, rejection),
+            }
+            return Ok(());
+        }
         let values = match mapped.normalize(row) {
             Ok(values) => values,
             Err(rejection) => {
@@ -243,12 +253,6 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        if mapped.text(mapped.op, row) == Some("D") {
-            if let Some(key) = &values[0] {
-                writer.delete(key)?;
-            }
-            return Ok(());
-        }
         let key = values[0].clone();
         if writer.upsert(values)? == Upsert::Duplicate {
             let key_field = &self.library.schema().fields[0];
@@ -361,35 +365,46 @@ impl<'a> MappedBatch<'a> {
         column.filter(|c| !c.is_null(row)).map(|c| c.value(row))
     }
 
+    /// Field `i`'s value in `row`: mapped, transformed and normalized.
+    fn field(&self, i: usize, row: usize) -> Result<Option<String>, Rejection> {
+        let field = &self.library.schema().fields[i];
+        let value = match &self.columns[i] {
+            None => None,
+            Some((mapping, array)) => {
+                let raw = (!array.is_null(row)).then(|| array.value(row));
+                let rejection = |reason: String| Rejection {
+                    field: Some(field.name.to_string()),
+                    reason: format!(
+                        "{} ({}, column {}): {reason}",
+                        field.label_zh,
+                        field.name,
+                        mapping.column()
+                    ),
+                };
+                let mapped = mapping.apply(raw).map_err(rejection)?;
+                field.normalize(mapped.as_deref().unwrap_or("")).map_err(rejection)?
+            }
+        };
+        if value.is_none() && field.required {
+            return Err(Rejection {
+                field: Some(field.name.to_string()),
+                reason: format!("{} ({}) is required", field.label_zh, field.name),
+            });
+        }
+        Ok(value)
+    }
+
+    /// The row's key (the first field), normalized.
+    fn normalize_key(&self, row: usize) -> Result<String, Rejection> {
+        Ok(self.field(0, row)?.unwrap_or_default())
+    }
+
     /// The row's library values, or why it cannot enter the library.
     fn normalize(&self, row: usize) -> Result<Vec<Option<String>>, Rejection> {
         let fields = self.library.schema().fields;
         let mut values = Vec::with_capacity(fields.len());
-        for (field, column) in fields.iter().zip(&self.columns) {
-            let value = match column {
-                None => None,
-                Some((mapping, array)) => {
-                    let raw = (!array.is_null(row)).then(|| array.value(row));
-                    let label = || format!("{} ({}, column {})", field.label_zh, field.name, mapping.column());
-                    let mapped = mapping.apply(raw).map_err(|reason| Rejection {
-                        field: Some(field.name.to_string()),
-                        reason: format!("{}: {reason}", label()),
-                    })?;
-                    field
-                        .normalize(mapped.as_deref().unwrap_or(""))
-                        .map_err(|reason| Rejection {
-                            field: Some(field.name.to_string()),
-                            reason: format!("{}: {reason}", label()),
-                        })?
-                }
-            };
-            if value.is_none() && field.required {
-                return Err(Rejection {
-                    field: Some(field.name.to_string()),
-                    reason: format!("{} ({}) is required", field.label_zh, field.name),
-                });
-            }
-            values.push(value);
+        for i in 0..fields.len() {
+            values.push(self.field(i, row)?);
         }
         derive_from_id_number(fields, &mut values);
         Ok(values)

@@ -575,7 +575,7 @@ async fn connector_configs_are_checked_whole_and_runs_are_for_their_owners() {
     .await;
     assert_problem(
         app.get("/api/v1/connectors/gaj-hukou/runs?limit=0", &admin).await,
-        400,
+        422,
         "invalid_query",
     )
     .await;
@@ -640,4 +640,293 @@ async fn the_scheduler_runs_connectors_on_their_schedule() {
     // The demo's connectors follow the population resource's update cycle: not due again yet.
     let demo = json_of(app.get("/api/v1/connectors/gaj-hukou/runs", &admin).await, 200).await;
     assert!(demo["items"].as_array().unwrap().iter().all(|r| r["trigger"] == "cli"));
+}
+
+async fn population_health(app: &TestApp) -> (i64, i64) {
+    let health: Value = app
+        .client
+        .get(format!("{}/health", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = &health["libraries"]["population"];
+    (p["version"].as_i64().unwrap(), p["records"].as_i64().unwrap())
+}
+
+/// Grants `department` of `app` every population item in plain, through the demand workflow;
+/// returns a consumer key of that department.
+async fn plain_grant(app: &TestApp, department: &str) -> String {
+    let consumer = app.issue_key(policy::Role::Consumer, Some(department)).await;
+    let items = [
+        "id_number",
+        "name",
+        "gender",
+        "birth_date",
+        "ethnicity",
+        "region_code",
+        "address",
+        "phone",
+    ];
+    let demand = json_of(
+        app.post(
+            "/api/v1/demands",
+            &consumer,
+            &json!({"resource_code": POPULATION_CODE, "purpose": "区县数据回流：户籍人口", "legal_basis": "《浙江省公共数据条例》",
+                    "requested_items": items, "expected_daily_calls": 100}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    json_of(
+        app.post(
+            &format!("/api/v1/demands/{}/decision", demand["id"]),
+            &app.key("provider_admin"),
+            &json!({"decision": "approve", "items": items, "plain_items": items}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    consumer
+}
+
+#[tokio::test]
+async fn one_huitong_follows_another_through_its_change_feed() {
+    let province = huitong_tests::spawn_app(huitong_tests::MetaDb::Sqlite).await;
+    let city = spawn_app_with(SpawnOptions::empty_library()).await;
+    let city_admin = city.key("platform_admin");
+    let key_dir = tempfile::tempdir().unwrap();
+    let plain_key = key_dir.path().join("province.key");
+    std::fs::write(&plain_key, plain_grant(&province, "JTJ").await).unwrap();
+    let masked_key = key_dir.path().join("masked.key");
+    std::fs::write(&masked_key, province.key("consumer_granted")).unwrap();
+    let all_fields = json!({"id_number": "id_number", "name": "name", "gender": "gender", "birth_date": "birth_date",
+                            "ethnicity": "ethnicity", "region_code": "region_code", "address": "address", "phone": "phone"});
+    let config = |key: &std::path::Path| {
+        json!({
+            "source": {"kind": "huitong", "base_url": province.address, "resource_code": POPULATION_CODE,
+                       "api_key": {"file": key}, "page_size": 97},
+            "mapping": all_fields,
+            "mode": "incremental",
+            "cursor": {"column": "_huitong_version", "kind": "integer"},
+            "schedule": "manual"
+        })
+    };
+
+    // A grant that masks items cannot feed a library.
+    save_connector(&city, "province-population", config(&masked_key)).await;
+    let refused = city.run_connector("province-population", &city_admin).await;
+    assert_eq!(refused["status"], "failed");
+    assert!(refused["error"].as_str().unwrap().contains("masked"), "{refused}");
+
+    save_connector(&city, "province-population", config(&plain_key)).await;
+    let first = city.run_connector("province-population", &city_admin).await;
+    let (_, province_records) = population_health(&province).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert_eq!(counts(&first).1, province_records, "every province record arrives");
+    assert_eq!(population_health(&city).await.1, province_records);
+    for id in &province.sample_ids {
+        assert_eq!(record(&city, id).await, record(&province, id).await, "{id}");
+    }
+
+    // The province's source changes: one person moves, one is removed; the province syncs,
+    // then the city follows.
+    let source = province.data_path().join("sources").join("gongan_hukou.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", source.display()))
+        .await
+        .unwrap();
+    let (moved, removed) = (&province.sample_ids[0], &province.sample_ids[1]);
+    sqlx::query("UPDATE hukou SET hjdz = '浙江省杭州市余杭区文一西路969号' WHERE sfzh = $1")
+        .bind(moved)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM hukou WHERE sfzh = $1")
+        .bind(removed)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let province_run = province
+        .run_connector("gaj-hukou", &province.key("platform_admin"))
+        .await;
+    assert_eq!(
+        (counts(&province_run).2, counts(&province_run).5),
+        (1, 1),
+        "{province_run}"
+    );
+
+    let second = city.run_connector("province-population", &city_admin).await;
+    let (_, _, updated, _, rejected, deleted) = counts(&second);
+    assert_eq!((updated, deleted, rejected), (1, 1, 0), "{second}");
+    assert!(counts(&second).0 < 10, "only the changes travel: {second}");
+    assert_eq!(record(&city, moved).await, record(&province, moved).await);
+    assert!(record(&city, removed).await.is_none());
+}
+
+#[tokio::test]
+async fn the_change_feed_pages_by_key_under_policy() {
+    let app = huitong_tests::spawn_app(huitong_tests::MetaDb::Sqlite).await;
+    let path = format!("/api/v1/exchange/{POPULATION_CODE}/changes");
+    let granted = app.key("consumer_granted");
+    let (version, records) = population_health(&app).await;
+    let mut cursor: Option<String> = None;
+    let mut keys = Vec::new();
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}?since_version=0&limit=150&cursor={c}"),
+            None => format!("{path}?since_version=0&limit=150"),
+        };
+        let page = json_of(app.get(&url, &granted).await, 200).await;
+        assert_eq!(page["as_of_version"], version);
+        assert_eq!(page["masked"], json!(["name", "address", "phone"]));
+        for change in page["changes"].as_array().unwrap() {
+            assert_eq!(change["op"], "upsert");
+            assert!(
+                change["record"]["name"].as_str().unwrap().contains('*'),
+                "masked as granted"
+            );
+            keys.push(change["key"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(keys.len() as i64, records, "every record once");
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "in key order");
+    let none = json_of(app.get(&format!("{path}?since_version={version}"), &granted).await, 200).await;
+    assert_eq!(none["changes"], json!([]));
+
+    assert_problem(
+        app.get(&format!("{path}?since_version=0"), &app.key("consumer_ungranted"))
+            .await,
+        403,
+        "no_grant",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("{path}?since_version=-1"), &granted).await,
+        422,
+        "invalid_query",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("{path}?since_version=0&cursor=zz"), &granted).await,
+        422,
+        "invalid_query",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("{path}?since_version=0&limit=0"), &granted).await,
+        422,
+        "invalid_query",
+    )
+    .await;
+    assert_problem(
+        app.get(&format!("{path}?since=0"), &granted).await,
+        422,
+        "invalid_query",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gbk_csv_and_xlsx_files_feed_the_library() {
+    let app = spawn_app_with(SpawnOptions::empty_library()).await;
+    let admin = app.key("platform_admin");
+    let dir = tempfile::tempdir().unwrap();
+    // 公安 exports a GBK CSV with Chinese headers, as Excel on Chinese Windows saves it.
+    let mut csv = String::from("编号,公民身份号码,姓名,性别,出生日期\r\n");
+    for i in 1..=120u32 {
+        let id = person_id(30_000 + i);
+        csv.push_str(&format!(
+            "{i},{id},{},{},{}年{}月{}日\r\n",
+            name_of(i),
+            gender_code(i),
+            &id[6..10],
+            &id[10..12],
+            &id[12..14]
+        ));
+    }
+    csv.push_str("121,11010519491231002X,坏日期,1,1990年13月1日\r\n");
+    let (gbk, _, unmappable) = encoding_rs::GBK.encode(&csv);
+    assert!(!unmappable);
+    let csv_path = dir.path().join("户籍.csv");
+    std::fs::write(&csv_path, &gbk).unwrap();
+    save_connector(
+        &app,
+        "gaj-csv",
+        json!({
+            "source": {"kind": "csv", "path": csv_path},
+            "mapping": {"id_number": "公民身份号码", "name": "姓名", "birth_date": "出生日期",
+                        "gender": {"column": "性别", "transforms": [{"code_table": {"codes": {"1": "男", "2": "女"}}}]}},
+            "position_column": "编号",
+            "schedule": "manual"
+        }),
+    )
+    .await;
+    let run = app.run_connector("gaj-csv", &admin).await;
+    assert_eq!(counts(&run), (121, 120, 0, 0, 1, 0), "{run}");
+    let q = json_of(
+        app.get(
+            &format!("/api/v1/connectors/gaj-csv/runs/{}/quarantine", run["id"]),
+            &admin,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(q["items"][0]["position"], "121");
+    assert_eq!(q["items"][0]["field"], "birth_date");
+    assert_eq!(q["items"][0]["raw"]["姓名"], "坏日期");
+    let one = record(&app, &person_id(30_001)).await.unwrap();
+    assert_eq!(one["gender"], "女");
+    assert_eq!(
+        one["birth_date"],
+        format!(
+            "{}-{}-{}",
+            &person_id(30_001)[6..10],
+            &person_id(30_001)[10..12],
+            &person_id(30_001)[12..14]
+        )
+    );
+
+    // 民政 keeps a workbook: a title row, then headers; phones typed as numbers.
+    let xlsx_path = dir.path().join("救助对象.xlsx");
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet().set_name("救助对象").unwrap();
+    sheet.write(0, 0, "2024年度城乡低保对象名册").unwrap();
+    for (c, h) in ["身份证号", "姓名", "联系电话"].iter().enumerate() {
+        sheet.write(1, c as u16, *h).unwrap();
+    }
+    for i in 1..=40u32 {
+        let row = i + 1;
+        sheet.write(row, 0, person_id(30_000 + i)).unwrap();
+        sheet.write(row, 1, name_of(i)).unwrap();
+        sheet.write(row, 2, 13_900_000_000f64 + f64::from(i)).unwrap();
+    }
+    workbook.save(&xlsx_path).unwrap();
+    json_of(
+        app.post(
+            "/api/v1/connectors",
+            &admin,
+            &json!({"name": "mzj-xlsx", "department_code": "MZJ", "resource_code": POPULATION_CODE, "config": {
+                "source": {"kind": "xlsx", "path": xlsx_path, "sheet": "救助对象", "header_row": 2},
+                "mapping": {"id_number": "身份证号", "name": "姓名", "phone": "联系电话"},
+                "schedule": "manual"
+            }}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let run = app.run_connector("mzj-xlsx", &admin).await;
+    // 民政 is not the authoritative source of population: it fills the phone 公安 left empty.
+    assert_eq!(counts(&run), (40, 0, 40, 0, 0, 0), "{run}");
+    assert_eq!(record(&app, &person_id(30_001)).await.unwrap()["phone"], "139****0001");
 }

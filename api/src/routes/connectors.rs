@@ -213,7 +213,7 @@ pub async fn runs(
     require_owner(&caller, connector.department_id, "reading run history")?;
     if !(1..=500).contains(&query.limit) {
         return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_query",
             "Invalid query parameter",
             "limit: between 1 and 500",

@@ -294,7 +294,7 @@ async fn serve_changes(
 ) -> Result<HttpResponse, Problem> {
     let bad = |field: &str, detail: &str| {
         Problem::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_query",
             "Invalid query parameter",
             detail,
