@@ -61,7 +61,18 @@ async fn demo_builds_from_nothing_and_reruns_without_duplicates() {
             connector.name
         );
         assert_eq!(rerun.counts.rejected, first_run.counts.rejected);
+        assert!(first_run.counts.read > 0, "{} read its source", connector.name);
     }
+    // The departments' sources come in the kinds departments keep: databases, a GBK CSV
+    // export, a workbook.
+    let kinds: std::collections::BTreeSet<String> = catalog
+        .connectors()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(kinds, ["csv", "sqlite", "xlsx"].map(String::from).into());
 }
 
 #[tokio::test]

@@ -68,6 +68,10 @@ pub struct Sources {
     pub gongan: PathBuf,
     /// 市民政局 assistance roll: table `jiuzhu_duixiang`.
     pub minzheng: PathBuf,
+    /// 市卫健委 family-doctor contracts, a GBK CSV as Excel on Chinese Windows saves it.
+    pub weijian: PathBuf,
+    /// 市人社局 insured persons, an Excel workbook with a title row.
+    pub renshe: PathBuf,
     /// Rows in `hukou`.
     pub rows: usize,
     /// The seed used.
@@ -77,7 +81,7 @@ pub struct Sources {
 }
 
 /// Bumped whenever the generator's output changes, so old sources are rebuilt.
-const GENERATOR_VERSION: u32 = 1;
+const GENERATOR_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Manifest {
@@ -98,6 +102,8 @@ pub async fn ensure_sources(dir: &Path, rows: usize, seed: u64) -> Result<Source
             && s.seed == seed
             && s.gongan.exists()
             && s.minzheng.exists()
+            && s.weijian.exists()
+            && s.renshe.exists()
         {
             return Ok(manifest.sources);
         }
@@ -291,9 +297,50 @@ async fn generate(dir: &Path, rows: usize, seed: u64) -> Result<Sources> {
     tx.commit().await.map_err(sql_err)?;
     conn.close().await.map_err(sql_err)?;
 
+    // Health: one in four people has signed a family doctor, phones typed every which way.
+    let weijian = dir.join("weijian_qianyue.csv");
+    let mut csv = String::from("编号,身份证号,姓名,联系电话,签约日期\r\n");
+    for (i, p) in people.iter().step_by(4).enumerate() {
+        let phone = match i % 3 {
+            0 => p.phone.clone(),
+            1 => format!("{}-{}-{}", &p.phone[..3], &p.phone[3..7], &p.phone[7..]),
+            _ => full_width(&p.phone),
+        };
+        let signed = format!("2024年{}月{}日", 1 + i % 12, 1 + i % 28);
+        csv.push_str(&format!("{},{},{},{phone},{signed}\r\n", i + 1, p.id, p.name));
+    }
+    let (gbk, _, _) = encoding_rs::GBK.encode(&csv);
+    std::fs::write(&weijian, &gbk)?;
+
+    // Human resources: one in six, in a workbook with a title row, gender coded 1/2 and birth
+    // dates as yyyymmdd numbers.
+    let renshe = dir.join("renshe_canbao.xlsx");
+    let xlsx_err = |e: rust_xlsxwriter::XlsxError| Failure::msg(format!("writing {}: {e}", renshe.display()));
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook.add_worksheet().set_name("参保人员").map_err(xlsx_err)?;
+    sheet
+        .write(0, 0, "杭州市城镇职工基本养老保险参保人员名册")
+        .map_err(xlsx_err)?;
+    for (c, header) in ["社会保障号码", "姓名", "性别", "出生日期"].iter().enumerate() {
+        sheet.write(1, c as u16, *header).map_err(xlsx_err)?;
+    }
+    for (i, p) in people.iter().step_by(6).enumerate() {
+        let row = i as u32 + 2;
+        sheet.write(row, 0, p.id.as_str()).map_err(xlsx_err)?;
+        sheet.write(row, 1, p.name.as_str()).map_err(xlsx_err)?;
+        sheet
+            .write(row, 2, if p.gender == "男" { 1 } else { 2 })
+            .map_err(xlsx_err)?;
+        let birth: f64 = p.birth.format("%Y%m%d").to_string().parse().unwrap_or_default();
+        sheet.write(row, 3, birth).map_err(xlsx_err)?;
+    }
+    workbook.save(&renshe).map_err(xlsx_err)?;
+
     Ok(Sources {
         gongan,
         minzheng,
+        weijian,
+        renshe,
         rows,
         seed,
         sample_ids,

@@ -41,10 +41,12 @@ pub async fn prepare(settings: &Settings, rows: usize, seed: u64) -> Result<Prep
     println!("汇通 Huitong demo — data dir {}", data_dir.display());
     let sources = generate::ensure_sources(&data_dir.join("sources"), rows, seed).await?;
     println!(
-        "  departmental sources: {} (户籍 {} rows), {}",
+        "  departmental sources: {} (户籍 {} rows), {}, {}, {}",
         sources.gongan.display(),
         sources.rows,
-        sources.minzheng.display()
+        sources.minzheng.display(),
+        sources.weijian.display(),
+        sources.renshe.display()
     );
     let (catalog, libraries) = open_stores(settings).await?;
     if seed::seed_catalog(&catalog).await? {
@@ -131,6 +133,35 @@ async fn seed_connectors(catalog: &Catalog, sources: &generate::Sources) -> Resu
                     "address": "juzhudizhi"
                 },
                 "position_column": "id"
+            }),
+        })
+        .await?;
+    catalog
+        .upsert_connector(&NewConnector {
+            name: "wjw-qianyue".into(),
+            kind: "csv".into(),
+            department_code: "WJW".into(),
+            resource_code: POPULATION_CODE.into(),
+            config: json!({
+                "source": {"kind": "csv", "path": sources.weijian, "encoding": "auto"},
+                "mapping": {"id_number": "身份证号", "name": "姓名", "phone": "联系电话"},
+                "position_column": "编号"
+            }),
+        })
+        .await?;
+    catalog
+        .upsert_connector(&NewConnector {
+            name: "rsj-canbao".into(),
+            kind: "xlsx".into(),
+            department_code: "RSJ".into(),
+            resource_code: POPULATION_CODE.into(),
+            config: json!({
+                "source": {"kind": "xlsx", "path": sources.renshe, "sheet": "参保人员", "header_row": 2},
+                "mapping": {
+                    "id_number": "社会保障号码", "name": "姓名",
+                    "gender": {"column": "性别", "transforms": [{"code_table": {"codes": {"1": "男", "2": "女"}}}]},
+                    "birth_date": {"column": "出生日期", "transforms": [{"date": {"format": "%Y%m%d"}}]}
+                }
             }),
         })
         .await?;
