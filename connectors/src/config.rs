@@ -105,7 +105,8 @@ pub struct ConnectorConfig {
     /// are marked deleted. `incremental`: a run reads rows at or past the cursor's watermark.
     #[serde(default)]
     pub mode: SyncMode,
-    /// The cursor of incremental runs.
+    /// The cursor of incremental runs. A full run with a cursor records its high-water mark
+    /// too, so a connector loaded in full can go on incrementally.
     #[serde(default)]
     pub cursor: Option<CursorConfig>,
     /// A full run that would mark more than this share of the source's records deleted fails

@@ -194,10 +194,9 @@ impl Run<'_> {
         self.counts.updated = stats.updated as i64;
         self.counts.unchanged += stats.unchanged as i64;
         self.counts.deleted = stats.deleted as i64;
-        let new_watermark = match self.config.mode {
-            SyncMode::Incremental => high_water.unwrap_or(0),
-            SyncMode::Full => watermark.unwrap_or(0),
-        };
+        // A full run with a cursor also carries the watermark forward, so a connector loaded in
+        // full can continue incrementally.
+        let new_watermark = high_water.or(watermark).unwrap_or(0);
         let commit = writer.commit(&app_id, new_watermark).await?;
         Ok(commit.version)
     }
@@ -219,9 +218,7 @@ impl Run<'_> {
             self.reject(mapped, row, rejection);
             return Ok(());
         }
-        if let Some(cursor) = &self.config.cursor
-            && self.config.mode == SyncMode::Incremental
-        {
+        if let Some(cursor) = &self.config.cursor {
             let Some(value) = mapped.text(mapped.cursor, row).and_then(|t| cursor.kind.parse(t)) else {
                 let reason = format!(
                     "the cursor column {} is empty or not a {:?}",
@@ -345,10 +342,11 @@ impl<'a> MappedBatch<'a> {
             .as_deref()
             .map(|c| text_column(c, "position_column"))
             .transpose()?;
-        let cursor = match (&config.cursor, config.mode) {
-            (Some(c), SyncMode::Incremental) => Some(text_column(&c.column, "cursor.column")?),
-            _ => None,
-        };
+        let cursor = config
+            .cursor
+            .as_ref()
+            .map(|c| text_column(&c.column, "cursor.column"))
+            .transpose()?;
         Ok(Self {
             batch,
             library,
