@@ -185,6 +185,7 @@ impl Run<'_> {
             }
             progress.rows(batch.num_rows() as u64);
         }
+        tracing::debug!(read = self.counts.read, "source read and merged");
         if self.config.mode == SyncMode::Full {
             writer.delete_unseen(self.config.max_delete_percent)?;
         }

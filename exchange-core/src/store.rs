@@ -272,11 +272,30 @@ impl Library {
                 .sql(&format!("SELECT * FROM library WHERE _version = {version}"))
                 .await?;
             let mut stream = df.execute_stream().await?;
-            while let Some(batch) = stream.try_next().await? {
-                let changes = self.records_from_batch(&batch)?;
-                self.index
-                    .apply(None, false, changes.iter().map(|(k, r)| (k.as_str(), r.as_ref())))?;
+            let (mut read_time, mut apply_time) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+            let mut t = std::time::Instant::now();
+            let mut pending: Vec<(String, Option<StoredRecord>)> = Vec::new();
+            loop {
+                let batch = stream.try_next().await?;
+                if let Some(batch) = &batch {
+                    pending.extend(self.records_from_batch(batch)?);
+                }
+                if pending.len() >= INDEX_CHUNK || (batch.is_none() && !pending.is_empty()) {
+                    read_time += t.elapsed();
+                    t = std::time::Instant::now();
+                    // Sorted, the chunk's inserts walk the B-tree in order.
+                    pending.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                    self.index
+                        .apply(None, false, pending.iter().map(|(k, r)| (k.as_str(), r.as_ref())))?;
+                    pending.clear();
+                    apply_time += t.elapsed();
+                    t = std::time::Instant::now();
+                }
+                if batch.is_none() {
+                    break;
+                }
             }
+            tracing::debug!(version, read_ms = read_time.as_millis() as u64, apply_ms = apply_time.as_millis() as u64, "index replay");
         }
         self.index.apply(Some(table_version), false, std::iter::empty())
     }
@@ -377,6 +396,9 @@ fn cell_to_string(array: &ArrayRef, row: usize) -> Option<String> {
     }
     None
 }
+
+/// Records applied to the serving index per transaction when a version is replayed.
+const INDEX_CHUNK: usize = 100_000;
 
 /// Parquet files of a run roll over at this size.
 const TARGET_FILE_SIZE: u64 = 128 << 20;
@@ -684,8 +706,10 @@ impl LibraryWriter<'_> {
     /// visible: the table and the index stay as they were. A write that changed nothing and
     /// leaves the watermark where it was commits nothing and reports the current version.
     pub async fn commit(mut self, app_id: &str, watermark: i64) -> Result<CommitOutcome> {
+        let started = std::time::Instant::now();
         self.flush().await?;
         let adds = self.sink.flush().await?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, files = adds.len(), "run files written");
         let previous = table_watermark(&self.table, app_id).await?;
         if adds.is_empty() && previous == Some(watermark) {
             return Ok(CommitOutcome {
@@ -719,9 +743,11 @@ impl LibraryWriter<'_> {
                 self.library.schema.name, self.version
             )));
         }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, version, "delta commit done");
         drop(self.reader.take());
         let table = self.library.table().await?;
         self.library.catch_up(&table).await?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "serving index caught up");
         Ok(CommitOutcome {
             version,
             stats: self.stats,

@@ -49,6 +49,10 @@ fn peak_rss_mib() -> f64 {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let args: Vec<String> = std::env::args().collect();
     let value = |flag: &str| {
         args.iter()
@@ -94,6 +98,7 @@ async fn main() -> ExitCode {
         .expect("connector");
     let library = &libraries["population"];
     let started = Instant::now();
+    tracing::debug!("run starts");
     let run = connectors::run_connector(&catalog, library, &connector, "cli", &connectors::NoProgress)
         .await
         .expect("run");
