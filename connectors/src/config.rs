@@ -6,6 +6,7 @@ use exchange_core::LibrarySchema;
 use serde::{Deserialize, Serialize};
 
 use crate::file::{CsvSourceConfig, XlsxSourceConfig};
+use crate::http::HttpSourceConfig;
 use crate::huitong::HuitongSourceConfig;
 use crate::mapping::FieldMapping;
 use crate::mysql::MysqlSourceConfig;
@@ -27,6 +28,8 @@ pub enum SourceConfig {
     Csv(CsvSourceConfig),
     /// A sheet of an Excel workbook.
     Xlsx(XlsxSourceConfig),
+    /// A JSON HTTP API, paged.
+    Http(HttpSourceConfig),
     /// Another Huitong's change feed.
     Huitong(HuitongSourceConfig),
 }
@@ -40,6 +43,7 @@ impl SourceConfig {
             SourceConfig::Mysql(_) => "mysql",
             SourceConfig::Csv(_) => "csv",
             SourceConfig::Xlsx(_) => "xlsx",
+            SourceConfig::Http(_) => "http",
             SourceConfig::Huitong(_) => "huitong",
         }
     }
@@ -52,6 +56,7 @@ impl SourceConfig {
             SourceConfig::Postgres(c) => crate::sql::check_url(&c.url).and(c.select_sql()).map(|_| ()),
             SourceConfig::Mysql(c) => crate::sql::check_url(&c.url).and(c.select_sql()).map(|_| ()),
             SourceConfig::Csv(_) | SourceConfig::Xlsx(_) => Ok(()),
+            SourceConfig::Http(c) => c.checked_url().map(|_| ()),
             SourceConfig::Huitong(c) => c.check(),
         };
         checked.map_err(|e| match e {
@@ -71,6 +76,7 @@ impl SourceConfig {
             SourceConfig::Mysql(c) => c.healthcheck().await,
             SourceConfig::Csv(c) => c.healthcheck().await,
             SourceConfig::Xlsx(c) => c.healthcheck().await,
+            SourceConfig::Http(c) => c.healthcheck().await,
             SourceConfig::Huitong(c) => c.healthcheck().await,
         }
     }
@@ -83,6 +89,7 @@ impl SourceConfig {
             SourceConfig::Mysql(c) => c.read(request).await,
             SourceConfig::Csv(c) => c.read(request).await,
             SourceConfig::Xlsx(c) => c.read(request).await,
+            SourceConfig::Http(c) => c.read(request).await,
             SourceConfig::Huitong(c) => c.read(request).await,
         }
     }

@@ -12,6 +12,7 @@ pub mod batch;
 mod config;
 mod cursor;
 pub mod file;
+pub mod http;
 pub mod huitong;
 pub mod mapping;
 pub mod mysql;

@@ -112,6 +112,9 @@ pub struct ServingIndex {
     db: Database,
 }
 
+/// A page of records changed since a version, and the last key examined (to go on from).
+pub type ChangedPage = (Vec<(String, StoredRecord)>, Option<String>);
+
 /// A consistent read view of the index, kept open across many lookups (a sync run's).
 pub struct IndexReader {
     records: ReadOnlyTable<&'static str, &'static [u8]>,
@@ -139,13 +142,7 @@ impl IndexReader {
     /// Records after `after` in key order (from the first when `None`) whose version is above
     /// `since`: at most `limit` of them, examining at most `budget` entries. Returns them and
     /// the last key examined, to continue from (`None` at the end of the index).
-    pub fn changed_since(
-        &self,
-        since: i64,
-        after: Option<&str>,
-        limit: usize,
-        budget: usize,
-    ) -> Result<(Vec<(String, StoredRecord)>, Option<String>)> {
+    pub fn changed_since(&self, since: i64, after: Option<&str>, limit: usize, budget: usize) -> Result<ChangedPage> {
         use std::ops::Bound;
         let range = match after {
             Some(after) => self

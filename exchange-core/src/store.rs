@@ -295,7 +295,12 @@ impl Library {
                     break;
                 }
             }
-            tracing::debug!(version, read_ms = read_time.as_millis() as u64, apply_ms = apply_time.as_millis() as u64, "index replay");
+            tracing::debug!(
+                version,
+                read_ms = read_time.as_millis() as u64,
+                apply_ms = apply_time.as_millis() as u64,
+                "index replay"
+            );
         }
         self.index.apply(Some(table_version), false, std::iter::empty())
     }
@@ -709,7 +714,11 @@ impl LibraryWriter<'_> {
         let started = std::time::Instant::now();
         self.flush().await?;
         let adds = self.sink.flush().await?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, files = adds.len(), "run files written");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            files = adds.len(),
+            "run files written"
+        );
         let previous = table_watermark(&self.table, app_id).await?;
         if adds.is_empty() && previous == Some(watermark) {
             return Ok(CommitOutcome {
@@ -743,11 +752,18 @@ impl LibraryWriter<'_> {
                 self.library.schema.name, self.version
             )));
         }
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, version, "delta commit done");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            version,
+            "delta commit done"
+        );
         drop(self.reader.take());
         let table = self.library.table().await?;
         self.library.catch_up(&table).await?;
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "serving index caught up");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "serving index caught up"
+        );
         Ok(CommitOutcome {
             version,
             stats: self.stats,

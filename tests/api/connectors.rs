@@ -22,7 +22,7 @@ fn name_of(n: u32) -> String {
 }
 
 fn gender_code(n: u32) -> &'static str {
-    if n % 2 == 0 { "1" } else { "2" }
+    if n.is_multiple_of(2) { "1" } else { "2" }
 }
 
 fn phone_of(n: u32) -> String {
