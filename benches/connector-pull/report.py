@@ -46,11 +46,15 @@ def read_meta(d: Path) -> dict:
 
 
 def parse_time_v(text: str) -> dict:
-    """Peak RSS (MiB) and wall seconds from GNU time's -v output."""
+    """Peak RSS (MiB), wall seconds and CPU seconds (user + system) from GNU time's -v output."""
     out = {}
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     if m:
         out["rss_mib"] = int(m.group(1)) / 1024
+    user = re.search(r"User time \(seconds\): ([\d.]+)", text)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", text)
+    if user and system:
+        out["cpu_s"] = float(user.group(1)) + float(system.group(1))
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
     if m:
         seconds = 0.0
@@ -67,6 +71,13 @@ def read_step(d: Path, name: str) -> dict | None:
         return None
     step = {"rc": int(rc_file.read_text().strip() or "1")}
     out_file, time_file = d / f"{name}.out", d / f"{name}.time"
+    cpu_file = d / f"{name}.cpu"
+    if cpu_file.exists():
+        readings = [line.split() for line in cpu_file.read_text().splitlines() if line.strip()]
+        if len(readings) == 2:
+            (busy0, server0), (busy1, server1) = [(float(a), float(b)) for a, b in readings]
+            step["server_cpu_s"] = server1 - server0
+            step["machine_cpu_s"] = busy1 - busy0
     if time_file.exists():
         step.update(parse_time_v(time_file.read_text()))
     lines = out_file.read_text().strip().splitlines() if out_file.exists() else []
@@ -90,7 +101,13 @@ def read_step(d: Path, name: str) -> dict | None:
                     break
     if step["rc"] == 0 and "json" not in step and name != "update":
         step["rc"] = -1  # succeeded but printed no figures: treated as a failure
+    if "machine_cpu_s" in step and "cpu_s" in step:
+        step["other_cpu_s"] = max(step["machine_cpu_s"] - step["cpu_s"] - step["server_cpu_s"], 0.0)
     return step
+
+
+def cpu_cells(step: dict) -> str:
+    return " | ".join(fmt_f(step.get(k)) for k in ("cpu_s", "server_cpu_s", "other_cpu_s"))
 
 
 def fmt_int(v) -> str:
@@ -133,27 +150,34 @@ def main() -> int:
     if meta.get("verify"):
         lines.append(f"- Sample check (verify.py): {meta['verify']}")
     lines.append("")
-    lines.append("| step | what | rows | seconds | rows/s | process wall s | peak RSS MiB |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|")
+    lines.append("| step | what | rows | seconds | rows/s | process wall s | peak RSS MiB "
+                 "| client CPU s | server CPU s | other CPU s |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     failed = []
     for name, what in STEPS:
         s = steps[name]
         if s is None:
             note = "not run" + (" (HUITONG_BENCH_CMD unset)" if name.startswith("huitong") else "")
-            lines.append(f"| {name} | {what} | {note} | | | | |")
+            lines.append(f"| {name} | {what} | {note} | | | | | | | |")
             continue
         if s["rc"] != 0:
             failed.append(name)
             lines.append(f"| {name} | {what} | **failed** (exit {s['rc']}, see {name}.err) | | | "
-                         f"{fmt_f(s.get('wall_s'))} | {fmt_int(s.get('rss_mib'))} |")
+                         f"{fmt_f(s.get('wall_s'))} | {fmt_int(s.get('rss_mib'))} | "
+                         f"{cpu_cells(s)} |")
             continue
         j = s.get("json", {})
         lines.append(f"| {name} | {what} | {fmt_int(j.get('rows'))} | {fmt_f(j.get('seconds'))} | "
-                     f"{fmt_int(rate(s))} | {fmt_f(s.get('wall_s'))} | {fmt_int(s.get('rss_mib'))} |")
+                     f"{fmt_int(rate(s))} | {fmt_f(s.get('wall_s'))} | {fmt_int(s.get('rss_mib'))} | "
+                     f"{cpu_cells(s)} |")
     lines.append("")
     lines.append("`seconds` and `rows/s` are what each step reports for its own work; `process wall "
-                 "s` and `peak RSS` are `/usr/bin/time -v` over the step's whole process (start-up, "
-                 "imports included; the PostgreSQL server is not counted).")
+                 "s`, `peak RSS` and `client CPU s` (user + system) are `/usr/bin/time -v` over the "
+                 "step's whole process (start-up and imports included; the PostgreSQL server not "
+                 "counted). `server CPU s` is the PostgreSQL cluster's CPU time during the step. "
+                 "`other CPU s` is what the rest of the machine used meanwhile: near 0 on a quiet "
+                 "machine; a few seconds or more means something else (a build) competed for the "
+                 "2 cores and the step's figures are pessimistic.")
     lines.append("")
 
     cx, cp, hf = rate(steps["connectorx"]), rate(steps["copy_binary"]), rate(steps["huitong_full"])

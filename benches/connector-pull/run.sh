@@ -30,7 +30,8 @@
 #   HUITONG_BENCH_INCREMENTAL_CMD  a different command for the incremental step (default:
 #                      HUITONG_BENCH_CMD, told apart by HUITONG_BENCH_MODE)
 #   RESULTS            also write the Markdown report to this file
-#   VERIFY             1 (default): check a 100k-row sample of the generated table (verify.py)
+#   VERIFY             1 (default): check a 100k-row sample of the generated table (verify.py);
+#                      full: check every row in SQL instead (about 30 s at 10M rows); 0: none
 #   STEP_TIMEOUT       seconds after which a step is killed (default 3600)
 #   BENCH_VENV         the Python venv for ConnectorX (default /var/tmp/huitong-bench-venv)
 #   BENCH_WORK_PARENT  where the throwaway cluster lives (default /var/tmp; 10M rows take
@@ -155,6 +156,19 @@ if [ "$VERIFY" = 1 ]; then
   log "checking a 100k-row sample (verify.py)"
   verify=$("$py" "$here/verify.py" "$url" 100000) || die "sample check failed: $verify"
 fi
+if [ "$VERIFY" = full ]; then
+  # Every row, in SQL: unique and valid ID numbers, consistent sex code, birth date, region.
+  log "checking every row (VERIFY=full)"
+  t0=$EPOCHREALTIME
+  verify=$(psql_ -At -c "SELECT count(*) = count(DISTINCT sfzh)
+      AND bool_and(gb11643_valid(sfzh)
+                   AND xb = CASE WHEN substr(sfzh, 17, 1)::int % 2 = 1 THEN '1' ELSE '2' END
+                   AND to_char(csrq, 'YYYYMMDD') = substr(sfzh, 7, 8)
+                   AND hjqh = substr(sfzh, 1, 6))
+    FROM hukou")
+  [ "$verify" = t ] || die "full check failed"
+  verify="every row checked in SQL (unique, valid check character, xb, csrq, hjqh consistent) in $(since "$t0") s"
+fi
 
 {
   printf 'rows\t%s\n' "$ROWS"
@@ -176,15 +190,34 @@ fi
 } >"$out/meta.tsv"
 
 # --- The steps --------------------------------------------------------------------------------
+# cpu_counters: one line "MACHINE_BUSY SERVER" of CPU seconds so far: all CPUs of the machine
+# busy (user, nice, system, irq, softirq, steal from /proc/stat), and the PostgreSQL cluster
+# (the postmaster's own time plus that of its exited children, i.e. the backends that served
+# finished connections). The difference of two readings around a step, less the step's own
+# client CPU, is what the rest of the machine used meanwhile: it should be about 0, else the
+# figures were taken on a busy machine.
+clk_tck=$(getconf CLK_TCK)
+cpu_counters() {
+  local pm
+  pm=$(head -n 1 "$work/pg/postmaster.pid")
+  awk -v tck="$clk_tck" '
+    FILENAME == "/proc/stat" && $1 == "cpu" { busy = $2 + $3 + $4 + $7 + $8 + $9 }
+    FILENAME != "/proc/stat" { server = $14 + $15 + $16 + $17 }
+    END { printf "%.2f %.2f\n", busy / tck, server / tck }' /proc/stat "/proc/$pm/stat"
+}
+
 # measure NAME COMMAND...: runs COMMAND under /usr/bin/time -v (peak RSS and wall time of its
 # whole process tree) and `timeout`, keeping stdout, stderr and the exit code for report.py.
 measure() {
   local name=$1 rc=0
   shift
   log "step $name"
+  cpu_counters >"$out/$name.cpu"
   /usr/bin/time -v -o "$out/$name.time" timeout "$STEP_TIMEOUT" "$@" \
     >"$out/$name.out" 2>"$out/$name.err" || rc=$?
   echo "$rc" >"$out/$name.rc"
+  sleep 0.3  # lets the postmaster reap the step's backend, so its CPU time is counted
+  cpu_counters >>"$out/$name.cpu"
   if [ "$rc" -ne 0 ]; then
     log "$name failed (exit $rc):"
     tail -n 20 "$out/$name.err" >&2
