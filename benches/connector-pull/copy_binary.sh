@@ -2,16 +2,20 @@
 # The physical limit of the connector-pull benchmark: PostgreSQL sending the whole table in its
 # binary COPY format over one connection to a client that throws it away.
 #
-#   ./copy_binary.sh postgresql://postgres@127.0.0.1:PORT/postgres [TABLE]
+#   ./copy_binary.sh postgresql://postgres@127.0.0.1:PORT/postgres [TABLE [FORMAT]]
 #
 # Runs `\copy TABLE TO '/dev/null' (FORMAT binary)` in psql (server-side scan and encoding, the
 # bytes cross the loopback socket, psql writes them to /dev/null) and prints one JSON line:
 #   {"rows": N, "seconds": s, "rows_per_s": r}
 # No reader can pull the table faster over one connection than this.
+# FORMAT (default binary) may be `text` instead, COPY's default format: the same limit for a
+# reader that uses COPY text (run.sh's copy_text step, for context).
 set -euo pipefail
 
-url=${1:?usage: copy_binary.sh POSTGRES_URL [TABLE]}
+url=${1:?usage: copy_binary.sh POSTGRES_URL [TABLE [FORMAT]]}
 table=${2:-hukou}
+format=${3:-binary}
+case $format in binary | text | csv) ;; *) echo "copy_binary: unknown format $format" >&2; exit 2 ;; esac
 
 # C locale: EPOCHREALTIME then has a '.' decimal point whatever the caller's locale.
 export LC_ALL=C
@@ -23,7 +27,7 @@ export PGCLIENTENCODING=UTF8
 # EPOCHREALTIME (bash 5) is the wall clock in microseconds, without forking `date`.
 start=$EPOCHREALTIME
 # psql prints "COPY <rows>" when the copy is done.
-out=$(psql "$url" -X -v ON_ERROR_STOP=1 -c "\\copy $table TO '/dev/null' (FORMAT binary)")
+out=$(psql "$url" -X -v ON_ERROR_STOP=1 -c "\\copy $table TO '/dev/null' (FORMAT $format)")
 end=$EPOCHREALTIME
 
 rows=${out##* }

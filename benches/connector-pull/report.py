@@ -26,6 +26,7 @@ from pathlib import Path
 
 STEPS = [
     ("copy_binary", "psql `\\copy hukou TO '/dev/null' (FORMAT binary)`: the physical limit"),
+    ("copy_text", "the same in `(FORMAT text)`: the limit for a COPY-text reader (context)"),
     ("connectorx", "ConnectorX `read_sql(..., return_type=\"arrow\")`, 1 partition: read only"),
     ("huitong_full", "Huitong full pull: read, normalize, validate, Delta commit"),
     ("update", "update.sql: change rows in the source"),
@@ -148,7 +149,7 @@ def main() -> int:
                  f"{meta.get('generate_s', '?')} s; VACUUM ANALYZE: {meta.get('vacuum_s', '?')} s; "
                  f"heap {meta.get('heap_size', '?')}, indexes {meta.get('index_size', '?')}")
     if meta.get("verify"):
-        lines.append(f"- Sample check (verify.py): {meta['verify']}")
+        lines.append(f"- Data check: {meta['verify']}")
     lines.append("")
     lines.append("| step | what | rows | seconds | rows/s | process wall s | peak RSS MiB "
                  "| client CPU s | server CPU s | other CPU s |")
@@ -190,6 +191,9 @@ def main() -> int:
         return a / b if a is not None and b else None
 
     lines.append(f"| connectorx / copy_binary (rows/s) | {fmt_f(ratio(cx, cp))} | context |")
+    ct = rate(steps["copy_text"])
+    if ct is not None:
+        lines.append(f"| copy_text / copy_binary (rows/s) | {fmt_f(ratio(ct, cp))} | context |")
     if steps["huitong_full"] is not None:
         r = ratio(hf, cx)
         lines.append(f"| huitong_full / connectorx (rows/s) | {fmt_f(r)} | ≥ 1.00 |")

@@ -13,8 +13,9 @@
 #   ROWS               rows to generate (default 10000000)
 #   CHANGED            rows update.sql changes before the incremental pull (default 100000)
 #   STEPS              steps to run, in this order, among:
-#                      copy_binary connectorx huitong_full update huitong_incremental
-#                      (default: all five)
+#                      copy_binary copy_text connectorx huitong_full update huitong_incremental
+#                      (default: all six; copy_text is `\copy ... (FORMAT text)`, for context:
+#                      the limit for a reader that uses COPY in text format)
 #   HUITONG_BENCH_CMD  shell command that runs Huitong's pull and prints, as its last stdout
 #                      line, {"rows": N, "seconds": s, "rows_per_s": r}. Unset: the Huitong
 #                      steps are skipped. It is run with `bash -c` and these variables:
@@ -31,7 +32,8 @@
 #                      HUITONG_BENCH_CMD, told apart by HUITONG_BENCH_MODE)
 #   RESULTS            also write the Markdown report to this file
 #   VERIFY             1 (default): check a 100k-row sample of the generated table (verify.py);
-#                      full: check every row in SQL instead (about 30 s at 10M rows); 0: none
+#                      full: check every row in SQL instead (about 2 minutes at 10M rows); 0: none
+#   WARMUP             1 (default): one unmeasured `\copy ... (FORMAT binary)` before the steps
 #   STEP_TIMEOUT       seconds after which a step is killed (default 3600)
 #   BENCH_VENV         the Python venv for ConnectorX (default /var/tmp/huitong-bench-venv)
 #   BENCH_WORK_PARENT  where the throwaway cluster lives (default /var/tmp; 10M rows take
@@ -53,8 +55,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ROWS=${ROWS:-10000000}
 CHANGED=${CHANGED:-100000}
-STEPS=${STEPS:-copy_binary connectorx huitong_full update huitong_incremental}
+STEPS=${STEPS:-copy_binary copy_text connectorx huitong_full update huitong_incremental}
 VERIFY=${VERIFY:-1}
+WARMUP=${WARMUP:-1}
 STEP_TIMEOUT=${STEP_TIMEOUT:-3600}
 VENV=${BENCH_VENV:-/var/tmp/huitong-bench-venv}
 WORK_PARENT=${BENCH_WORK_PARENT:-/var/tmp}
@@ -75,7 +78,7 @@ case $ROWS in '' | *[!0-9]*) die "ROWS must be a number, got '$ROWS'" ;; esac
 case $CHANGED in '' | *[!0-9]*) die "CHANGED must be a number, got '$CHANGED'" ;; esac
 for step in $STEPS; do
   case $step in
-    copy_binary | connectorx | huitong_full | update | huitong_incremental) ;;
+    copy_binary | copy_text | connectorx | huitong_full | update | huitong_incremental) ;;
     *) die "unknown step '$step'" ;;
   esac
 done
@@ -226,6 +229,13 @@ measure() {
   fi
 }
 
+if [ "$WARMUP" = 1 ]; then
+  # One unmeasured pass over the table, so that the first measured step starts from the same
+  # state as the others (run-to-run spread of a step is otherwise about 10%).
+  log "warm-up: one unmeasured binary COPY"
+  "$here/copy_binary.sh" "$url" hukou binary >/dev/null
+fi
+
 huitong_env=(
   HUITONG_BENCH_PG_URL="$url"
   HUITONG_BENCH_TABLE=hukou
@@ -237,7 +247,9 @@ changed_rows=""
 for step in $STEPS; do
   case $step in
     copy_binary)
-      measure copy_binary "$here/copy_binary.sh" "$url" hukou ;;
+      measure copy_binary "$here/copy_binary.sh" "$url" hukou binary ;;
+    copy_text)
+      measure copy_text "$here/copy_binary.sh" "$url" hukou text ;;
     connectorx)
       measure connectorx "$py" "$here/connectorx_read.py" "$url" ;;
     huitong_full)
