@@ -215,6 +215,7 @@ measure() {
   local name=$1 rc=0
   shift
   log "step $name"
+  sleep 0.3  # lets the postmaster reap the backends of earlier connections (warm-up, checks)
   cpu_counters >"$out/$name.cpu"
   /usr/bin/time -v -o "$out/$name.time" timeout "$STEP_TIMEOUT" "$@" \
     >"$out/$name.out" 2>"$out/$name.err" || rc=$?
