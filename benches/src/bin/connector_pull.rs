@@ -10,7 +10,9 @@
 //! `full` builds a fresh data dir (the demo's catalog, an empty library) and reads the whole
 //! table `hukou`; `incremental` then reads only what changed since (cursor `updated_at`).
 //! Prints one JSON line: rows, seconds, rows_per_s, peak_rss_mib, library_version, counts.
-//! `benches/connector-pull/run.sh` runs it side by side with ConnectorX and `\copy`.
+//! `benches/connector-pull/run.sh` runs it side by side with ConnectorX and `\copy`, passing
+//! `HUITONG_BENCH_MODE`, `HUITONG_BENCH_PG_URL` and `HUITONG_BENCH_LIBRARY_DIR` instead of the
+//! arguments.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,13 +56,22 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .try_init();
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
+    // Flags, or the environment benches/connector-pull/run.sh sets.
+    let value = |flag: &str, env: &str| {
         args.iter()
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
             .cloned()
+            .or_else(|| std::env::var(env).ok())
     };
-    let (Some(phase), Some(source), Some(dir)) = (args.get(1).cloned(), value("--source"), value("--data-dir")) else {
+    let phase = args
+        .get(1)
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
+        .or_else(|| std::env::var("HUITONG_BENCH_MODE").ok());
+    let source = value("--source", "HUITONG_BENCH_PG_URL");
+    let dir = value("--data-dir", "HUITONG_BENCH_LIBRARY_DIR");
+    let (Some(phase), Some(source), Some(dir)) = (phase, source, dir) else {
         eprintln!("usage: connector-pull full|incremental --source POSTGRES_URL --data-dir DIR");
         return ExitCode::from(2);
     };
