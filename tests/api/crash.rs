@@ -16,10 +16,12 @@ const ROWS: u32 = 300_000;
 
 /// The `huitong` binary `scripts/test` built.
 fn huitong_bin() -> PathBuf {
-    let bin = std::env::var_os("TEST_HUITONG_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        let exe = std::env::current_exe().expect("test binary path");
-        exe.parent().and_then(Path::parent).expect("target dir").join("huitong")
-    });
+    let bin = std::env::var_os("TEST_HUITONG_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            exe.parent().and_then(Path::parent).expect("target dir").join("huitong")
+        });
     assert!(
         bin.is_file(),
         "{} is missing: run ./scripts/test, which builds it (or cargo build -p huitong)",
