@@ -42,6 +42,61 @@ pub(crate) fn check_url(url: &str) -> Result<url::Url> {
     Ok(parsed)
 }
 
+/// Turns a stream of sqlx rows into text batches of `batch_size` on `tx`, reading each cell
+/// with `cell`. Returns when the rows end or the engine stops listening; a driver error is
+/// mapped by `error` and returned.
+pub(crate) async fn send_rows<R: sqlx::Row>(
+    mut rows: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    tx: &crate::batch::BatchSender,
+    batch_size: usize,
+    cell: impl Fn(&R, usize) -> Option<String>,
+    error: impl Fn(sqlx::Error) -> Error,
+) -> Result<()> {
+    use futures::TryStreamExt;
+    use sqlx::Column;
+    let mut builder: Option<crate::batch::TextBatchBuilder> = None;
+    while let Some(row) = rows.try_next().await.map_err(&error)? {
+        let b = builder.get_or_insert_with(|| {
+            let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+            crate::batch::TextBatchBuilder::new(&names, batch_size)
+        });
+        for i in 0..b.width() {
+            b.append(i, cell(&row, i).as_deref());
+        }
+        b.end_row();
+        if b.is_full() && tx.send(b.finish()).await.is_err() {
+            return Ok(());
+        }
+    }
+    if let Some(mut b) = builder.filter(|b| !b.is_empty()) {
+        let _ = tx.send(b.finish()).await;
+    }
+    Ok(())
+}
+
+/// A database source as errors name it: `postgres 10.1.2.3:5432/gongan` (never credentials).
+pub(crate) fn target(kind: &str, url: &str, default_port: u16) -> String {
+    url::Url::parse(url)
+        .map(|u| {
+            format!(
+                "{kind} {}:{}{}",
+                u.host_str().unwrap_or(""),
+                u.port().unwrap_or(default_port),
+                u.path()
+            )
+        })
+        .unwrap_or_else(|_| kind.to_string())
+}
+
+/// Classifies a driver error of `target`: an error the server reports (no such table, no
+/// permission) will not go away by retrying; a refused or dropped connection may.
+pub(crate) fn driver_error(target: String, e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::Database(db) => Error::Unreadable(format!("{target}: {}", db.message())),
+        other => Error::Unreachable(format!("{target}: {other}")),
+    }
+}
+
 /// The `SELECT` that reads a whole source: its `table`, or its `query` (which must be a read).
 pub(crate) fn base_select(table: Option<&str>, query: Option<&str>, quote: Quote) -> Result<String> {
     match (table, query) {

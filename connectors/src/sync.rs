@@ -251,8 +251,9 @@ impl Run<'_> {
                 return Ok(());
             }
         };
-        let key = values[0].clone();
         if writer.upsert(values)? == Upsert::Duplicate {
+            // Rare: the key is worked out again rather than kept for every row.
+            let key = mapped.normalize_key(row).ok();
             let key_field = &self.library.schema().fields[0];
             let rejection = Rejection {
                 field: Some(key_field.name.to_string()),

@@ -603,16 +603,16 @@ impl LibraryWriter<'_> {
     /// Merges one normalized row (values in schema order, key first, dates as `YYYY-MM-DD`).
     /// A key may be written once per write: a second row for it is a [`Upsert::Duplicate`].
     pub fn upsert(&mut self, values: Vec<Option<String>>) -> Result<Upsert> {
-        let Some(key) = values.first().cloned().flatten() else {
+        let Some(key) = values.first().and_then(|v| v.as_deref()) else {
             return Err(Error::InvalidValue {
                 field: "key",
                 message: format!("a {} row has no {}", self.library.schema.name, self.library.schema.key),
             });
         };
-        if !self.seen.insert(&key) {
+        if !self.seen.insert(key) {
             return Ok(Upsert::Duplicate);
         }
-        let Some(current) = self.current(&key)? else {
+        let Some(current) = self.current(key)? else {
             self.stats.inserted += 1;
             self.rows.push("I", &self.source, values);
             return Ok(Upsert::Inserted);

@@ -79,11 +79,11 @@ impl HuitongSourceConfig {
         Ok(body)
     }
 
-    /// Proves the remote reachable and the key granted: asks for one change.
+    /// Proves the remote reachable and the key granted: asks for the first change (from version
+    /// 0, so the remote stops at its first record).
     pub async fn healthcheck(&self) -> Result<()> {
         let key = self.api_key.resolve("api_key")?;
-        self.page(&self.client()?, key.expose_secret(), i64::MAX >> 1, 1, None)
-            .await?;
+        self.page(&self.client()?, key.expose_secret(), 0, 1, None).await?;
         Ok(())
     }
 

@@ -4,13 +4,11 @@
 
 use std::str::FromStr;
 
-use futures::TryStreamExt;
 use secrecy::ExposeSecret;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Row, ValueRef};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row, ValueRef};
 
 use super::MysqlSourceConfig;
-use crate::batch::TextBatchBuilder;
 use crate::{BatchStream, Error, ReadRequest, Result};
 
 impl MysqlSourceConfig {
@@ -26,24 +24,11 @@ impl MysqlSourceConfig {
     }
 
     fn describe_target(&self) -> String {
-        url::Url::parse(&self.url)
-            .map(|u| {
-                format!(
-                    "mysql {}:{}{}",
-                    u.host_str().unwrap_or(""),
-                    u.port().unwrap_or(3306),
-                    u.path()
-                )
-            })
-            .unwrap_or_else(|_| "mysql".into())
+        crate::sql::target("mysql", &self.url, 3306)
     }
 
     fn error(&self, e: sqlx::Error) -> Error {
-        let target = self.describe_target();
-        match e {
-            sqlx::Error::Database(db) => Error::Unreadable(format!("{target}: {}", db.message())),
-            other => Error::Unreachable(format!("{target}: {other}")),
-        }
+        crate::sql::driver_error(self.describe_target(), e)
     }
 
     async fn connect(&self) -> Result<MySqlConnection> {
@@ -79,25 +64,8 @@ impl MysqlSourceConfig {
                     .execute(&mut conn)
                     .await
                     .map_err(|e| this.error(e))?;
-                let mut rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch(&mut conn);
-                let mut builder: Option<TextBatchBuilder> = None;
-                while let Some(row) = rows.try_next().await.map_err(|e| this.error(e))? {
-                    let b = builder.get_or_insert_with(|| {
-                        let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
-                        TextBatchBuilder::new(&names, batch_size)
-                    });
-                    for i in 0..b.width() {
-                        b.append(i, cell_text(&row, i).as_deref());
-                    }
-                    b.end_row();
-                    if b.is_full() && tx.send(b.finish()).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                if let Some(mut b) = builder.filter(|b| !b.is_empty()) {
-                    let _ = tx.send(b.finish()).await;
-                }
-                Ok::<_, Error>(())
+                let rows = sqlx::raw_sql(AssertSqlSafe(sql)).fetch(&mut conn);
+                crate::sql::send_rows(rows, &tx, batch_size, cell_text, |e| this.error(e)).await
             }
             .await;
             if let Err(e) = outcome {

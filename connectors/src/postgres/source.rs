@@ -29,16 +29,7 @@ impl PostgresSourceConfig {
     }
 
     fn describe_target(&self) -> String {
-        url::Url::parse(&self.url)
-            .map(|u| {
-                format!(
-                    "postgres {}:{}{}",
-                    u.host_str().unwrap_or(""),
-                    u.port().unwrap_or(5432),
-                    u.path()
-                )
-            })
-            .unwrap_or_else(|_| "postgres".into())
+        crate::sql::target("postgres", &self.url, 5432)
     }
 
     async fn connect(&self) -> Result<PgConnection> {
@@ -46,14 +37,8 @@ impl PostgresSourceConfig {
         options.connect().await.map_err(|e| self.error(e))
     }
 
-    /// Maps a driver error: a refused or dropped connection is worth retrying; an error the
-    /// server reports (no such table, no permission) is not.
     fn error(&self, e: sqlx::Error) -> Error {
-        let target = self.describe_target();
-        match e {
-            sqlx::Error::Database(db) => Error::Unreadable(format!("{target}: {}", db.message())),
-            other => Error::Unreachable(format!("{target}: {other}")),
-        }
+        crate::sql::driver_error(self.describe_target(), e)
     }
 
     /// The column names of the run's SELECT.

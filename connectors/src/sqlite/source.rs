@@ -1,11 +1,9 @@
 //! Reading a SQLite table as a stream of Arrow batches.
 
-use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
-use sqlx::{AssertSqlSafe, Column, ConnectOptions, Row, ValueRef};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row, ValueRef};
 
 use super::SqliteSourceConfig;
-use crate::batch::TextBatchBuilder;
 use crate::{BatchStream, Error, ReadRequest, Result};
 
 impl SqliteSourceConfig {
@@ -40,31 +38,10 @@ impl SqliteSourceConfig {
         let batch_size = self.batch_size.max(1);
         let (tx, stream) = crate::batch::channel();
         tokio::spawn(async move {
-            let mut rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
-            let mut builder: Option<TextBatchBuilder> = None;
-            loop {
-                let row = match rows.try_next().await {
-                    Ok(Some(row)) => row,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let _ = tx.send(Err(Error::Unreachable(format!("reading sqlite: {e}")))).await;
-                        return;
-                    }
-                };
-                let b = builder.get_or_insert_with(|| {
-                    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
-                    TextBatchBuilder::new(&names, batch_size)
-                });
-                for i in 0..b.width() {
-                    b.append(i, cell_text(&row, i).as_deref());
-                }
-                b.end_row();
-                if b.is_full() && tx.send(b.finish()).await.is_err() {
-                    return;
-                }
-            }
-            if let Some(mut b) = builder.filter(|b| !b.is_empty()) {
-                let _ = tx.send(b.finish()).await;
+            let rows = sqlx::query(AssertSqlSafe(sql)).fetch(&mut conn);
+            let error = |e| Error::Unreachable(format!("reading sqlite: {e}"));
+            if let Err(e) = crate::sql::send_rows(rows, &tx, batch_size, cell_text, error).await {
+                let _ = tx.send(Err(e)).await;
             }
         });
         Ok(stream)
