@@ -126,15 +126,15 @@ impl SyncService {
         Ok(Some(Duration::from_secs(seconds.max(1))))
     }
 
-    /// When `connector` is next due (RFC 3339), `None` when it runs only by hand.
+    /// When `connector`, whose latest run is `last`, is next due; `None` when it runs only by hand.
     pub async fn next_due(
         &self,
         connector: &Connector,
+        last: Option<&SyncRun>,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, catalog::Error> {
         let Some(interval) = self.interval(connector).await? else {
             return Ok(None);
         };
-        let last = self.catalog.runs(connector.id, 1).await?.into_iter().next();
         let Some(last) = last else {
             return Ok(Some(chrono::Utc::now()));
         };
@@ -174,8 +174,9 @@ impl SyncService {
             if self.is_running(connector.id) {
                 continue;
             }
+            let last = self.catalog.runs(connector.id, 1).await?.into_iter().next();
             if self
-                .next_due(&connector)
+                .next_due(&connector, last.as_ref())
                 .await?
                 .is_some_and(|due| due <= chrono::Utc::now())
             {

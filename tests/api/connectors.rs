@@ -371,8 +371,8 @@ async fn mariadb_full_and_incremental_runs() {
     assert_eq!(counts(&second), (5, 0, 4, 1, 0, 0), "{second}");
 }
 
-/// Forwards TCP to `target` until told to cut: then drops every connection once `cut_after`
-/// bytes have come back from the server, and refuses new ones.
+/// Forwards TCP to `target` until a connection has brought `cut_after` bytes back from the
+/// server: then drops that connection mid-stream and refuses new ones.
 struct CuttingProxy {
     port: u16,
     cut: Arc<AtomicBool>,
@@ -410,10 +410,8 @@ impl CuttingProxy {
                                 return Ok::<_, std::io::Error>(());
                             }
                             let total = sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
-                            if total > cut_after && total > 64 * 1024 {
+                            if total > cut_after {
                                 flag.store(true, Ordering::SeqCst);
-                            }
-                            if flag.load(Ordering::SeqCst) && total > cut_after {
                                 return Ok(());
                             }
                             cw.write_all(&buf[..n]).await?;

@@ -52,7 +52,7 @@ async fn find(state: &AppState, id: &str) -> Result<Connector, Problem> {
 async fn view(state: &AppState, c: &Connector) -> Result<Value, Problem> {
     let config = ConnectorConfig::from_json(&c.config).ok();
     let last_run = state.catalog.runs(c.id, 1).await?.into_iter().next();
-    let next_run_at = state.sync.next_due(c).await?;
+    let next_run_at = state.sync.next_due(c, last_run.as_ref()).await?;
     Ok(json!({
         "id": c.id,
         "name": c.name,
@@ -178,14 +178,13 @@ pub async fn save(req: HttpRequest, state: web::Data<AppState>, body: web::Json<
     Ok(HttpResponse::Ok().json(view(&state, &saved).await?))
 }
 
+/// 422 `validation_failed` naming `field`, as every catalog rule answers.
 fn invalid(field: &str, message: String) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-        "Invalid input",
-        format!("{field}: {message}"),
-    )
-    .with_field(field)
+    catalog::Error::Invalid {
+        field: field.to_string(),
+        message,
+    }
+    .into()
 }
 
 /// Query of `GET /api/v1/connectors/{id}/runs`.
