@@ -31,6 +31,9 @@ pub struct Access {
     pub grant_id: Option<i64>,
     /// The items returned, in resource order.
     pub items: Vec<ItemAccess>,
+    /// The grant's row filter (a DataFusion SQL expression over the items): only rows for
+    /// which it holds may be returned.
+    pub row_filter: Option<String>,
 }
 
 /// Why a call is refused. Each has a stable code for problem+json.
@@ -106,12 +109,14 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
         Role::ProviderAdmin | Role::Consumer if department == resource.provider_id => Decision::Allow(Access {
             grant_id: None,
             items: all_items(&|_| true),
+            row_filter: None,
         }),
         Role::Consumer => match resource.meta.share_type {
             ShareType::NotShared => Decision::Deny(Denial::NotShared),
             ShareType::Unconditional => Decision::Allow(Access {
                 grant_id: None,
                 items: all_items(&|item| !item.sensitivity.masked_by_default()),
+                row_filter: None,
             }),
             ShareType::Conditional => match grant {
                 Some(grant) => Decision::Allow(Access {
@@ -126,6 +131,7 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
                             plain: grant.plain_items.contains(&item.name) || !item.sensitivity.masked_by_default(),
                         })
                         .collect(),
+                    row_filter: grant.row_filter.clone(),
                 }),
                 None => Decision::Deny(Denial::NoGrant),
             },

@@ -18,13 +18,13 @@ use crate::startup::AppState;
 const RECORD_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/records/{key}";
 
 /// What the audit record of a call accumulates while the call is served.
-struct CallRecord {
+pub(crate) struct CallRecord {
     started: Instant,
-    entry: AuditEntry,
+    pub(crate) entry: AuditEntry,
 }
 
 impl CallRecord {
-    fn new(req: &HttpRequest, endpoint: &str, resource_code: &str) -> Self {
+    pub(crate) fn new(req: &HttpRequest, endpoint: &str, resource_code: &str) -> Self {
         let request_id = req
             .headers()
             .get("x-request-id")
@@ -49,7 +49,7 @@ impl CallRecord {
     }
 
     /// Records the outcome durably, then returns the response (or a 503 if it cannot be recorded).
-    async fn finish(mut self, state: &AppState, outcome: Result<HttpResponse, Problem>) -> HttpResponse {
+    pub(crate) async fn finish(mut self, state: &AppState, outcome: Result<HttpResponse, Problem>) -> HttpResponse {
         let mut response = match outcome {
             Ok(response) => {
                 self.entry.outcome = "allowed".into();
@@ -102,7 +102,7 @@ pub async fn get_record(
 
 /// Authenticates, checks the quota, finds the resource and its library, and asks policy;
 /// refusals are problems with a stable code.
-async fn authorize<'s>(
+pub(crate) async fn authorize<'s>(
     req: &HttpRequest,
     state: &'s AppState,
     resource_code: &str,
@@ -168,7 +168,7 @@ async fn authorize<'s>(
 }
 
 /// A stored record as the caller may see it: the granted items only, masked where not plain.
-fn project(access: &Access, library: &Library, stored: &StoredRecord) -> Map<String, Value> {
+pub(crate) fn project(access: &Access, library: &Library, stored: &StoredRecord) -> Map<String, Value> {
     let schema = library.schema();
     let mut record = Map::new();
     for item in &access.items {
@@ -393,7 +393,7 @@ fn library_of<'a>(state: &'a AppState, resource: &Resource) -> Result<&'a Librar
 
 /// Parses the key as the library's key field requires: a bad ID number is a 422 that says
 /// what is wrong with it, not a 404.
-fn parse_key(library: &Library, raw: &str) -> Result<String, Problem> {
+pub(crate) fn parse_key(library: &Library, raw: &str) -> Result<String, Problem> {
     let schema = library.schema();
     let key_field = &schema.fields[0];
     match key_field.kind {
