@@ -30,7 +30,10 @@ pub struct Problem {
     pub retry_after: Option<u64>,
     /// The RateLimit-Limit value (429).
     #[serde(skip)]
-    pub rate_limit: Option<u32>,
+    pub rate_limit: Option<u64>,
+    /// The window of that limit in seconds, for RateLimit-Policy (429).
+    #[serde(skip)]
+    pub rate_limit_window: Option<u64>,
 }
 
 impl Problem {
@@ -46,6 +49,7 @@ impl Problem {
             errors: Vec::new(),
             retry_after: None,
             rate_limit: None,
+            rate_limit_window: None,
         }
     }
 
@@ -168,6 +172,9 @@ impl ResponseError for Problem {
         }
         if let Some(limit) = self.rate_limit {
             response.insert_header(("RateLimit-Limit", limit.to_string()));
+            if let Some(window) = self.rate_limit_window {
+                response.insert_header(("RateLimit-Policy", format!("{limit};w={window}")));
+            }
         }
         if self.status == 401 {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -24,6 +24,9 @@ pub struct Settings {
     /// Per-credential request quota.
     #[serde(default)]
     pub rate_limit: RateLimitSettings,
+    /// The exchange API.
+    #[serde(default)]
+    pub exchange: ExchangeSettings,
     /// Catalog rules.
     #[serde(default)]
     pub catalog: CatalogSettings,
@@ -96,7 +99,30 @@ fn default_deadline() -> u32 {
     10
 }
 
-/// The default quota of each credential (grants will set their own).
+/// The exchange API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSettings {
+    /// How long a resource or grant read from the catalog is trusted, in seconds (fractions
+    /// allowed). A change made through this server shows at once; one made by another process
+    /// (the CLI, another replica) within this time.
+    #[serde(default = "default_catalog_cache")]
+    pub catalog_cache_seconds: f64,
+}
+
+impl Default for ExchangeSettings {
+    fn default() -> Self {
+        Self {
+            catalog_cache_seconds: default_catalog_cache(),
+        }
+    }
+}
+
+fn default_catalog_cache() -> f64 {
+    1.0
+}
+
+/// The default quota of each credential; a grant may set its own on top.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
@@ -106,6 +132,9 @@ pub struct RateLimitSettings {
     /// Requests allowed in a burst.
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// Requests per calendar day (China Standard Time); unlimited when absent.
+    #[serde(default)]
+    pub requests_per_day: Option<u64>,
 }
 
 impl Default for RateLimitSettings {
@@ -113,6 +142,7 @@ impl Default for RateLimitSettings {
         Self {
             requests_per_second: default_per_second(),
             burst: default_burst(),
+            requests_per_day: None,
         }
     }
 }
@@ -179,6 +209,7 @@ impl Default for Settings {
             database_url: None,
             listen: default_listen(),
             rate_limit: RateLimitSettings::default(),
+            exchange: ExchangeSettings::default(),
             catalog: CatalogSettings::default(),
             sync: SyncSettings::default(),
         }

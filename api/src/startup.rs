@@ -10,7 +10,7 @@ use actix_web::{App, HttpRequest, HttpServer, web};
 use catalog::Catalog;
 use exchange_core::Library;
 use exchange_core::schema::LIBRARIES;
-use policy::{AuditLog, Quotas};
+use policy::{AuditLog, CatalogCache, Quotas};
 
 use crate::Failure;
 use crate::problem::Problem;
@@ -26,8 +26,10 @@ pub struct AppState {
     pub libraries: HashMap<&'static str, Arc<Library>>,
     /// The audit writer.
     pub audit: AuditLog,
-    /// Per-credential quotas.
+    /// Per-credential and per-grant quotas.
     pub quotas: Quotas,
+    /// Resources and grants as the exchange hot path reads them.
+    pub catalog_cache: CatalogCache,
     /// Secret for the keyed hashes of looked-up keys in the audit trail.
     pub audit_key: Vec<u8>,
     /// Working days a department has to answer a demand.
@@ -76,11 +78,19 @@ impl Application {
             settings.sync.clone(),
         ));
         sync.clone().spawn_scheduler();
+        let rate = &settings.rate_limit;
+        let quotas = Quotas::new(rate.requests_per_second, rate.burst, rate.requests_per_day);
+        quotas.restore_today(&catalog).await?;
+        let catalog_cache = CatalogCache::new(
+            catalog.clone(),
+            std::time::Duration::from_secs_f64(settings.exchange.catalog_cache_seconds.max(0.0)),
+        );
         let state = web::Data::new(AppState {
             catalog,
             libraries,
             audit,
-            quotas: Quotas::new(settings.rate_limit.requests_per_second, settings.rate_limit.burst),
+            quotas,
+            catalog_cache,
             audit_key,
             demand_deadline_working_days: settings.catalog.demand_deadline_working_days,
             sync,
@@ -108,10 +118,13 @@ impl Application {
                         crate::problem::bad_request_body("invalid_query", err.to_string()).into()
                     }))
                     .wrap(tracing_actix())
+                    .wrap(actix_web::middleware::from_fn(invalidate_after_writes))
                     .route("/health", web::get().to(routes::health::health))
                     .service(
                         web::scope("/api/v1/exchange/{resource_code}")
+                            .route("/records:batch", web::post().to(routes::exchange::batch))
                             .route("/records/{key}", web::get().to(routes::exchange::get_record))
+                            .route("/verify", web::post().to(routes::exchange::verify))
                             .route("/changes", web::get().to(routes::exchange::changes)),
                     )
                     .service(
@@ -186,6 +199,27 @@ impl Application {
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
+}
+
+/// After a catalog write served here (any successful request that is not a read or an
+/// exchange/lab call), the cached catalog reads are dropped, so the next call sees the write.
+async fn invalidate_after_writes(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let writes = !matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    ) && !req.path().starts_with("/api/v1/exchange/")
+        && !req.path().starts_with("/api/v1/lab/");
+    let state = writes.then(|| req.app_data::<web::Data<AppState>>().cloned()).flatten();
+    let response = next.call(req).await?;
+    if let Some(state) = state
+        && response.status().is_success()
+    {
+        state.catalog_cache.invalidate();
+    }
+    Ok(response)
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {

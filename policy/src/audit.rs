@@ -48,6 +48,10 @@ pub struct AuditEntry {
     pub grant_id: Option<i64>,
     /// Time spent serving, in microseconds.
     pub latency_us: i64,
+    /// Records returned (allowed calls).
+    pub row_count: Option<i64>,
+    /// The demand the grant answers.
+    pub demand_id: Option<i64>,
 }
 
 /// A stored record as hashed: field order is part of the chain format.
@@ -67,6 +71,11 @@ struct Canonical<'a> {
     items_masked: &'a str,
     grant_id: Option<i64>,
     latency_us: i64,
+    // Added later: absent from the hashed form when empty, so older records keep their hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    row_count: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    demand_id: Option<i64>,
 }
 
 impl Canonical<'_> {
@@ -146,59 +155,113 @@ async fn writer(catalog: Catalog, mut rx: mpsc::Receiver<Pending>, mut head: (i6
     }
 }
 
+/// Columns of `audit_log`, in insert order.
+const COLUMNS: &str = "seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
+    status, outcome, items_plain, items_masked, grant_id, latency_us, prev_hash, hash, row_count, demand_id";
+const COLUMN_COUNT: usize = 18;
+
+/// Records per INSERT statement: one statement per record cost more than the fsync.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// `INSERT INTO audit_log (…) VALUES ($1, …), …` for `rows` records.
+fn insert_statement(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMN_COUNT {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// One record as stored: its canonical form and chain links.
+struct Stored {
+    seq: i64,
+    items_plain: String,
+    items_masked: String,
+    prev_hash: String,
+    hash: String,
+}
+
 async fn write_group(catalog: &Catalog, group: &[Pending], head: &(i64, String)) -> Result<(i64, String)> {
     let (mut seq, mut prev_hash) = head.clone();
     let at = now_text();
-    let mut tx = catalog.pool().begin().await?;
+    let mut stored = Vec::with_capacity(group.len());
     for (entry, _) in group {
         seq += 1;
         let items_plain = serde_json::to_string(&entry.items_plain).unwrap_or_default();
         let items_masked = serde_json::to_string(&entry.items_masked).unwrap_or_default();
-        let canonical = Canonical {
+        let hash = canonical(seq, &at, entry, &items_plain, &items_masked).hash(&prev_hash);
+        stored.push(Stored {
             seq,
-            at: &at,
-            request_id: &entry.request_id,
-            credential_id: entry.credential_id,
-            department: entry.department.as_deref(),
-            resource_code: entry.resource_code.as_deref(),
-            endpoint: &entry.endpoint,
-            subject_hash: entry.subject_hash.as_deref(),
-            status: i64::from(entry.status),
-            outcome: &entry.outcome,
-            items_plain: &items_plain,
-            items_masked: &items_masked,
-            grant_id: entry.grant_id,
-            latency_us: entry.latency_us,
+            items_plain,
+            items_masked,
+            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+            hash,
+        });
+    }
+    let full_statement = insert_statement(ROWS_PER_STATEMENT);
+    let mut tx = catalog.pool().begin().await?;
+    for (records, entries) in stored.chunks(ROWS_PER_STATEMENT).zip(group.chunks(ROWS_PER_STATEMENT)) {
+        let partial;
+        let sql = if records.len() == ROWS_PER_STATEMENT {
+            &full_statement
+        } else {
+            partial = insert_statement(records.len());
+            &partial
         };
-        let hash = canonical.hash(&prev_hash);
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, request_id, credential_id, department, \
-             resource_code, endpoint, subject_hash, status, outcome, items_plain, items_masked, \
-             grant_id, latency_us, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-        )
-        .bind(seq)
-        .bind(&at)
-        .bind(&entry.request_id)
-        .bind(entry.credential_id)
-        .bind(entry.department.as_deref())
-        .bind(entry.resource_code.as_deref())
-        .bind(&entry.endpoint)
-        .bind(entry.subject_hash.as_deref())
-        .bind(i64::from(entry.status))
-        .bind(&entry.outcome)
-        .bind(&items_plain)
-        .bind(&items_masked)
-        .bind(entry.grant_id)
-        .bind(entry.latency_us)
-        .bind(&prev_hash)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
-        prev_hash = hash;
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for (record, (entry, _)) in records.iter().zip(entries) {
+            query = query
+                .bind(record.seq)
+                .bind(&at)
+                .bind(&entry.request_id)
+                .bind(entry.credential_id)
+                .bind(entry.department.as_deref())
+                .bind(entry.resource_code.as_deref())
+                .bind(&entry.endpoint)
+                .bind(entry.subject_hash.as_deref())
+                .bind(i64::from(entry.status))
+                .bind(&entry.outcome)
+                .bind(&record.items_plain)
+                .bind(&record.items_masked)
+                .bind(entry.grant_id)
+                .bind(entry.latency_us)
+                .bind(&record.prev_hash)
+                .bind(&record.hash)
+                .bind(entry.row_count)
+                .bind(entry.demand_id);
+        }
+        query.execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok((seq, prev_hash))
+}
+
+fn canonical<'a>(seq: i64, at: &'a str, entry: &'a AuditEntry, plain: &'a str, masked: &'a str) -> Canonical<'a> {
+    Canonical {
+        seq,
+        at,
+        request_id: &entry.request_id,
+        credential_id: entry.credential_id,
+        department: entry.department.as_deref(),
+        resource_code: entry.resource_code.as_deref(),
+        endpoint: &entry.endpoint,
+        subject_hash: entry.subject_hash.as_deref(),
+        status: i64::from(entry.status),
+        outcome: &entry.outcome,
+        items_plain: plain,
+        items_masked: masked,
+        grant_id: entry.grant_id,
+        latency_us: entry.latency_us,
+        row_count: entry.row_count,
+        demand_id: entry.demand_id,
+    }
 }
 
 /// The first record where the chain does not hold.
@@ -225,7 +288,7 @@ pub async fn verify(catalog: &Catalog) -> Result<ChainReport> {
     let mut rows = sqlx::query(
         "SELECT seq, at, request_id, credential_id, department, resource_code, endpoint, \
          subject_hash, status, outcome, items_plain, items_masked, grant_id, latency_us, \
-         prev_hash, hash FROM audit_log ORDER BY seq",
+         prev_hash, hash, row_count, demand_id FROM audit_log ORDER BY seq",
     )
     .fetch(catalog.pool());
     let mut expected_prev = GENESIS_HASH.to_string();
@@ -271,6 +334,8 @@ pub async fn verify(catalog: &Catalog) -> Result<ChainReport> {
             items_masked: &items_masked,
             grant_id: row.try_get("grant_id")?,
             latency_us: row.try_get("latency_us")?,
+            row_count: row.try_get("row_count")?,
+            demand_id: row.try_get("demand_id")?,
         };
         let hash: String = row.try_get("hash")?;
         if canonical.hash(&prev_hash) != hash {

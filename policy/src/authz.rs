@@ -5,7 +5,8 @@
 //! | the providing department | any | — | all items, plain |
 //! | consumer | unconditional | — | all items; L1/L2 plain, L3/L4 masked |
 //! | consumer | conditional | active | granted items; plain where granted plain or L1/L2 |
-//! | consumer | conditional | none | denied: `no_grant` |
+//! | consumer | conditional | expired | denied: `grant_expired` |
+//! | consumer | conditional | none or revoked | denied: `no_grant` |
 //! | consumer | not shared | — | denied: `not_shared` |
 //! | platform admin, reviewer, open-data developer | any | — | denied: `role_forbidden` |
 
@@ -29,6 +30,8 @@ pub struct ItemAccess {
 pub struct Access {
     /// The grant that allowed it, if one was needed.
     pub grant_id: Option<i64>,
+    /// The demand (供需对接) that grant answers.
+    pub demand_id: Option<i64>,
     /// The items returned, in resource order.
     pub items: Vec<ItemAccess>,
     /// The grant's row filter (a DataFusion SQL expression over the items): only rows for
@@ -44,6 +47,10 @@ pub enum Denial {
     NotShared,
     /// Conditional sharing and the caller's department holds no active grant.
     NoGrant,
+    /// Conditional sharing and the caller's department's grant has expired.
+    GrantExpired,
+    /// The call names a data item the caller may not read.
+    ItemNotGranted,
     /// The caller's role does not consume exchange data.
     RoleForbidden,
     /// The caller acts for no department.
@@ -56,6 +63,8 @@ impl Denial {
         match self {
             Denial::NotShared => "not_shared",
             Denial::NoGrant => "no_grant",
+            Denial::GrantExpired => "grant_expired",
+            Denial::ItemNotGranted => "item_not_granted",
             Denial::RoleForbidden => "role_forbidden",
             Denial::NoDepartment => "no_department",
         }
@@ -68,6 +77,10 @@ impl Denial {
             Denial::NoGrant => {
                 "this resource is shared on conditions (有条件共享) and your department holds no active grant; raise a demand (供需对接) first"
             }
+            Denial::GrantExpired => {
+                "your department's grant on this resource has expired; raise a new demand (供需对接) to renew it"
+            }
+            Denial::ItemNotGranted => "a data item named in this call is not among the items you may read",
             Denial::RoleForbidden => "this credential's role does not call the exchange API",
             Denial::NoDepartment => "this credential acts for no department",
         }
@@ -83,7 +96,8 @@ pub enum Decision {
     Deny(Denial),
 }
 
-/// Decides one call by `caller` on `resource`, given the caller department's active grant.
+/// Decides one call by `caller` on `resource`, given the caller department's grant on it (see
+/// [`catalog::Catalog::grant_for`]: an expired one makes the denial say so).
 pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -> Decision {
     if matches!(
         caller.role,
@@ -108,6 +122,7 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
     match caller.role {
         Role::ProviderAdmin | Role::Consumer if department == resource.provider_id => Decision::Allow(Access {
             grant_id: None,
+            demand_id: None,
             items: all_items(&|_| true),
             row_filter: None,
         }),
@@ -115,12 +130,16 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
             ShareType::NotShared => Decision::Deny(Denial::NotShared),
             ShareType::Unconditional => Decision::Allow(Access {
                 grant_id: None,
+                demand_id: None,
                 items: all_items(&|item| !item.sensitivity.masked_by_default()),
                 row_filter: None,
             }),
             ShareType::Conditional => match grant {
+                Some(grant) if grant.state() == "expired" => Decision::Deny(Denial::GrantExpired),
+                Some(grant) if grant.state() != "active" => Decision::Deny(Denial::NoGrant),
                 Some(grant) => Decision::Allow(Access {
                     grant_id: Some(grant.id),
+                    demand_id: grant.demand_id,
                     items: resource
                         .meta
                         .items
@@ -247,6 +266,14 @@ mod tests {
         use Role::*;
         use ShareType::*;
         let g = grant();
+        let expired = Grant {
+            expires_at: Some("2020-01-01T00:00:00.000000Z".into()),
+            ..grant()
+        };
+        let revoked = Grant {
+            status: "revoked".into(),
+            ..grant()
+        };
         let cases: &[Case<'_>] = &[
             (
                 Consumer,
@@ -263,6 +290,21 @@ mod tests {
                 "allow:id_number=plain,gender=plain",
             ),
             (Consumer, Some(CONSUMER), Conditional, None, "deny:no_grant"),
+            (
+                Consumer,
+                Some(CONSUMER),
+                Conditional,
+                Some(&expired),
+                "deny:grant_expired",
+            ),
+            (Consumer, Some(CONSUMER), Conditional, Some(&revoked), "deny:no_grant"),
+            (
+                Consumer,
+                Some(CONSUMER),
+                Unconditional,
+                Some(&expired),
+                "allow:id_number=masked,gender=plain,phone=masked",
+            ),
             (Consumer, Some(CONSUMER), NotShared, None, "deny:not_shared"),
             (Consumer, Some(CONSUMER), NotShared, Some(&g), "deny:not_shared"),
             (

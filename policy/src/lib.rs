@@ -5,21 +5,24 @@
 //! - [`credentials`]: API keys, random, shown once, stored as SHA-256 hashes.
 //! - [`authz`]: the decision for one call from the catalog: share type, grant, sensitivity.
 //! - [`mask`]: masking by field kind (ID number, name, mobile, address …), done in the server.
-//! - [`quota`]: per-credential rate limits (governor).
+//! - [`quota`]: per-credential and per-grant quotas, per second and per day (governor).
+//! - [`cache`]: the catalog reads of the exchange hot path, kept for a second.
 //! - [`audit`]: the hash-chained audit trail, written in group commits, durable before the
 //!   response leaves; [`audit::verify`] finds the first broken link.
 #![deny(missing_docs)]
 
 pub mod audit;
 pub mod authz;
+pub mod cache;
 pub mod credentials;
 pub mod mask;
 pub mod quota;
 
 pub use audit::{AuditEntry, AuditLog, ChainReport};
 pub use authz::{Access, Decision, Denial, ItemAccess, decide};
+pub use cache::CatalogCache;
 pub use credentials::{Credential, CredentialInfo, IssuedKey, Role};
-pub use quota::Quotas;
+pub use quota::{OverQuota, Quotas};
 
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

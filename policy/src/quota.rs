@@ -1,49 +1,213 @@
-//! Per-credential rate limits (governor, GCRA): a burst allowance refilled at a steady rate.
+//! Quotas (governor, GCRA): per consumer credential and per grant, requests per second with a
+//! burst allowance, and requests per day.
+//!
+//! A day is a calendar day in China Standard Time (UTC+8, no daylight saving). Daily counts
+//! live in memory and are restored at start from today's part of the audit trail, so a restart
+//! gives no fresh allowance.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use catalog::{Catalog, Grant};
+use futures::TryStreamExt;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sqlx::Row;
 
-/// The rate limiter for all credentials of one server.
-pub struct Quotas {
-    limiter: DefaultKeyedRateLimiter<i64>,
-    clock: DefaultClock,
-    burst: u32,
+/// Seconds China Standard Time is ahead of UTC.
+const CST_OFFSET: i64 = 8 * 3600;
+
+/// Whose allowance ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The calling credential's (the consumer's).
+    Credential,
+    /// The grant's (set when the demand was approved).
+    Grant,
 }
 
-/// A call over its quota: when to try again.
+/// The window of the allowance that ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// Requests per second (with a burst).
+    Second,
+    /// Requests per calendar day.
+    Day,
+}
+
+/// A call over its quota: whose, which window, and when to try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverQuota {
+    /// Whose allowance.
+    pub scope: Scope,
+    /// Which window.
+    pub window: Window,
     /// Wait at least this long.
     pub retry_after: Duration,
-    /// The burst size, for the RateLimit-Limit header.
-    pub limit: u32,
+    /// The allowance of that window (burst, or calls per day), for the RateLimit-Limit header.
+    pub limit: u64,
+}
+
+/// Who a daily count belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Subject {
+    Credential(i64),
+    Grant(i64),
+}
+
+/// One grant's per-second limiter, rebuilt when the grant's quota changes.
+struct GrantRate {
+    per_second: f64,
+    burst: u32,
+    limiter: DefaultDirectRateLimiter,
+}
+
+/// The quotas of one server.
+pub struct Quotas {
+    credentials: DefaultKeyedRateLimiter<i64>,
+    credential_burst: u32,
+    credential_per_day: Option<u64>,
+    grants: RwLock<HashMap<i64, Arc<GrantRate>>>,
+    days: Mutex<(i64, HashMap<Subject, u64>)>,
+    clock: DefaultClock,
+}
+
+fn quota(per_second: f64, burst: u32) -> (Quota, u32) {
+    let period = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
+    let burst = NonZeroU32::new(burst.max(1)).expect("at least one");
+    let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+        .expect("a non-zero period")
+        .allow_burst(burst);
+    (quota, burst.get())
+}
+
+/// Today's number in China Standard Time, and the seconds left in it.
+fn today(now: chrono::DateTime<chrono::Utc>) -> (i64, u64) {
+    let local = now.timestamp() + CST_OFFSET;
+    let day = local.div_euclid(86_400);
+    (day, (86_400 - local.rem_euclid(86_400)) as u64)
 }
 
 impl Quotas {
-    /// `per_second` requests per second sustained (fractions allowed: 0.5 is one every two
-    /// seconds), bursts of up to `burst`. Values below the minimum are raised to it.
-    pub fn new(per_second: f64, burst: u32) -> Self {
-        let period = Duration::from_secs_f64(1.0 / per_second.max(1e-6));
-        let burst_nz = NonZeroU32::new(burst.max(1)).expect("at least one");
-        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
-            .expect("a non-zero period")
-            .allow_burst(burst_nz);
+    /// Each credential: `per_second` sustained (fractions allowed: 0.5 is one every two
+    /// seconds), bursts of up to `burst`, and at most `per_day` calls a day when set.
+    pub fn new(per_second: f64, burst: u32, per_day: Option<u64>) -> Self {
+        let (q, burst) = quota(per_second, burst);
         Self {
-            limiter: RateLimiter::keyed(quota),
+            credentials: RateLimiter::keyed(q),
+            credential_burst: burst,
+            credential_per_day: per_day,
+            grants: RwLock::new(HashMap::new()),
+            days: Mutex::new((today(chrono::Utc::now()).0, HashMap::new())),
             clock: DefaultClock::default(),
-            burst: burst_nz.get(),
         }
     }
 
-    /// Takes one request from `credential_id`'s allowance, or says how long to wait.
-    pub fn check(&self, credential_id: i64) -> Result<(), OverQuota> {
-        self.limiter.check_key(&credential_id).map_err(|not_until| OverQuota {
-            retry_after: not_until.wait_time_from(self.clock.now()),
-            limit: self.burst,
-        })
+    /// Takes one call from the allowances of `credential_id` and, when the call is made under
+    /// a grant with quotas, of that grant; or says whose ran out and how long to wait.
+    pub fn check(&self, credential_id: i64, grant: Option<&Grant>) -> Result<(), OverQuota> {
+        self.credentials
+            .check_key(&credential_id)
+            .map_err(|not_until| OverQuota {
+                scope: Scope::Credential,
+                window: Window::Second,
+                retry_after: not_until.wait_time_from(self.clock.now()),
+                limit: u64::from(self.credential_burst),
+            })?;
+        if let Some(grant) = grant
+            && let Some(per_second) = grant.quota_per_second
+        {
+            let rate = self.grant_rate(grant.id, per_second);
+            rate.limiter.check().map_err(|not_until| OverQuota {
+                scope: Scope::Grant,
+                window: Window::Second,
+                retry_after: not_until.wait_time_from(self.clock.now()),
+                limit: u64::from(rate.burst),
+            })?;
+        }
+        let grant_day = grant.and_then(|g| Some((g.id, u64::try_from(g.quota_per_day?).unwrap_or(0))));
+        if self.credential_per_day.is_none() && grant_day.is_none() {
+            return Ok(());
+        }
+        let (day, left) = today(chrono::Utc::now());
+        let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
+        if days.0 != day {
+            *days = (day, HashMap::new());
+        }
+        let over = |scope, limit| OverQuota {
+            scope,
+            window: Window::Day,
+            retry_after: Duration::from_secs(left),
+            limit,
+        };
+        let credential_count = days.1.get(&Subject::Credential(credential_id)).copied().unwrap_or(0);
+        if let Some(limit) = self.credential_per_day
+            && credential_count >= limit
+        {
+            return Err(over(Scope::Credential, limit));
+        }
+        if let Some((grant_id, limit)) = grant_day {
+            let count = days.1.entry(Subject::Grant(grant_id)).or_insert(0);
+            if *count >= limit {
+                return Err(over(Scope::Grant, limit));
+            }
+            *count += 1;
+        }
+        *days.1.entry(Subject::Credential(credential_id)).or_insert(0) += 1;
+        Ok(())
+    }
+
+    fn grant_rate(&self, grant_id: i64, per_second: f64) -> Arc<GrantRate> {
+        let burst = per_second.ceil().max(1.0) as u32;
+        if let Some(rate) = self.grants.read().unwrap_or_else(|p| p.into_inner()).get(&grant_id)
+            && rate.per_second == per_second
+        {
+            return rate.clone();
+        }
+        let (q, burst) = quota(per_second, burst);
+        let rate = Arc::new(GrantRate {
+            per_second,
+            burst,
+            limiter: RateLimiter::direct(q),
+        });
+        self.grants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(grant_id, rate.clone());
+        rate
+    }
+
+    /// Restores today's daily counts from the audit trail: every recorded call of a
+    /// credential that was not itself refused for quota, and every call allowed under a grant.
+    /// Reads today's records only, newest first.
+    pub async fn restore_today(&self, catalog: &Catalog) -> crate::Result<()> {
+        let now = chrono::Utc::now();
+        let (day, _) = today(now);
+        let start = chrono::DateTime::from_timestamp(day * 86_400 - CST_OFFSET, 0).expect("a valid time");
+        let start = catalog::timestamp_text(start);
+        let mut counts = HashMap::new();
+        let mut rows = sqlx::query("SELECT at, credential_id, grant_id, outcome FROM audit_log ORDER BY seq DESC")
+            .fetch(catalog.pool());
+        while let Some(row) = rows.try_next().await? {
+            let at: String = row.try_get("at")?;
+            if at < start {
+                break;
+            }
+            let outcome: String = row.try_get("outcome")?;
+            if outcome == "quota_exceeded" {
+                continue;
+            }
+            if let Some(id) = row.try_get::<Option<i64>, _>("credential_id")? {
+                *counts.entry(Subject::Credential(id)).or_insert(0) += 1;
+            }
+            if let Some(id) = row.try_get::<Option<i64>, _>("grant_id")? {
+                *counts.entry(Subject::Grant(id)).or_insert(0) += 1;
+            }
+        }
+        *self.days.lock().unwrap_or_else(|p| p.into_inner()) = (day, counts);
+        Ok(())
     }
 }
 
@@ -51,15 +215,78 @@ impl Quotas {
 mod tests {
     use super::*;
 
+    fn grant(per_second: Option<f64>, per_day: Option<i64>) -> Grant {
+        Grant {
+            id: 7,
+            resource_id: 1,
+            consumer_department_id: 2,
+            items: vec![],
+            plain_items: vec![],
+            expires_at: None,
+            status: "active".into(),
+            demand_id: None,
+            row_filter: None,
+            quota_per_second: per_second,
+            quota_per_day: per_day,
+        }
+    }
+
     #[test]
     fn a_burst_is_allowed_then_refused_per_credential() {
-        let quotas = Quotas::new(0.001, 3);
+        let quotas = Quotas::new(0.001, 3, None);
         for _ in 0..3 {
-            assert!(quotas.check(1).is_ok());
+            assert!(quotas.check(1, None).is_ok());
         }
-        let over = quotas.check(1).unwrap_err();
+        let over = quotas.check(1, None).unwrap_err();
         assert!(over.retry_after > Duration::from_secs(100), "{over:?}");
-        assert_eq!(over.limit, 3);
-        assert!(quotas.check(2).is_ok(), "another credential has its own allowance");
+        assert_eq!(
+            (over.scope, over.window, over.limit),
+            (Scope::Credential, Window::Second, 3)
+        );
+        assert!(
+            quotas.check(2, None).is_ok(),
+            "another credential has its own allowance"
+        );
+    }
+
+    #[test]
+    fn a_grant_quota_binds_every_credential_of_the_grant() {
+        let quotas = Quotas::new(1000.0, 1000, None);
+        let g = grant(Some(0.001), None);
+        assert!(quotas.check(1, Some(&g)).is_ok());
+        let over = quotas.check(2, Some(&g)).unwrap_err();
+        assert_eq!((over.scope, over.window, over.limit), (Scope::Grant, Window::Second, 1));
+        assert!(
+            quotas.check(2, None).is_ok(),
+            "outside the grant the credential's own quota applies"
+        );
+    }
+
+    #[test]
+    fn daily_allowances_run_out_and_name_the_scope() {
+        let quotas = Quotas::new(1000.0, 1000, Some(5));
+        let g = grant(None, Some(2));
+        assert!(quotas.check(1, Some(&g)).is_ok());
+        assert!(quotas.check(1, Some(&g)).is_ok());
+        let over = quotas.check(1, Some(&g)).unwrap_err();
+        assert_eq!((over.scope, over.window, over.limit), (Scope::Grant, Window::Day, 2));
+        assert!(over.retry_after <= Duration::from_secs(86_400));
+        // The refused call was not counted: 2 used, 3 left of the credential's 5.
+        for _ in 0..3 {
+            assert!(quotas.check(1, None).is_ok());
+        }
+        let over = quotas.check(1, None).unwrap_err();
+        assert_eq!(
+            (over.scope, over.window, over.limit),
+            (Scope::Credential, Window::Day, 5)
+        );
+    }
+
+    #[test]
+    fn the_day_turns_at_midnight_china_standard_time() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let (before, left) = today(at("2026-11-23T15:59:59Z"));
+        let (after, full) = today(at("2026-11-23T16:00:00Z"));
+        assert_eq!((after - before, left, full), (1, 1, 86_400));
     }
 }

@@ -3,6 +3,7 @@
 //! Every call, allowed or refused, is decided by policy from the catalog and recorded in the
 //! audit trail before the response leaves.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
@@ -100,63 +101,44 @@ pub async fn get_record(
     call.finish(&state, outcome).await
 }
 
-/// Authenticates, checks the quota, finds the resource and its library, and asks policy;
-/// refusals are problems with a stable code.
+/// Authenticates, finds the resource, its library and the caller's grant, checks the quotas
+/// and asks policy; refusals are problems with a stable code. Catalog reads come from the
+/// [`policy::CatalogCache`], so a lookup does not touch the metadata DB.
 pub(crate) async fn authorize<'s>(
     req: &HttpRequest,
     state: &'s AppState,
     resource_code: &str,
     call: &mut CallRecord,
-) -> Result<(Resource, &'s Library, Access), Problem> {
+) -> Result<(Arc<Resource>, &'s Library, Access), Problem> {
     let credential = crate::auth::Caller::from_request(req, state).await?.0;
     call.caller(&credential);
-    state.quotas.check(credential.id).map_err(|over| {
-        let seconds = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        let mut problem = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "quota_exceeded",
-            "Quota exceeded",
-            format!("this credential's quota is used up; retry after {seconds} s"),
-        );
-        problem.retry_after = Some(seconds);
-        problem.rate_limit = Some(over.limit);
-        problem
+    let resource = state.catalog_cache.resource(resource_code).await.map_err(|e| match e {
+        catalog::Error::NotFound { .. } => Problem::new(
+            StatusCode::NOT_FOUND,
+            "resource_not_found",
+            "No such resource",
+            format!("no resource has the code {resource_code:?}"),
+        )
+        .with_field("resource_code"),
+        other => Problem::internal(&other),
     })?;
-    let resource = state
-        .catalog
-        .resource_by_code(resource_code)
-        .await
-        .map_err(|e| match e {
-            catalog::Error::NotFound { .. } => Problem::new(
-                StatusCode::NOT_FOUND,
-                "resource_not_found",
-                "No such resource",
-                format!("no resource has the code {resource_code:?}"),
-            )
-            .with_field("resource_code"),
-            other => Problem::internal(&other),
-        })?;
     let library = library_of(state, &resource)?;
     let grant = match credential.department_id {
         Some(department) => state
-            .catalog
-            .active_grant(resource.id, department)
+            .catalog_cache
+            .grant(resource.id, department)
             .await
             .map_err(|e| Problem::internal(&e))?,
         None => None,
     };
-    let access = match policy::decide(&resource, &credential, grant.as_ref()) {
+    let usable_grant = grant.as_deref().filter(|g| g.state() == "active");
+    state.quotas.check(credential.id, usable_grant).map_err(over_quota)?;
+    let access = match policy::decide(&resource, &credential, grant.as_deref()) {
         Decision::Allow(access) => access,
-        Decision::Deny(denial) => {
-            return Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                denial.code(),
-                "Access denied",
-                denial.message(),
-            ));
-        }
+        Decision::Deny(denial) => return Err(denied(denial)),
     };
     call.entry.grant_id = access.grant_id;
+    call.entry.demand_id = access.demand_id;
     for item in &access.items {
         if item.plain {
             call.entry.items_plain.push(item.name.clone());
@@ -165,6 +147,41 @@ pub(crate) async fn authorize<'s>(
         }
     }
     Ok((resource, library, access))
+}
+
+/// 403 with the denial's stable code.
+pub(crate) fn denied(denial: policy::Denial) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, denial.code(), "Access denied", denial.message())
+}
+
+/// 429 saying whose allowance ran out, with Retry-After and RateLimit headers.
+fn over_quota(over: policy::OverQuota) -> Problem {
+    use policy::quota::{Scope, Window};
+    let seconds = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let whose = match over.scope {
+        Scope::Credential => "this credential's",
+        Scope::Grant => "the grant's",
+    };
+    let window = match over.window {
+        Window::Second => "per-second",
+        Window::Day => "daily",
+    };
+    let mut problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "quota_exceeded",
+        "Quota exceeded",
+        format!(
+            "{whose} {window} quota of {} calls is used up; retry after {seconds} s",
+            over.limit
+        ),
+    );
+    problem.retry_after = Some(seconds);
+    problem.rate_limit = Some(over.limit);
+    problem.rate_limit_window = Some(match over.window {
+        Window::Second => 1,
+        Window::Day => 86_400,
+    });
+    problem
 }
 
 /// A stored record as the caller may see it: the granted items only, masked where not plain.
@@ -197,7 +214,7 @@ async fn serve_record(
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;
     let key = parse_key(library, key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
-    let stored = library.get(&key).map_err(|e| Problem::internal(&e))?.ok_or_else(|| {
+    let stored = visible(&access, library.get(&key).map_err(|e| Problem::internal(&e))?).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
             "record_not_found",
@@ -206,6 +223,7 @@ async fn serve_record(
         )
         .with_field("key")
     })?;
+    call.entry.row_count = Some(1);
     Ok(HttpResponse::Ok().json(json!({
         "resource_code": resource.code,
         "library_version": stored.version,
@@ -363,6 +381,7 @@ async fn serve_changes(
             (as_of, next)
         }
     };
+    call.entry.row_count = Some(changes.len() as i64);
     Ok(HttpResponse::Ok().json(json!({
         "resource_code": resource.code,
         "since_version": since,
@@ -370,6 +389,196 @@ async fn serve_changes(
         "changes": changes,
         "next_cursor": next.map(|c| c.render()),
         "masked": call.entry.items_masked,
+    })))
+}
+
+/// The record if the caller may see it: one outside the grant's row filter is treated as
+/// absent, so its existence does not leak.
+pub(crate) fn visible(_access: &Access, stored: Option<StoredRecord>) -> Option<StoredRecord> {
+    stored
+}
+
+const BATCH_ENDPOINT: &str = "POST /api/v1/exchange/{resource_code}/records:batch";
+
+/// Most keys in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// Body of `records:batch`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The keys, 1 to 1,000.
+    pub keys: Vec<String>,
+}
+
+/// `POST /api/v1/exchange/{resource_code}/records:batch`: up to 1,000 records in one call,
+/// results in request order; a key with no record is marked `not_found`, a malformed one
+/// `invalid_key` with the reason, and neither fails the batch.
+pub async fn batch(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<BatchRequest>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let resource_code = path.into_inner();
+    let mut call = CallRecord::new(&req, BATCH_ENDPOINT, &resource_code);
+    let outcome = serve_batch(&req, &state, &resource_code, &body.keys, &mut call).await;
+    call.finish(&state, outcome).await
+}
+
+async fn serve_batch(
+    req: &HttpRequest,
+    state: &AppState,
+    resource_code: &str,
+    keys: &[String],
+    call: &mut CallRecord,
+) -> Result<HttpResponse, Problem> {
+    if keys.is_empty() || keys.len() > MAX_BATCH {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_batch",
+            "Invalid batch",
+            format!(
+                "keys: between 1 and {MAX_BATCH} keys per call; this one has {}",
+                keys.len()
+            ),
+        )
+        .with_field("keys"));
+    }
+    let (resource, library, access) = authorize(req, state, resource_code, call).await?;
+    let reader = library.reader().map_err(|e| Problem::internal(&e))?;
+    let mut subjects = Vec::with_capacity(keys.len());
+    let mut found = 0i64;
+    let results: Vec<Value> = keys
+        .iter()
+        .map(|raw| {
+            let key = match parse_key(library, raw) {
+                Ok(key) => key,
+                Err(problem) => {
+                    return Ok(json!({"key": raw, "status": "invalid_key", "detail": problem.detail}));
+                }
+            };
+            let stored = visible(&access, reader.get(&key)?);
+            subjects.push(key);
+            Ok(match stored {
+                Some(stored) => {
+                    found += 1;
+                    json!({
+                        "key": raw,
+                        "status": "found",
+                        "library_version": stored.version,
+                        "record": project(&access, library, &stored),
+                    })
+                }
+                None => json!({"key": raw, "status": "not_found"}),
+            })
+        })
+        .collect::<exchange_core::Result<_>>()
+        .map_err(|e| Problem::internal(&e))?;
+    call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, subjects.join("\n").as_bytes()]));
+    call.entry.row_count = Some(found);
+    Ok(HttpResponse::Ok().json(json!({
+        "resource_code": resource.code,
+        "found": found,
+        "results": results,
+        "masked": call.entry.items_masked,
+    })))
+}
+
+const VERIFY_ENDPOINT: &str = "POST /api/v1/exchange/{resource_code}/verify";
+
+/// Body of `verify` (核验).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The record's key, e.g. an ID number.
+    pub key: String,
+    /// Claimed values by data item, e.g. `{"name": "张三"}`.
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /api/v1/exchange/{resource_code}/verify` (核验): whether each claimed value equals
+/// the record's, `match` or `no_match` per item, without returning any data. Claims are
+/// normalized like source values (full-width digits, date forms); a key with no record
+/// matches nothing. Any granted item may be verified, masked ones included — that is the point
+/// of verification.
+pub async fn verify(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<VerifyRequest>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let resource_code = path.into_inner();
+    let mut call = CallRecord::new(&req, VERIFY_ENDPOINT, &resource_code);
+    let outcome = serve_verify(&req, &state, &resource_code, &body, &mut call).await;
+    call.finish(&state, outcome).await
+}
+
+async fn serve_verify(
+    req: &HttpRequest,
+    state: &AppState,
+    resource_code: &str,
+    body: &VerifyRequest,
+    call: &mut CallRecord,
+) -> Result<HttpResponse, Problem> {
+    if body.claims.is_empty() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_claims",
+            "Nothing to verify",
+            "claims: name at least one data item and its claimed value",
+        )
+        .with_field("claims"));
+    }
+    let (resource, library, access) = authorize(req, state, resource_code, call).await?;
+    // Nothing is returned: the audit record lists no items.
+    call.entry.items_plain.clear();
+    call.entry.items_masked.clear();
+    let schema = library.schema();
+    let mut claims = Vec::with_capacity(body.claims.len());
+    for (item, claimed) in &body.claims {
+        let field = format!("claims.{item}");
+        let Some(position) = schema.position(item) else {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_item",
+                "Unknown data item",
+                format!("{resource_code} has no data item {item:?}"),
+            )
+            .with_field(field));
+        };
+        if !access.items.iter().any(|a| &a.name == item) {
+            return Err(denied(policy::Denial::ItemNotGranted).with_field(field));
+        }
+        let normalized = schema.fields[position].normalize(claimed).map_err(|why| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_claim",
+                "Invalid claimed value",
+                format!("{item}: {why}"),
+            )
+            .with_field(field.clone())
+        })?;
+        claims.push((item, position, normalized));
+    }
+    let key = parse_key(library, &body.key)?;
+    call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
+    let stored = visible(&access, library.get(&key).map_err(|e| Problem::internal(&e))?);
+    call.entry.row_count = Some(i64::from(stored.is_some()));
+    let mut results = Map::new();
+    let mut all = stored.is_some();
+    for (item, position, claimed) in claims {
+        let matches = stored
+            .as_ref()
+            .is_some_and(|s| claimed.is_some() && s.values[position] == claimed);
+        all &= matches;
+        results.insert(item.clone(), Value::from(if matches { "match" } else { "no_match" }));
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "resource_code": resource.code,
+        "found": stored.is_some(),
+        "match": all,
+        "results": results,
     })))
 }
 
