@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cli;
 pub mod demo;
 pub mod problem;
+pub mod query;
 pub mod routes;
 pub mod settings;
 pub mod startup;

@@ -125,10 +125,14 @@ impl Application {
                             .route("/records:batch", web::post().to(routes::exchange::batch))
                             .route("/records/{key}", web::get().to(routes::exchange::get_record))
                             .route("/verify", web::post().to(routes::exchange::verify))
-                            .route("/changes", web::get().to(routes::exchange::changes)),
+                            .route("/changes", web::get().to(routes::exchange::changes))
+                            .route("/records", web::get().to(routes::query::records))
+                            .route("/export", web::get().to(routes::query::export)),
                     )
                     .service(
                         web::scope("/api/v1")
+                            .route("/lab/views", web::get().to(routes::lab::views))
+                            .route("/lab/query", web::post().to(routes::lab::query))
                             .route("/departments", web::get().to(routes::catalog::list_departments))
                             .route("/departments", web::post().to(routes::catalog::save_department))
                             .route("/resources", web::get().to(routes::catalog::list_resources))

@@ -76,6 +76,7 @@ pub async fn decide(
 ) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::ProviderAdmin], "answering a demand")?;
+    check_row_filter(&state, *id, &body).await?;
     Ok(HttpResponse::Ok().json(state.catalog.decide_demand(*id, caller.department()?, &body).await?))
 }
 
@@ -113,5 +114,44 @@ pub async fn arbitrate(
 ) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin, Role::Reviewer], "arbitrating a demand")?;
+    check_row_filter(&state, *id, &body).await?;
     Ok(HttpResponse::Ok().json(state.catalog.arbitrate_demand(*id, &body).await?))
+}
+
+/// An approval's row filter must compile over the granted resource's data items (its library's
+/// fields when it is served from one): a bad filter is a 422 naming `row_filter`, before any
+/// grant exists.
+async fn check_row_filter(state: &AppState, id: i64, decision: &DemandDecision) -> Result<(), Problem> {
+    let DemandDecision::Approve {
+        resource_code,
+        row_filter: Some(row_filter),
+        ..
+    } = decision
+    else {
+        return Ok(());
+    };
+    let code = match resource_code {
+        Some(code) => code.clone(),
+        None => match state.catalog.demand(id).await?.resource_code {
+            Some(code) => code,
+            // The catalog refuses an approval that names no resource.
+            None => return Ok(()),
+        },
+    };
+    let resource = match state.catalog.resource_by_code(&code).await {
+        Ok(resource) => resource,
+        // The catalog says what is wrong with the resource.
+        Err(catalog::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let library = resource
+        .meta
+        .library
+        .as_deref()
+        .and_then(|name| exchange_core::LibrarySchema::by_name(name).ok());
+    let columns: Vec<&str> = match library {
+        Some(schema) => schema.fields.iter().map(|f| f.name).collect(),
+        None => resource.meta.items.iter().map(|i| i.name.as_str()).collect(),
+    };
+    crate::query::check_grant_filter(&columns, row_filter)
 }

@@ -214,7 +214,10 @@ async fn serve_record(
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;
     let key = parse_key(library, key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
-    let stored = visible(&access, library.get(&key).map_err(|e| Problem::internal(&e))?).ok_or_else(|| {
+    let row_filter = crate::query::grant_filter(&access, library.schema())?;
+    // A record outside the grant's row filter is answered exactly as a missing one.
+    let stored = visible(row_filter.as_deref(), library.get(&key).map_err(|e| Problem::internal(&e))?);
+    let stored = stored.ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
             "record_not_found",
@@ -345,7 +348,11 @@ async fn serve_changes(
             let (page, last) = reader
                 .changed_since(since, after.as_deref().filter(|a| !a.is_empty()), query.limit, 100_000)
                 .map_err(|e| Problem::internal(&e))?;
+            let row_filter = crate::query::grant_filter(&access, library.schema())?;
             for (key, stored) in &page {
+                if row_filter.as_ref().is_some_and(|f| !f.matches(stored)) {
+                    continue;
+                }
                 changes.push(json!({
                     "op": "upsert",
                     "key": key,
@@ -394,8 +401,8 @@ async fn serve_changes(
 
 /// The record if the caller may see it: one outside the grant's row filter is treated as
 /// absent, so its existence does not leak.
-pub(crate) fn visible(_access: &Access, stored: Option<StoredRecord>) -> Option<StoredRecord> {
-    stored
+pub(crate) fn visible(filter: Option<&crate::query::RowFilter>, stored: Option<StoredRecord>) -> Option<StoredRecord> {
+    stored.filter(|stored| filter.is_none_or(|f| f.matches(stored)))
 }
 
 const BATCH_ENDPOINT: &str = "POST /api/v1/exchange/{resource_code}/records:batch";
@@ -446,6 +453,7 @@ async fn serve_batch(
         .with_field("keys"));
     }
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;
+    let row_filter = crate::query::grant_filter(&access, library.schema())?;
     let reader = library.reader().map_err(|e| Problem::internal(&e))?;
     let mut subjects = Vec::with_capacity(keys.len());
     let mut found = 0i64;
@@ -458,7 +466,7 @@ async fn serve_batch(
                     return Ok(json!({"key": raw, "status": "invalid_key", "detail": problem.detail}));
                 }
             };
-            let stored = visible(&access, reader.get(&key)?);
+            let stored = visible(row_filter.as_deref(), reader.get(&key)?);
             subjects.push(key);
             Ok(match stored {
                 Some(stored) => {
@@ -563,7 +571,8 @@ async fn serve_verify(
     }
     let key = parse_key(library, &body.key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
-    let stored = visible(&access, library.get(&key).map_err(|e| Problem::internal(&e))?);
+    let row_filter = crate::query::grant_filter(&access, library.schema())?;
+    let stored = visible(row_filter.as_deref(), library.get(&key).map_err(|e| Problem::internal(&e))?);
     call.entry.row_count = Some(i64::from(stored.is_some()));
     let mut results = Map::new();
     let mut all = stored.is_some();

@@ -6,3 +6,5 @@ pub mod credentials;
 pub mod demands;
 pub mod exchange;
 pub mod health;
+pub mod lab;
+pub mod query;

@@ -1,0 +1,174 @@
+//! A caller's view of one library: the items policy allows, masked where not plain, and only the
+//! rows the grant's row filter lets through — built chunk by chunk from the serving index, so
+//! no reader of a view ever holds more than a chunk of records.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::datatypes::SchemaRef;
+use exchange_core::{FieldKind, IndexReader, LibrarySchema, StoredRecord};
+use policy::Access;
+
+use super::filter::{FilterError, RowFilter, text_schema};
+
+/// Records read from the index per chunk.
+pub const CHUNK: usize = 4096;
+
+/// One column of a view.
+#[derive(Debug, Clone)]
+pub struct ViewColumn {
+    /// The item name.
+    pub name: &'static str,
+    /// Its position in the library's records.
+    pub position: usize,
+    /// Shown unmasked.
+    pub plain: bool,
+    /// How it is masked.
+    pub kind: FieldKind,
+}
+
+/// What a caller sees of one library.
+#[derive(Debug)]
+pub struct View {
+    /// The library's schema.
+    pub library: &'static LibrarySchema,
+    /// The visible items, in resource order.
+    pub columns: Vec<ViewColumn>,
+    /// The Arrow schema of the view (text columns named by item).
+    pub arrow: SchemaRef,
+    /// The grant's row filter, over the plain stored values.
+    pub row_filter: Option<Arc<RowFilter>>,
+}
+
+impl View {
+    /// The view `access` allows of a library; fails when the grant's row filter does not compile.
+    pub fn new(access: &Access, library: &'static LibrarySchema) -> Result<Self, FilterError> {
+        let columns: Vec<ViewColumn> = access
+            .items
+            .iter()
+            .filter_map(|item| {
+                let position = library.position(&item.name)?;
+                let field = &library.fields[position];
+                Some(ViewColumn {
+                    name: field.name,
+                    position,
+                    plain: item.plain,
+                    kind: field.kind,
+                })
+            })
+            .collect();
+        let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
+        let row_filter = access
+            .row_filter
+            .as_deref()
+            .map(|sql| RowFilter::cached(library, sql))
+            .transpose()?;
+        Ok(Self {
+            library,
+            arrow: text_schema(&names),
+            columns,
+            row_filter,
+        })
+    }
+
+    /// The visible item names, in order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.columns.iter().map(|c| c.name).collect()
+    }
+
+    /// Whether the grant's row filter lets `record` through.
+    pub fn admits(&self, record: &StoredRecord) -> bool {
+        self.row_filter.as_ref().is_none_or(|f| f.matches(record))
+    }
+
+    /// The records as the caller sees them: visible items only, masked where not plain.
+    pub fn batch<'r>(&self, records: impl Iterator<Item = &'r StoredRecord> + Clone) -> RecordBatch {
+        let columns: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let values = records.clone().map(|r| {
+                    r.values[c.position].as_deref().map(|v| {
+                        if c.plain {
+                            v.to_string()
+                        } else {
+                            policy::mask::mask(c.kind, v)
+                        }
+                    })
+                });
+                Arc::new(values.collect::<StringArray>()) as ArrayRef
+            })
+            .collect();
+        RecordBatch::try_new(self.arrow.clone(), columns).expect("columns match the view schema")
+    }
+
+    /// Of `records`, those the grant's row filter and then `filter` (over the view's values)
+    /// let through, as the caller sees them.
+    pub fn select(
+        &self,
+        records: &[(String, StoredRecord)],
+        filter: Option<&RowFilter>,
+    ) -> Result<(Vec<usize>, RecordBatch), FilterError> {
+        let admitted: Vec<usize> = match &self.row_filter {
+            Some(row_filter) => {
+                let mask = row_filter.evaluate(&raw_batch(self.library, records.iter().map(|(_, r)| r)))?;
+                (0..records.len()).filter(|i| mask.value(*i)).collect()
+            }
+            None => (0..records.len()).collect(),
+        };
+        let batch = self.batch(admitted.iter().map(|i| &records[*i].1));
+        let Some(filter) = filter else {
+            return Ok((admitted, batch));
+        };
+        let mask: BooleanArray = filter.evaluate(&batch)?;
+        let kept: Vec<usize> = admitted
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| mask.value(*j))
+            .map(|(_, i)| *i)
+            .collect();
+        let batch =
+            arrow::compute::filter_record_batch(&batch, &mask).map_err(|e| FilterError::Evaluation(e.to_string()))?;
+        Ok((kept, batch))
+    }
+}
+
+/// The stored, plain values of `records` as a batch over every library item.
+pub fn raw_batch<'r>(library: &LibrarySchema, records: impl Iterator<Item = &'r StoredRecord> + Clone) -> RecordBatch {
+    let names: Vec<&str> = library.fields.iter().map(|f| f.name).collect();
+    let columns: Vec<ArrayRef> = (0..names.len())
+        .map(|i| Arc::new(records.clone().map(|r| r.values[i].clone()).collect::<StringArray>()) as ArrayRef)
+        .collect();
+    RecordBatch::try_new(text_schema(&names), columns).expect("columns match the library")
+}
+
+/// Reads the current records in key order, a chunk at a time.
+pub struct Scan {
+    reader: IndexReader,
+    after: Option<String>,
+    done: bool,
+}
+
+impl Scan {
+    /// A scan from the first key after `after` (from the start when `None`).
+    pub fn new(reader: IndexReader, after: Option<String>) -> Self {
+        Self {
+            reader,
+            after,
+            done: false,
+        }
+    }
+
+    /// The next `n` records at most; empty at the end.
+    pub fn next_chunk(&mut self, n: usize) -> exchange_core::Result<Vec<(String, StoredRecord)>> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let (page, last) = self.reader.changed_since(i64::MIN, self.after.as_deref(), n, n)?;
+        match last {
+            Some(key) => self.after = Some(key),
+            None => self.done = true,
+        }
+        Ok(page)
+    }
+}

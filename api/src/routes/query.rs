@@ -1,0 +1,499 @@
+//! Filtered, projected reads of a resource under policy:
+//! `GET /api/v1/exchange/{resource_code}/records?filter=…&fields=…&cursor=…&limit=…` (paged by
+//! key) and `GET /api/v1/exchange/{resource_code}/export?format=…` (streamed bulk export).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use arrow::array::RecordBatch;
+use catalog::Resource;
+use exchange_core::{Library, ShareMethod};
+use policy::Access;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::problem::Problem;
+use crate::query::view::{CHUNK, Scan, View};
+use crate::query::{FilterError, RowFilter};
+use crate::routes::exchange::{CallRecord, authorize, project};
+use crate::startup::AppState;
+
+const RECORDS_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/records";
+const EXPORT_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/export";
+
+/// Records examined for one page at most: a page of a very selective filter may come back short
+/// (even empty) with a `next_cursor` to go on from.
+const PAGE_BUDGET: usize = 100_000;
+
+/// Query of the records endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsQuery {
+    /// A DataFusion SQL boolean expression over the items the caller may see.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Comma-separated items to return (default: every item the caller may see).
+    #[serde(default)]
+    pub fields: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Records per page, 1–1000 (default 100).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+/// Query of the export endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// `parquet`, `csv` or `ndjson`.
+    pub format: String,
+    /// Comma-separated items to export (default: every item the caller may see).
+    #[serde(default)]
+    pub fields: Option<String>,
+    /// A DataFusion SQL boolean expression over the items the caller may see.
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+fn invalid(code: &'static str, field: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        "Invalid query parameter",
+        detail,
+    )
+    .with_field(field)
+}
+
+fn not_granted(field: &str, item: &str) -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "item_not_granted",
+        "Item not granted",
+        format!("the data item {item} is not among the items you may read"),
+    )
+    .with_field(field)
+}
+
+/// An authorized read: the caller's view, the filter over it and the items to return.
+struct Read {
+    resource: Resource,
+    library: Arc<Library>,
+    access: Access,
+    view: Arc<View>,
+    filter: Option<Arc<RowFilter>>,
+    /// Positions in the view's columns of the items returned.
+    fields: Vec<usize>,
+}
+
+impl Read {
+    fn field_names(&self) -> Vec<&'static str> {
+        self.fields.iter().map(|i| self.view.columns[*i].name).collect()
+    }
+}
+
+async fn prepare(
+    req: &HttpRequest,
+    state: &AppState,
+    resource_code: &str,
+    filter: Option<&str>,
+    fields: Option<&str>,
+    call: &mut CallRecord,
+) -> Result<Read, Problem> {
+    let (resource, library, access) = authorize(req, state, resource_code, call).await?;
+    let schema = library.schema();
+    let library = state
+        .libraries
+        .get(schema.name)
+        .cloned()
+        .ok_or_else(|| Problem::internal(&"an authorized library is not open"))?;
+    let view = View::new(&access, schema).map_err(|e| {
+        tracing::error!(grant = ?access.grant_id, error = %e, "a grant's row filter does not compile");
+        Problem::internal(&e)
+    })?;
+    let names = view.names();
+    let fields = match fields.map(str::trim).filter(|f| !f.is_empty()) {
+        None => (0..names.len()).collect(),
+        Some(list) => {
+            let mut positions = Vec::new();
+            for item in list.split(',').map(str::trim) {
+                if schema.position(item).is_none() {
+                    return Err(invalid(
+                        "unknown_item",
+                        "fields",
+                        format!("resource {resource_code} has no data item {item:?}"),
+                    ));
+                }
+                let position = names
+                    .iter()
+                    .position(|n| *n == item)
+                    .ok_or_else(|| not_granted("fields", item))?;
+                if !positions.contains(&position) {
+                    positions.push(position);
+                }
+            }
+            positions
+        }
+    };
+    let filter = match filter.map(str::trim) {
+        None => None,
+        Some("") => return Err(invalid("invalid_filter", "filter", "an empty filter")),
+        Some(sql) => {
+            call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, sql.as_bytes()]));
+            // Against every item first, so that an item the caller may not read is a 403, not
+            // "no such column".
+            let over_library = RowFilter::cached(schema, sql).map_err(|e| filter_problem(&e))?;
+            if let Some(item) = over_library.columns().iter().find(|c| !names.contains(&c.as_str())) {
+                return Err(not_granted("filter", item));
+            }
+            Some(RowFilter::cached_columns(&names, sql).map_err(|e| filter_problem(&e))?)
+        }
+    };
+    let returned: Vec<&str> = fields.iter().map(|i| names[*i]).collect();
+    call.entry.items_plain.retain(|i| returned.contains(&i.as_str()));
+    call.entry.items_masked.retain(|i| returned.contains(&i.as_str()));
+    Ok(Read {
+        resource,
+        library,
+        access,
+        view: Arc::new(view),
+        filter,
+        fields,
+    })
+}
+
+fn filter_problem(e: &FilterError) -> Problem {
+    invalid("invalid_filter", "filter", format!("filter: {e}"))
+}
+
+/// `GET /api/v1/exchange/{resource_code}/records`: the records the caller may see that match
+/// `filter`, in key order, `limit` per page; follow `next_cursor` until it is null.
+pub async fn records(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<RecordsQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let resource_code = path.into_inner();
+    let mut call = CallRecord::new(&req, RECORDS_ENDPOINT, &resource_code);
+    let outcome = serve_records(&req, &state, &resource_code, &query, &mut call).await;
+    call.finish(&state, outcome).await
+}
+
+fn parse_cursor(raw: &str) -> Option<String> {
+    String::from_utf8(hex::decode(raw).ok()?).ok()
+}
+
+async fn serve_records(
+    req: &HttpRequest,
+    state: &AppState,
+    resource_code: &str,
+    query: &RecordsQuery,
+    call: &mut CallRecord,
+) -> Result<HttpResponse, Problem> {
+    if !(1..=1000).contains(&query.limit) {
+        return Err(invalid("invalid_query", "limit", "limit: between 1 and 1000"));
+    }
+    let after = match query.cursor.as_deref() {
+        Some(raw) => Some(
+            parse_cursor(raw)
+                .ok_or_else(|| invalid("invalid_query", "cursor", "cursor: not a cursor this endpoint gave"))?,
+        ),
+        None => None,
+    };
+    let read = prepare(
+        req,
+        state,
+        resource_code,
+        query.filter.as_deref(),
+        query.fields.as_deref(),
+        call,
+    )
+    .await?;
+    let version = read.library.version().map_err(|e| Problem::internal(&e))?;
+    let mut scan = Scan::new(read.library.reader().map_err(|e| Problem::internal(&e))?, after);
+    let names = read.field_names();
+    let mut out = Vec::new();
+    let mut examined = 0;
+    let mut last: Option<String> = None;
+    let mut exhausted = false;
+    'pages: while out.len() < query.limit {
+        if examined >= PAGE_BUDGET {
+            break;
+        }
+        let chunk = scan
+            .next_chunk(CHUNK.min(PAGE_BUDGET - examined))
+            .map_err(|e| Problem::internal(&e))?;
+        if chunk.is_empty() {
+            exhausted = true;
+            break;
+        }
+        examined += chunk.len();
+        let (kept, _) = read
+            .view
+            .select(&chunk, read.filter.as_deref())
+            .map_err(|e| filter_problem(&e))?;
+        let mut kept = kept.into_iter().peekable();
+        for (i, (key, stored)) in chunk.iter().enumerate() {
+            if kept.peek() == Some(&i) {
+                kept.next();
+                let mut record = project(&read.access, &read.library, stored);
+                record.retain(|k, _| names.contains(&k.as_str()));
+                out.push(Value::Object(record));
+            }
+            last = Some(key.clone());
+            if out.len() == query.limit {
+                // The rest of the chunk is read again from the cursor on the next page.
+                break 'pages;
+            }
+        }
+    }
+    // At the end of the index only when the scan ran dry, not merely when the page filled.
+    let next_cursor = if exhausted {
+        None
+    } else {
+        last.map(|k| hex::encode(k.as_bytes()))
+    };
+    let masked: Vec<&str> = read
+        .fields
+        .iter()
+        .map(|i| &read.view.columns[*i])
+        .filter(|c| !c.plain)
+        .map(|c| c.name)
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "resource_code": read.resource.code,
+        "library_version": version,
+        "records": out,
+        "next_cursor": next_cursor,
+        "masked": masked,
+    })))
+}
+
+/// `GET /api/v1/exchange/{resource_code}/export?format=parquet|csv|ndjson`: every record the
+/// caller may see (projected, masked, row-filtered), streamed, for resources shared in bulk.
+pub async fn export(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ExportQuery>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let resource_code = path.into_inner();
+    let mut call = CallRecord::new(&req, EXPORT_ENDPOINT, &resource_code);
+    let outcome = serve_export(&req, &state, &resource_code, &query, &mut call).await;
+    call.finish(&state, outcome).await
+}
+
+/// An export file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Parquet,
+    Csv,
+    Ndjson,
+}
+
+impl Format {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "parquet" => Some(Format::Parquet),
+            "csv" => Some(Format::Csv),
+            "ndjson" => Some(Format::Ndjson),
+            _ => None,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Parquet => "application/vnd.apache.parquet",
+            Format::Csv => "text/csv; charset=utf-8",
+            Format::Ndjson => "application/x-ndjson",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+        }
+    }
+}
+
+/// Whether a resource's share method (共享方式) allows a bulk export: 库表 (bulk) and 文件
+/// (file) do; 接口 (API calls) does not — its consumers call records, records:batch or verify.
+pub fn bulk_allowed(method: ShareMethod) -> bool {
+    matches!(method, ShareMethod::Bulk | ShareMethod::File)
+}
+
+async fn serve_export(
+    req: &HttpRequest,
+    state: &AppState,
+    resource_code: &str,
+    query: &ExportQuery,
+    call: &mut CallRecord,
+) -> Result<HttpResponse, Problem> {
+    let format = Format::parse(query.format.trim())
+        .ok_or_else(|| invalid("invalid_query", "format", "format: one of parquet, csv, ndjson"))?;
+    let read = prepare(
+        req,
+        state,
+        resource_code,
+        query.filter.as_deref(),
+        query.fields.as_deref(),
+        call,
+    )
+    .await?;
+    if !bulk_allowed(read.resource.meta.share_method) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "bulk_not_allowed",
+            "Bulk export not allowed",
+            format!(
+                "resource {} is shared by {} ({}), not in bulk; read it through the records endpoints",
+                read.resource.code,
+                read.resource.meta.share_method.code(),
+                read.resource.meta.share_method.label_zh()
+            ),
+        ));
+    }
+    let version = read.library.version().map_err(|e| Problem::internal(&e))?;
+    let filename = format!("{}-v{version}.{}", read.resource.code, format.extension());
+    // A few chunks in flight at most: a slow client slows the writer instead of filling memory.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let Read {
+        library,
+        view,
+        filter,
+        fields,
+        ..
+    } = read;
+    tokio::task::spawn_blocking(move || {
+        let sink = ChannelSink {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(SINK_BYTES),
+        };
+        if let Err(e) = write_export(&library, &view, filter.as_deref(), &fields, format, sink) {
+            tracing::warn!(error = %e, "export stopped");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Type", format.content_type()))
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{filename}\"")))
+        .insert_header(("X-Library-Version", version.to_string()))
+        .streaming(body))
+}
+
+/// Bytes buffered before a chunk is handed to the response.
+const SINK_BYTES: usize = 64 << 10;
+
+/// A `Write` that hands its bytes to the response stream in chunks; fails once the client is gone.
+struct ChannelSink {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelSink {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(SINK_BYTES)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for ChannelSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SINK_BYTES {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// The writer of one export format.
+enum ExportWriter {
+    Parquet(parquet::arrow::ArrowWriter<ChannelSink>),
+    Csv(arrow::csv::Writer<ChannelSink>),
+    Ndjson(arrow::json::LineDelimitedWriter<ChannelSink>),
+}
+
+/// Rows per Parquet row group: what the writer holds in memory before it flushes.
+const ROW_GROUP_ROWS: usize = 65_536;
+
+fn write_export(
+    library: &Library,
+    view: &View,
+    filter: Option<&RowFilter>,
+    fields: &[usize],
+    format: Format,
+    sink: ChannelSink,
+) -> Result<(), String> {
+    let schema = Arc::new(view.arrow.project(fields).map_err(|e| e.to_string())?);
+    let mut writer = match format {
+        Format::Parquet => {
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .build();
+            ExportWriter::Parquet(
+                parquet::arrow::ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(|e| e.to_string())?,
+            )
+        }
+        Format::Csv => ExportWriter::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(sink)),
+        Format::Ndjson => ExportWriter::Ndjson(
+            arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::LineDelimited>(sink),
+        ),
+    };
+    let mut write = |batch: &RecordBatch| -> Result<(), String> {
+        match &mut writer {
+            ExportWriter::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
+            ExportWriter::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
+            ExportWriter::Ndjson(w) => w.write(batch).map_err(|e| e.to_string()),
+        }
+    };
+    // The CSV header goes out even when no record does.
+    write(&RecordBatch::new_empty(schema.clone()))?;
+    let mut scan = Scan::new(library.reader().map_err(|e| e.to_string())?, None);
+    loop {
+        let chunk = scan.next_chunk(CHUNK).map_err(|e| e.to_string())?;
+        if chunk.is_empty() {
+            break;
+        }
+        let (_, batch) = view.select(&chunk, filter).map_err(|e| e.to_string())?;
+        if batch.num_rows() > 0 {
+            write(&batch.project(fields).map_err(|e| e.to_string())?)?;
+        }
+    }
+    match writer {
+        ExportWriter::Parquet(w) => {
+            let mut sink = w.into_inner().map_err(|e| e.to_string())?;
+            sink.flush().map_err(|e| e.to_string())
+        }
+        ExportWriter::Csv(w) => w.into_inner().flush().map_err(|e| e.to_string()),
+        ExportWriter::Ndjson(mut w) => {
+            w.finish().map_err(|e| e.to_string())?;
+            w.into_inner().flush().map_err(|e| e.to_string())
+        }
+    }
+}
