@@ -9,3 +9,5 @@ mod demands;
 mod demo;
 mod exchange;
 mod health;
+mod lab;
+mod query;
