@@ -110,10 +110,15 @@ impl View {
         filter: Option<&RowFilter>,
     ) -> Result<(Vec<usize>, RecordBatch), FilterError> {
         let admitted: Vec<usize> = match &self.row_filter {
-            Some(row_filter) => {
-                let mask = row_filter.evaluate(&raw_batch(self.library, records.iter().map(|(_, r)| r)))?;
-                (0..records.len()).filter(|i| mask.value(*i)).collect()
-            }
+            // The grant's filter runs on plain values: its failure message could quote one, so
+            // it is logged, never returned, and the chunk is withheld (fail closed).
+            Some(row_filter) => match row_filter.evaluate(&raw_batch(self.library, records.iter().map(|(_, r)| r))) {
+                Ok(mask) => (0..records.len()).filter(|i| mask.value(*i)).collect(),
+                Err(e) => {
+                    tracing::error!(filter = row_filter.sql(), error = %e, "a grant's row filter failed on the data");
+                    Vec::new()
+                }
+            },
             None => (0..records.len()).collect(),
         };
         let batch = self.batch(admitted.iter().map(|i| &records[*i].1));
