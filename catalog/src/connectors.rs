@@ -45,7 +45,7 @@ pub struct NewConnector {
 }
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Under way (or interrupted, if no process is running it).
@@ -79,7 +79,7 @@ impl RunStatus {
 }
 
 /// Row counts of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RunCounts {
     /// Rows read from the source.
     pub read: i64,
@@ -96,7 +96,7 @@ pub struct RunCounts {
 }
 
 /// One sync run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SyncRun {
     /// Row id, also the run number stamped on library rows.
     pub id: i64,
@@ -121,7 +121,7 @@ pub struct SyncRun {
 }
 
 /// A source row that could not enter the library, with why and where.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct QuarantinedRow {
     /// Position in the source (row number, or primary key).
     pub position: String,

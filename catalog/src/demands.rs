@@ -19,7 +19,7 @@ use crate::resources::ResourceStatus;
 use crate::{Catalog, Error, Result, now_text, timestamp_text};
 
 /// Where a demand stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DemandStatus {
     /// 待答复: waiting for the responsible department.
@@ -59,7 +59,7 @@ impl DemandStatus {
 }
 
 /// A demand, with its answer, objection and arbitration.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Demand {
     /// Row id.
     pub id: i64,
@@ -111,7 +111,7 @@ pub struct Demand {
 
 /// A new demand. Either `resource_code`, or `responsible_department_code` and `title` for data
 /// not yet in the catalog.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDemand {
     /// The resource asked for.
@@ -142,7 +142,7 @@ pub struct NewDemand {
 }
 
 /// An answer to a demand, by the responsible department or, after an objection, the platform.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(tag = "decision", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DemandDecision {
     /// Grant access on these terms.

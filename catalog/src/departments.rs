@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use crate::{Catalog, Error, Result, now_text};
 
 /// A department of the city or province, identified by its code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Department {
     /// Row id.
     pub id: i64,
@@ -26,7 +26,7 @@ pub struct Department {
 pub const LEVELS: &[&str] = &["province", "city", "district"];
 
 /// A new department (or new name, parent or level for an existing code).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDepartment {
     /// The department code (部门代码).

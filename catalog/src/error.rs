@@ -70,7 +70,7 @@ impl From<exchange_core::Error> for Error {
 }
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// The field, as named in the request (`items[2].sensitivity`).
     pub field: String,

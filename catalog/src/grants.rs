@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use crate::{Catalog, Error, Result, now_text, timestamp_text};
 
 /// An active or past grant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Grant {
     /// Row id.
     pub id: i64,

@@ -13,7 +13,7 @@ use crate::resources::ResourceStatus;
 use crate::{Catalog, Error, Result, now_text};
 
 /// Share or open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponsibilityKind {
     /// 共享责任.
@@ -32,7 +32,7 @@ impl ResponsibilityKind {
 }
 
 /// One duty with its derived status.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Responsibility {
     /// Row id.
     pub id: i64,
@@ -53,7 +53,7 @@ pub struct Responsibility {
 }
 
 /// A new duty.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewResponsibility {
     /// Share or open.

@@ -12,7 +12,7 @@ use catalog::{Catalog, now_text, timestamp_text};
 use crate::{Error, Result, sha256_hex};
 
 /// What a credential's holder is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// 平台管理方: reviews, arbitrates, watches; does not consume personal data.
@@ -55,7 +55,7 @@ impl Role {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Credential {
     /// Row id (recorded in the audit trail).
     pub id: i64,
@@ -161,7 +161,7 @@ pub async fn authenticate(catalog: &Catalog, presented: &str) -> Result<Credenti
 }
 
 /// A credential as listed: never its key, only its prefix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CredentialInfo {
     /// The credential.
     #[serde(flatten)]
