@@ -2,7 +2,7 @@
 //!
 //! The server and command-line tool of the Huitong data-sharing and exchange platform:
 //! configuration ([`settings`]), the HTTP application ([`startup`], [`routes`]), problem+json
-//! errors ([`problem`]), the CLI ([`cli`]) and the demo ([`demo`]). Logic lives in the library
+//! errors ([`problem`]), the OpenAPI document ([`openapi`]), the CLI ([`cli`]) and the demo ([`demo`]). Logic lives in the library
 //! crates below; this crate wires them.
 #![deny(missing_docs)]
 // `Problem` (problem+json) is the error of every handler and is built only on the way out of a
@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod cli;
 pub mod demo;
+pub mod openapi;
 pub mod problem;
 pub mod query;
 pub mod routes;

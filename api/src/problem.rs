@@ -6,7 +6,12 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 /// One problem. The `code` is stable and documented; `detail` is for people.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "urn:huitong:problem:invalid_key", "title": "Invalid key", "status": 422,
+    "detail": "公民身份号码 is not a valid citizen ID number: wrong check character",
+    "code": "invalid_key", "field": "key"
+}))]
 pub struct Problem {
     /// `urn:huitong:problem:<code>`.
     #[serde(rename = "type")]
@@ -17,13 +22,19 @@ pub struct Problem {
     pub status: u16,
     /// What happened here.
     pub detail: String,
-    /// The stable code.
+    /// The stable code (稳定错误码), one of: `unauthenticated`, `forbidden`, `not_found`,
+    /// `conflict`, `invalid_state`, `validation_failed`, `invalid_body`, `invalid_query`,
+    /// `bad_path`, `invalid_key`, `no_grant`, `not_shared`, `role_forbidden`, `no_department`,
+    /// `resource_not_found`, `resource_not_served`, `record_not_found`, `quota_exceeded`,
+    /// `audit_unavailable`, `connector_not_found`, `run_not_found`, `run_in_progress`,
+    /// `no_such_endpoint`, `internal`. New codes may be added; a code never changes meaning.
     pub code: &'static str,
     /// The offending field or parameter, when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Every offending field, when a request has several.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub errors: Vec<catalog::FieldError>,
     /// Seconds to wait (429).
     #[serde(skip)]

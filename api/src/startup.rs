@@ -6,7 +6,8 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::{App, HttpRequest, HttpServer, web};
+use actix_web::http::Method;
+use actix_web::{App, HttpRequest, HttpServer, Route, web};
 use catalog::Catalog;
 use exchange_core::Library;
 use exchange_core::schema::LIBRARIES;
@@ -119,64 +120,9 @@ impl Application {
                     }))
                     .wrap(tracing_actix())
                     .wrap(actix_web::middleware::from_fn(invalidate_after_writes))
-                    .route("/health", web::get().to(routes::health::health))
-                    .service(
-                        web::scope("/api/v1/exchange/{resource_code}")
-                            .route("/records:batch", web::post().to(routes::exchange::batch))
-                            .route("/records/{key}", web::get().to(routes::exchange::get_record))
-                            .route("/verify", web::post().to(routes::exchange::verify))
-                            .route("/changes", web::get().to(routes::exchange::changes))
-                            .route("/records", web::get().to(routes::query::records))
-                            .route("/export", web::get().to(routes::query::export)),
-                    )
-                    .service(
-                        web::scope("/api/v1")
-                            .route("/lab/views", web::get().to(routes::lab::views))
-                            .route("/lab/query", web::post().to(routes::lab::query))
-                            .route("/departments", web::get().to(routes::catalog::list_departments))
-                            .route("/departments", web::post().to(routes::catalog::save_department))
-                            .route("/resources", web::get().to(routes::catalog::list_resources))
-                            .route("/resources", web::post().to(routes::catalog::create_resource))
-                            .route("/resources/{code}", web::get().to(routes::catalog::get_resource))
-                            .route("/resources/{code}", web::put().to(routes::catalog::update_resource))
-                            .route(
-                                "/resources/{code}/history",
-                                web::get().to(routes::catalog::resource_history),
-                            )
-                            .route(
-                                "/resources/{code}/{action}",
-                                web::post().to(routes::catalog::resource_action),
-                            )
-                            .route("/demands", web::get().to(routes::demands::list))
-                            .route("/demands", web::post().to(routes::demands::create))
-                            .route("/demands/{id}", web::get().to(routes::demands::get))
-                            .route("/demands/{id}/decision", web::post().to(routes::demands::decide))
-                            .route("/demands/{id}/objection", web::post().to(routes::demands::object))
-                            .route("/demands/{id}/arbitration", web::post().to(routes::demands::arbitrate))
-                            .route("/grants", web::get().to(routes::catalog::list_grants))
-                            .route(
-                                "/responsibilities",
-                                web::get().to(routes::catalog::list_responsibilities),
-                            )
-                            .route(
-                                "/responsibilities",
-                                web::post().to(routes::catalog::create_responsibility),
-                            )
-                            .route("/catalog.jsonld", web::get().to(routes::catalog::dcat))
-                            .route("/credentials", web::get().to(routes::credentials::list))
-                            .route("/credentials", web::post().to(routes::credentials::create))
-                            .route("/credentials/{id}", web::delete().to(routes::credentials::revoke))
-                            .route("/connectors", web::get().to(routes::connectors::list))
-                            .route("/connectors", web::post().to(routes::connectors::save))
-                            .route("/connectors/{id}", web::get().to(routes::connectors::get))
-                            .route("/connectors/{id}/runs", web::get().to(routes::connectors::runs))
-                            .route("/connectors/{id}/runs", web::post().to(routes::connectors::start))
-                            .route("/connectors/{id}/runs/{run}", web::get().to(routes::connectors::run))
-                            .route(
-                                "/connectors/{id}/runs/{run}/quarantine",
-                                web::get().to(routes::connectors::quarantine),
-                            ),
-                    )
+                    .configure(register_endpoints)
+                    .route("/api/docs", web::get().to(crate::openapi::docs_redirect))
+                    .service(crate::openapi::swagger_ui())
                     .default_service(web::to(|req: HttpRequest| async move {
                         Err::<actix_web::HttpResponse, _>(Problem::no_route(req.path()))
                     }))
@@ -224,6 +170,96 @@ async fn invalidate_after_writes(
         state.catalog_cache.invalidate();
     }
     Ok(response)
+}
+
+/// One endpoint: its method, its full path (the actix pattern, which is also its path in the
+/// OpenAPI document) and its handler.
+pub struct Endpoint {
+    /// The HTTP method.
+    pub method: Method,
+    /// The full path, e.g. `/api/v1/resources/{code}`.
+    pub path: &'static str,
+    route: Route,
+}
+
+fn endpoint<F, Args>(method: Method, path: &'static str, handler: F) -> Endpoint
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    Endpoint {
+        route: web::method(method.clone()).to(handler),
+        method,
+        path,
+    }
+}
+
+/// Every endpoint of the API, in matching order: the one list the server registers and the
+/// `openapi` test holds the OpenAPI document to. A new endpoint is one line here, plus
+/// `#[utoipa::path]` on its handler and its name in [`crate::openapi::ApiDoc`].
+pub fn endpoints() -> Vec<Endpoint> {
+    use routes::{audit, catalog, connectors, credentials, demands, exchange, health, lab, query};
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    const PUT: Method = Method::PUT;
+    const DELETE: Method = Method::DELETE;
+    vec![
+        endpoint(GET, "/health", health::health),
+        endpoint(GET, "/api/openapi.json", crate::openapi::document),
+        endpoint(
+            GET,
+            "/api/v1/exchange/{resource_code}/records/{key}",
+            exchange::get_record,
+        ),
+        endpoint(GET, "/api/v1/exchange/{resource_code}/changes", exchange::changes),
+        endpoint(POST, "/api/v1/exchange/{resource_code}/records:batch", exchange::batch),
+        endpoint(POST, "/api/v1/exchange/{resource_code}/verify", exchange::verify),
+        endpoint(GET, "/api/v1/exchange/{resource_code}/records", query::records),
+        endpoint(GET, "/api/v1/exchange/{resource_code}/export", query::export),
+        endpoint(GET, "/api/v1/lab/views", lab::views),
+        endpoint(POST, "/api/v1/lab/query", lab::query),
+        endpoint(GET, "/api/v1/audit", audit::list),
+        endpoint(GET, "/api/v1/audit/verify", audit::verify),
+        endpoint(GET, "/api/v1/departments", catalog::list_departments),
+        endpoint(POST, "/api/v1/departments", catalog::save_department),
+        endpoint(GET, "/api/v1/resources", catalog::list_resources),
+        endpoint(POST, "/api/v1/resources", catalog::create_resource),
+        endpoint(GET, "/api/v1/resources/{code}", catalog::get_resource),
+        endpoint(PUT, "/api/v1/resources/{code}", catalog::update_resource),
+        endpoint(GET, "/api/v1/resources/{code}/history", catalog::resource_history),
+        endpoint(POST, "/api/v1/resources/{code}/{action}", catalog::resource_action),
+        endpoint(GET, "/api/v1/demands", demands::list),
+        endpoint(POST, "/api/v1/demands", demands::create),
+        endpoint(GET, "/api/v1/demands/{id}", demands::get),
+        endpoint(POST, "/api/v1/demands/{id}/decision", demands::decide),
+        endpoint(POST, "/api/v1/demands/{id}/objection", demands::object),
+        endpoint(POST, "/api/v1/demands/{id}/arbitration", demands::arbitrate),
+        endpoint(GET, "/api/v1/grants", catalog::list_grants),
+        endpoint(GET, "/api/v1/responsibilities", catalog::list_responsibilities),
+        endpoint(POST, "/api/v1/responsibilities", catalog::create_responsibility),
+        endpoint(GET, "/api/v1/catalog.jsonld", catalog::dcat),
+        endpoint(GET, "/api/v1/credentials", credentials::list),
+        endpoint(POST, "/api/v1/credentials", credentials::create),
+        endpoint(DELETE, "/api/v1/credentials/{id}", credentials::revoke),
+        endpoint(GET, "/api/v1/connectors", connectors::list),
+        endpoint(POST, "/api/v1/connectors", connectors::save),
+        endpoint(GET, "/api/v1/connectors/{id}", connectors::get),
+        endpoint(GET, "/api/v1/connectors/{id}/runs", connectors::runs),
+        endpoint(POST, "/api/v1/connectors/{id}/runs", connectors::start),
+        endpoint(GET, "/api/v1/connectors/{id}/runs/{run}", connectors::run),
+        endpoint(
+            GET,
+            "/api/v1/connectors/{id}/runs/{run}/quarantine",
+            connectors::quarantine,
+        ),
+    ]
+}
+
+fn register_endpoints(config: &mut web::ServiceConfig) {
+    for endpoint in endpoints() {
+        config.route(endpoint.path, endpoint.route);
+    }
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {

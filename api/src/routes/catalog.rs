@@ -17,12 +17,35 @@ use crate::startup::AppState;
 type Reply = Result<HttpResponse, Problem>;
 
 /// `GET /api/v1/departments`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/departments",
+    tag = "catalog",
+    responses(
+        (status = 200, description = "The list", body = crate::openapi::Items<catalog::Department>),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn list_departments(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     Caller::from_request(&req, &state).await?;
     Ok(HttpResponse::Ok().json(json!({"items": state.catalog.departments().await?})))
 }
 
 /// `POST /api/v1/departments` (platform admin): registers or updates a department.
+#[utoipa::path(
+    post,
+    path = "/api/v1/departments",
+    tag = "catalog",
+    request_body(content = catalog::NewDepartment),
+    responses(
+        (status = 200, description = "The department as saved", body = catalog::Department),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn save_department(req: HttpRequest, state: web::Data<AppState>, body: web::Json<NewDepartment>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin], "registering a department")?;
@@ -31,6 +54,20 @@ pub async fn save_department(req: HttpRequest, state: web::Data<AppState>, body:
 
 /// `GET /api/v1/resources`: filtered, paged, ranked by relevance when `q` is given.
 /// Platform staff see every resource; others see published ones and their own department's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/resources",
+    tag = "catalog",
+    params(
+        catalog::ResourceQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of resources, ranked by relevance when `q` is given", body = catalog::Page<catalog::ResourceSummary>),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn list_resources(req: HttpRequest, state: web::Data<AppState>, query: web::Query<ResourceQuery>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let visibility = if caller.is_platform() {
@@ -77,12 +114,40 @@ fn require_provider(caller: &Caller, provider_id: i64, doing: &str) -> Result<()
 }
 
 /// `GET /api/v1/resources/{code}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/resources/{code}",
+    tag = "catalog",
+    params(
+        ("code" = String, Path, description = "资源代码 The resource code, e.g. `1-01-001-000001`"),
+    ),
+    responses(
+        (status = 200, description = "The resource with its data items (信息项)", body = catalog::Resource),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn get_resource(req: HttpRequest, state: web::Data<AppState>, code: web::Path<String>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     Ok(HttpResponse::Ok().json(visible_resource(&caller, &state, &code).await?))
 }
 
 /// `POST /api/v1/resources`: registers a draft for the caller's department.
+#[utoipa::path(
+    post,
+    path = "/api/v1/resources",
+    tag = "catalog",
+    request_body(content = catalog::ResourceInput),
+    responses(
+        (status = 201, description = "The draft, registered", body = catalog::Resource, headers(("Location" = String, description = "The resource's URL"))),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 409, response = crate::openapi::StateConflict),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn create_resource(req: HttpRequest, state: web::Data<AppState>, body: web::Json<ResourceInput>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::ProviderAdmin, Role::PlatformAdmin], "registering a resource")?;
@@ -101,6 +166,24 @@ pub async fn create_resource(req: HttpRequest, state: web::Data<AppState>, body:
 }
 
 /// `PUT /api/v1/resources/{code}`: replaces a draft's or published resource's metadata.
+#[utoipa::path(
+    put,
+    path = "/api/v1/resources/{code}",
+    tag = "catalog",
+    params(
+        ("code" = String, Path, description = "资源代码 The resource code, e.g. `1-01-001-000001`"),
+    ),
+    request_body(content = catalog::ResourceInput),
+    responses(
+        (status = 200, description = "The resource as changed", body = catalog::Resource),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::StateConflict),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn update_resource(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -114,7 +197,7 @@ pub async fn update_resource(
 }
 
 /// The body of lifecycle actions.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionBody {
     /// The reviewer's or actor's comment.
@@ -123,6 +206,25 @@ pub struct ActionBody {
 }
 
 /// `POST /api/v1/resources/{code}/{action}` for submit, publish, return and retire.
+#[utoipa::path(
+    post,
+    path = "/api/v1/resources/{code}/{action}",
+    tag = "catalog",
+    params(
+        ("code" = String, Path, description = "资源代码 The resource code, e.g. `1-01-001-000001`"),
+        ("action" = String, Path, description = "`submit` (提交审核), `publish` (发布), `return` (退回; `comment` required) or `retire` (下线)", pattern = "^(submit|publish|return|retire)$"),
+    ),
+    request_body(content = Option<ActionBody>, description = "The reviewer's or actor's comment (optional except for `return`)"),
+    responses(
+        (status = 200, description = "The resource in its new status", body = catalog::Resource),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`not_found`: no such resource (or not visible); `no_such_endpoint`: an action other than the four", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, response = crate::openapi::StateConflict),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn resource_action(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -158,6 +260,20 @@ pub async fn resource_action(
 }
 
 /// `GET /api/v1/resources/{code}/history`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/resources/{code}/history",
+    tag = "catalog",
+    params(
+        ("code" = String, Path, description = "资源代码 The resource code, e.g. `1-01-001-000001`"),
+    ),
+    responses(
+        (status = 200, description = "The list", body = crate::openapi::Items<catalog::HistoryEntry>),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn resource_history(req: HttpRequest, state: web::Data<AppState>, code: web::Path<String>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     visible_resource(&caller, &state, &code).await?;
@@ -165,6 +281,17 @@ pub async fn resource_history(req: HttpRequest, state: web::Data<AppState>, code
 }
 
 /// `GET /api/v1/grants`: platform staff see all; a department the grants it holds or gave.
+#[utoipa::path(
+    get,
+    path = "/api/v1/grants",
+    tag = "catalog",
+    responses(
+        (status = 200, description = "The list", body = crate::openapi::Items<crate::openapi::GrantView>),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn list_grants(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let department = if caller.is_platform() {
@@ -188,8 +315,9 @@ pub async fn list_grants(req: HttpRequest, state: web::Data<AppState>) -> Reply 
 }
 
 /// Query of `GET /api/v1/responsibilities`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ResponsibilityQuery {
     /// `share` or `open`.
     #[serde(default)]
@@ -197,6 +325,20 @@ pub struct ResponsibilityQuery {
 }
 
 /// `GET /api/v1/responsibilities?kind=share|open`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/responsibilities",
+    tag = "catalog",
+    params(
+        ResponsibilityQuery,
+    ),
+    responses(
+        (status = 200, description = "The list", body = crate::openapi::Items<catalog::Responsibility>),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn list_responsibilities(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -207,6 +349,19 @@ pub async fn list_responsibilities(
 }
 
 /// `POST /api/v1/responsibilities` (platform admin).
+#[utoipa::path(
+    post,
+    path = "/api/v1/responsibilities",
+    tag = "catalog",
+    request_body(content = catalog::NewResponsibility),
+    responses(
+        (status = 201, description = "The duty, with its derived status", body = catalog::Responsibility),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn create_responsibility(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -219,6 +374,16 @@ pub async fn create_responsibility(
 
 /// `GET /api/v1/catalog.jsonld`: the published catalog as DCAT-AP JSON-LD, for harvesting by
 /// an upper-level platform. No data items' values, only metadata; no key needed.
+#[utoipa::path(
+    get,
+    path = "/api/v1/catalog.jsonld",
+    tag = "catalog",
+    security(()),
+    responses(
+        (status = 200, description = "The published catalog as DCAT-AP JSON-LD (metadata only)", body = Object, content_type = "application/ld+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn dcat(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let base = format!("{}://{}", req.connection_info().scheme(), req.connection_info().host());
     let resources = state.catalog.resources().await?;

@@ -70,6 +70,17 @@ async fn view(state: &AppState, c: &Connector) -> Result<Value, Problem> {
 
 /// `GET /api/v1/connectors`: the platform admin sees every connector, a department's data
 /// officer its department's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connectors",
+    tag = "connectors",
+    responses(
+        (status = 200, description = "The list", body = crate::openapi::Items<crate::openapi::ConnectorView>),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin, Role::ProviderAdmin], "listing connectors")?;
@@ -83,6 +94,21 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Reply {
 }
 
 /// `GET /api/v1/connectors/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connectors/{id}",
+    tag = "connectors",
+    params(
+        ("id" = String, Path, description = "The connector's numeric id or its name"),
+    ),
+    responses(
+        (status = 200, description = "The connector", body = crate::openapi::ConnectorView),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`connector_not_found` (`field: id`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let connector = find(&state, &id).await?;
@@ -91,7 +117,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Str
 }
 
 /// Body of `POST /api/v1/connectors`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaveConnector {
     /// Unique name (letters, digits, `-`, `_`).
@@ -107,6 +133,19 @@ pub struct SaveConnector {
 /// `POST /api/v1/connectors`: creates a connector, or replaces the configuration of the one
 /// with this name. The configuration is checked whole against its source kind and the
 /// library's fields; nothing is saved unless it is valid.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connectors",
+    tag = "connectors",
+    request_body(content = SaveConnector),
+    responses(
+        (status = 200, description = "The connector as saved", body = crate::openapi::ConnectorView),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 422, description = "`validation_failed` naming the field (`name`, `department_code`, `resource_code`, `config.source.url`, `config.mapping.x`, …), or `invalid_body`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn save(req: HttpRequest, state: web::Data<AppState>, body: web::Json<SaveConnector>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let body = body.into_inner();
@@ -188,8 +227,9 @@ fn invalid(field: &str, message: String) -> Problem {
 }
 
 /// Query of `GET /api/v1/connectors/{id}/runs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RunsQuery {
     /// Newest first, at most this many (1–500, default 50).
     #[serde(default = "default_limit")]
@@ -201,6 +241,23 @@ fn default_limit() -> i64 {
 }
 
 /// `GET /api/v1/connectors/{id}/runs`: run history, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connectors/{id}/runs",
+    tag = "connectors",
+    params(
+        ("id" = String, Path, description = "The connector's numeric id or its name"),
+        RunsQuery,
+    ),
+    responses(
+        (status = 200, description = "Run history, newest first", body = crate::openapi::RunsAnswer),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`connector_not_found` (`field: id`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn runs(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -224,6 +281,23 @@ pub async fn runs(
 }
 
 /// `GET /api/v1/connectors/{id}/runs/{run}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connectors/{id}/runs/{run}",
+    tag = "connectors",
+    params(
+        ("id" = String, Path, description = "The connector's numeric id or its name"),
+        ("run" = i64, Path, description = "The run's id"),
+    ),
+    responses(
+        (status = 200, description = "The run, with its counts and error", body = catalog::SyncRun),
+        (status = 400, response = crate::openapi::BadPath),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`connector_not_found` (`field: id`) or `run_not_found` (`field: run`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn run(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(String, i64)>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let (id, run_id) = path.into_inner();
@@ -249,6 +323,23 @@ async fn run_of(state: &AppState, connector: &Connector, run_id: i64) -> Result<
 
 /// `GET /api/v1/connectors/{id}/runs/{run}/quarantine`: the rows the run rejected, with
 /// their position in the source, the field and the reason.
+#[utoipa::path(
+    get,
+    path = "/api/v1/connectors/{id}/runs/{run}/quarantine",
+    tag = "connectors",
+    params(
+        ("id" = String, Path, description = "The connector's numeric id or its name"),
+        ("run" = i64, Path, description = "The run's id"),
+    ),
+    responses(
+        (status = 200, description = "The rows the run rejected (隔离), with position, field and reason", body = crate::openapi::QuarantineAnswer),
+        (status = 400, response = crate::openapi::BadPath),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`connector_not_found` (`field: id`) or `run_not_found` (`field: run`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn quarantine(req: HttpRequest, state: web::Data<AppState>, path: web::Path<(String, i64)>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let (id, run_id) = path.into_inner();
@@ -261,6 +352,22 @@ pub async fn quarantine(req: HttpRequest, state: web::Data<AppState>, path: web:
 
 /// `POST /api/v1/connectors/{id}/runs`: starts a run now; 202 with the run (status `running`)
 /// and its `Location`; 409 when one is already under way.
+#[utoipa::path(
+    post,
+    path = "/api/v1/connectors/{id}/runs",
+    tag = "connectors",
+    params(
+        ("id" = String, Path, description = "The connector's numeric id or its name"),
+    ),
+    responses(
+        (status = 202, description = "The run, started (status `running`)", body = catalog::SyncRun, headers(("Location" = String, description = "The run's URL"))),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`connector_not_found` (`field: id`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`run_in_progress`: a run is under way; `resource_not_served`: the resource has no library", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn start(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let connector = find(&state, &id).await?;

@@ -13,7 +13,7 @@ use crate::startup::AppState;
 type Reply = Result<HttpResponse, Problem>;
 
 /// Body of `POST /api/v1/credentials`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCredential {
     /// A name people recognize (system or officer).
@@ -66,6 +66,19 @@ pub async fn issue(state_catalog: &catalog::Catalog, new: &NewCredential) -> Res
 }
 
 /// `POST /api/v1/credentials` (platform admin): the key is in the answer, once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/credentials",
+    tag = "credentials",
+    request_body(content = NewCredential),
+    responses(
+        (status = 201, description = "The credential and its key, shown this once", body = crate::openapi::IssuedCredential),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Json<NewCredential>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin], "issuing a key")?;
@@ -74,6 +87,17 @@ pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Jso
 }
 
 /// `GET /api/v1/credentials`: the platform admin sees all; a data officer their department's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/credentials",
+    tag = "credentials",
+    responses(
+        (status = 200, description = "The list", body = crate::openapi::Items<policy::CredentialInfo>),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let department = if caller.is(&[Role::PlatformAdmin]) {
@@ -89,6 +113,22 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Reply {
 }
 
 /// `DELETE /api/v1/credentials/{id}` (platform admin): revokes the key at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/credentials/{id}",
+    tag = "credentials",
+    params(
+        ("id" = i64, Path, description = "The credential's id"),
+    ),
+    responses(
+        (status = 204, description = "Revoked; the key stops working at once"),
+        (status = 400, response = crate::openapi::BadPath),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, description = "`not_found`: no active credential has this id", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin], "revoking a key")?;

@@ -13,6 +13,20 @@ use crate::startup::AppState;
 type Reply = Result<HttpResponse, Problem>;
 
 /// `POST /api/v1/demands`: raised for the caller's department.
+#[utoipa::path(
+    post,
+    path = "/api/v1/demands",
+    tag = "demands",
+    request_body(content = catalog::NewDemand),
+    responses(
+        (status = 201, description = "The demand, pending, with its due time", body = catalog::Demand, headers(("Location" = String, description = "The demand's URL"))),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Json<NewDemand>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::Consumer, Role::ProviderAdmin], "raising a demand")?;
@@ -27,8 +41,9 @@ pub async fn create(req: HttpRequest, state: web::Data<AppState>, body: web::Jso
 }
 
 /// Query of `GET /api/v1/demands`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `mine` (raised by my department), `incoming` (for it to answer), `overdue`, or `all`
     /// (platform staff). Default: `mine`.
@@ -37,6 +52,21 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/demands?view=mine|incoming|overdue|all`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/demands",
+    tag = "demands",
+    params(
+        ListQuery,
+    ),
+    responses(
+        (status = 200, description = "The list", body = crate::openapi::Items<catalog::Demand>),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>, query: web::Query<ListQuery>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let view = match query.view.as_deref().unwrap_or("mine") {
@@ -58,6 +88,22 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, query: web::Quer
 }
 
 /// `GET /api/v1/demands/{id}`: for the two departments and platform staff.
+#[utoipa::path(
+    get,
+    path = "/api/v1/demands/{id}",
+    tag = "demands",
+    params(
+        ("id" = i64, Path, description = "The demand's id"),
+    ),
+    responses(
+        (status = 200, description = "The demand", body = catalog::Demand),
+        (status = 400, response = crate::openapi::BadPath),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let demand = state.catalog.demand(*id).await?;
@@ -68,6 +114,25 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64
 }
 
 /// `POST /api/v1/demands/{id}/decision`: the responsible department's data officer answers.
+#[utoipa::path(
+    post,
+    path = "/api/v1/demands/{id}/decision",
+    tag = "demands",
+    params(
+        ("id" = i64, Path, description = "The demand's id"),
+    ),
+    request_body(content = catalog::DemandDecision),
+    responses(
+        (status = 200, description = "The demand, answered; an approval created its grant (授权)", body = catalog::Demand),
+        (status = 400, response = crate::openapi::BadPath),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::StateConflict),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn decide(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -81,7 +146,7 @@ pub async fn decide(
 }
 
 /// Body of an objection.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Objection {
     /// Why the consumer disputes the answer.
@@ -89,6 +154,25 @@ pub struct Objection {
 }
 
 /// `POST /api/v1/demands/{id}/objection`: the consumer department disputes the answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/demands/{id}/objection",
+    tag = "demands",
+    params(
+        ("id" = i64, Path, description = "The demand's id"),
+    ),
+    request_body(content = Objection),
+    responses(
+        (status = 200, description = "The demand, objected (异议)", body = catalog::Demand),
+        (status = 400, response = crate::openapi::BadPath),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::StateConflict),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn object(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -106,6 +190,25 @@ pub async fn object(
 }
 
 /// `POST /api/v1/demands/{id}/arbitration`: platform staff decide, finally.
+#[utoipa::path(
+    post,
+    path = "/api/v1/demands/{id}/arbitration",
+    tag = "demands",
+    params(
+        ("id" = i64, Path, description = "The demand's id"),
+    ),
+    request_body(content = catalog::DemandDecision),
+    responses(
+        (status = 200, description = "The demand, arbitrated (仲裁): final", body = catalog::Demand),
+        (status = 400, response = crate::openapi::BadPath),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::StateConflict),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn arbitrate(
     req: HttpRequest,
     state: web::Data<AppState>,

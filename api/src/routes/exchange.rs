@@ -90,6 +90,26 @@ fn new_request_id() -> String {
 }
 
 /// `GET /api/v1/exchange/{resource_code}/records/{key}`: one record, masked as policy says.
+#[utoipa::path(
+    get,
+    path = "/api/v1/exchange/{resource_code}/records/{key}",
+    tag = "exchange",
+    params(
+        ("resource_code" = String, Path, description = "资源代码 The resource code"),
+        ("key" = String, Path, description = "The record's key; for the population library a citizen ID number (full-width digits, lower-case x and 15-digit numbers are normalized)"),
+        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+    ),
+    responses(
+        (status = 200, description = "The record, with the granted items only, masked (脱敏) where not plain", body = crate::openapi::RecordAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`resource_not_found` (`field: resource_code`), `resource_not_served`, or `record_not_found` (`field: key`): a valid key the library does not hold", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_key` (`field: key`): not a valid citizen ID number (公民身份号码); `detail` says why", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::QuotaExceeded),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::AuditUnavailable),
+    )
+)]
 pub async fn get_record(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -238,8 +258,9 @@ async fn serve_record(
 const CHANGES_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/changes";
 
 /// Query of the change feed.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesQuery {
     /// Changes after this library version (0: everything).
     pub since_version: i64,
@@ -259,6 +280,26 @@ fn default_page() -> usize {
 /// since version N — its current record (masked as policy says) or its deletion — paged by
 /// key. Follow `next_cursor` to the end, then ask again from `as_of_version`: a consumer that
 /// does so misses no change, and a change that lands while it pages is at worst sent twice.
+#[utoipa::path(
+    get,
+    path = "/api/v1/exchange/{resource_code}/changes",
+    tag = "exchange",
+    params(
+        ("resource_code" = String, Path, description = "资源代码 The resource code"),
+        ChangesQuery,
+        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+    ),
+    responses(
+        (status = 200, description = "A page of the change feed (变更订阅)", body = crate::openapi::ChangesAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_query` naming the parameter (`since_version`, `limit`, `cursor`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::QuotaExceeded),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::AuditUnavailable),
+    )
+)]
 pub async fn changes(
     req: HttpRequest,
     path: web::Path<String>,

@@ -6,6 +6,15 @@ use serde_json::json;
 use crate::startup::AppState;
 
 /// Liveness plus each library's served version and record count.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    security(()),
+    responses(
+        (status = 200, description = "Up, with each library's served version and record count", body = crate::openapi::Health),
+    )
+)]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let mut libraries = serde_json::Map::new();
     for (name, library) in &state.libraries {

@@ -1,0 +1,406 @@
+//! The OpenAPI 3.1 document of the HTTP API, served at `GET /api/openapi.json`, and the
+//! browsable Swagger UI at `/api/docs` (its assets are compiled into the binary: it works on an
+//! air-gapped network).
+//!
+//! Each handler carries `#[utoipa::path(...)]`; each request and response type derives
+//! `ToSchema` or `IntoParams`. Adding an endpoint: annotate its handler, add it to
+//! [`startup::endpoints`](crate::startup::endpoints), and name it in `paths(...)` below. The
+//! `openapi` test fails while a registered endpoint is missing from this document.
+
+use std::sync::LazyLock;
+
+use actix_web::HttpResponse;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+
+use crate::problem::Problem;
+use crate::routes;
+
+/// The API's description, gathered from the handlers' attributes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "汇通 Huitong API",
+        description = "The Huitong (汇通) government data-sharing and exchange platform: the resource \
+            catalog (目录), demands and grants (供需对接), the exchange API (共享交换) with policy, masking, \
+            quotas and a tamper-evident audit trail, connectors, and credentials.\n\n\
+            Authenticate with `Authorization: Bearer <credential>`: an API key (`ht_…`) or an OAuth2 \
+            client-credentials token (JWT). Every error is `application/problem+json` (RFC 9457) with \
+            a stable `code` and, when one is to blame, the offending `field`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        document,
+        routes::health::health,
+        routes::exchange::get_record,
+        routes::exchange::changes,
+        routes::catalog::list_departments,
+        routes::catalog::save_department,
+        routes::catalog::list_resources,
+        routes::catalog::create_resource,
+        routes::catalog::get_resource,
+        routes::catalog::update_resource,
+        routes::catalog::resource_history,
+        routes::catalog::resource_action,
+        routes::catalog::list_grants,
+        routes::catalog::list_responsibilities,
+        routes::catalog::create_responsibility,
+        routes::catalog::dcat,
+        routes::demands::list,
+        routes::demands::create,
+        routes::demands::get,
+        routes::demands::decide,
+        routes::demands::object,
+        routes::demands::arbitrate,
+        routes::credentials::list,
+        routes::credentials::create,
+        routes::credentials::revoke,
+        routes::connectors::list,
+        routes::connectors::save,
+        routes::connectors::get,
+        routes::connectors::runs,
+        routes::connectors::start,
+        routes::connectors::run,
+        routes::connectors::quarantine,
+    ),
+    components(
+        schemas(Problem),
+        responses(
+            BadPath,
+            Unauthenticated,
+            Forbidden,
+            NotFound,
+            StateConflict,
+            Invalid,
+            QuotaExceeded,
+            AuditUnavailable,
+            Internal
+        )
+    ),
+    modifiers(&BearerAuth, &OperationIds),
+    security(("bearer" = [])),
+    tags(
+        (name = "catalog", description = "目录 The resource catalog: departments, resources and their lifecycle \
+            (draft → submitted → published → retired), grants, responsibility lists, the DCAT-AP export."),
+        (name = "demands", description = "供需对接 Demands: a consumer department asks, the responsible department \
+            answers (an approval creates a grant), the consumer may object once, the platform arbitrates."),
+        (name = "exchange", description = "共享交换 The exchange API for government consumers: every call decided by \
+            policy from the catalog's grants, masked by sensitivity, held to its quota, and audited (全程留痕)."),
+        (name = "connectors", description = "Connectors (数据源接入): configuration, run history, quarantined rows, manual runs."),
+        (name = "credentials", description = "Credentials (凭证): API keys with a role and a department."),
+        (name = "health", description = "Liveness and the libraries' served versions."),
+        (name = "docs", description = "This document."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document, serialized once.
+static DOCUMENT: LazyLock<String> =
+    LazyLock::new(|| ApiDoc::openapi().to_json().expect("the OpenAPI document serializes"));
+
+/// `GET /api/openapi.json`: this document.
+#[utoipa::path(
+    get,
+    path = "/api/openapi.json",
+    tag = "docs",
+    security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object))
+)]
+pub async fn document() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(DOCUMENT.as_str())
+}
+
+/// The Swagger UI at `/api/docs/`, reading `/api/openapi.json`; its assets are vendored in the
+/// binary. The online validator badge is off (it would call out to the internet).
+pub fn swagger_ui() -> utoipa_swagger_ui::SwaggerUi {
+    utoipa_swagger_ui::SwaggerUi::new("/api/docs/{_:.*}").config(
+        utoipa_swagger_ui::Config::new(["/api/openapi.json"])
+            .validator_url("none")
+            .try_it_out_enabled(true)
+            .persist_authorization(false),
+    )
+}
+
+/// `GET /api/docs` → `/api/docs/`, where the UI is.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/api/docs/"))
+        .finish()
+}
+
+/// Adds the bearer scheme every protected endpoint uses.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key (`ht_` + 40 hex characters, issued by the platform admin) or an OAuth2 \
+                         client-credentials access token (JWT).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Operation ids are the handlers' names, which repeat across modules (`list`, `get`); each
+/// becomes `<tag>_<name>` (`credentials_list`), unique as long as names are unique per tag.
+struct OperationIds;
+
+impl Modify for OperationIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
+                if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
+                    && !id.starts_with(&format!("{tag}_"))
+                {
+                    *id = format!("{tag}_{id}");
+                }
+            }
+        }
+    }
+}
+
+// Reusable problem responses. Each is a `Problem` in `application/problem+json`; the
+// description names the codes it carries.
+
+/// `bad_path`: a path parameter does not parse (an id that is not a number).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct BadPath(Problem);
+
+/// `unauthenticated`: no `Authorization: Bearer`, or a credential that is unknown, malformed,
+/// expired or revoked.
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(("WWW-Authenticate" = String, description = "`Bearer`"))
+)]
+#[allow(dead_code)]
+pub struct Unauthenticated(Problem);
+
+/// `forbidden`: the caller's role or department may not do this.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct Forbidden(Problem);
+
+/// `not_found`: no such entity, or one the caller may not see (`field` names the parameter).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct NotFound(Problem);
+
+/// `invalid_state`: the lifecycle does not allow this now; `conflict`: a unique code taken.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct StateConflict(Problem);
+
+/// `validation_failed` (a rule is broken; `errors` lists every field), `invalid_body` (the
+/// JSON body does not parse: unknown or missing field named in `field`, wrong type) or
+/// `invalid_query` (a query parameter does not parse or is out of range).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct Invalid(Problem);
+
+/// `quota_exceeded`: over the credential's quota (限流).
+#[derive(ToResponse)]
+#[response(
+    content_type = "application/problem+json",
+    headers(
+        ("Retry-After" = u64, description = "Seconds to wait"),
+        ("RateLimit-Limit" = u32, description = "Requests allowed per second"),
+        ("RateLimit-Remaining" = u32, description = "0"),
+        ("RateLimit-Reset" = u64, description = "Seconds until the quota refills"),
+    )
+)]
+#[allow(dead_code)]
+pub struct QuotaExceeded(Problem);
+
+/// `audit_unavailable`: the call could not be recorded in the audit trail, so it was not served.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct AuditUnavailable(Problem);
+
+/// `internal`: a fault of the server; the cause is in its log, not in the answer.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct Internal(Problem);
+
+// Shapes of answers the handlers build as JSON values; they exist for the document only.
+
+/// `{"items": [...]}`: a list.
+#[derive(Serialize, ToSchema)]
+pub struct Items<T: ToSchema> {
+    /// The entries.
+    pub items: Vec<T>,
+}
+
+/// The answer of `GET /health`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok", "version": "0.1.0",
+    "libraries": {"population": {"version": 2, "records": 20163}}}))]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+    /// The server's version.
+    pub version: String,
+    /// Each library by name.
+    pub libraries: std::collections::BTreeMap<String, LibraryHealth>,
+}
+
+/// A library's served state.
+#[derive(Serialize, ToSchema)]
+pub struct LibraryHealth {
+    /// The library version served (null if it cannot be read).
+    pub version: Option<i64>,
+    /// Current records (null if it cannot be read).
+    pub records: Option<u64>,
+}
+
+/// One record as the caller may see it (`GET …/records/{key}`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"resource_code": "1-01-001-000001", "library_version": 2,
+    "record": {"id_number": "330102198807150031", "name": "周**", "gender": "男",
+               "birth_date": "1988-07-15", "region_code": "330102",
+               "address": "浙江省杭州市上城区****", "phone": null},
+    "masked": ["name", "address", "phone"]}))]
+pub struct RecordAnswer {
+    /// The resource asked.
+    pub resource_code: String,
+    /// The library version the record was last changed in.
+    pub library_version: i64,
+    /// The items the caller may see, by name; masked (脱敏) where not granted plain; null where
+    /// empty.
+    pub record: std::collections::BTreeMap<String, Option<String>>,
+    /// The items returned masked.
+    pub masked: Vec<String>,
+}
+
+/// A page of the change feed (`GET …/changes`).
+#[derive(Serialize, ToSchema)]
+pub struct ChangesAnswer {
+    /// The resource asked.
+    pub resource_code: String,
+    /// As asked.
+    pub since_version: i64,
+    /// The library version this feed pages through; ask again from it when done.
+    pub as_of_version: i64,
+    /// The net change of each key.
+    pub changes: Vec<Change>,
+    /// The cursor of the next page; null at the end.
+    pub next_cursor: Option<String>,
+    /// The items returned masked.
+    pub masked: Vec<String>,
+}
+
+/// The net change of one key.
+#[derive(Serialize, ToSchema)]
+pub struct Change {
+    /// `upsert` or `delete`.
+    pub op: ChangeOp,
+    /// The record's key.
+    pub key: String,
+    /// The library version of the change.
+    pub version: i64,
+    /// The current record, as for `records/{key}`; null for a deletion.
+    pub record: Option<std::collections::BTreeMap<String, Option<String>>>,
+}
+
+/// What happened to a key.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeOp {
+    /// Inserted or changed.
+    Upsert,
+    /// Deleted.
+    Delete,
+}
+
+/// A grant with its state as of now.
+#[derive(Serialize, ToSchema)]
+pub struct GrantView {
+    /// The grant.
+    #[serde(flatten)]
+    pub grant: catalog::Grant,
+    /// `active`, `expired` or `revoked`.
+    pub state: String,
+}
+
+/// A newly issued key: shown this once, never retrievable again.
+#[derive(Serialize, ToSchema)]
+pub struct IssuedCredential {
+    /// The stored credential.
+    pub credential: policy::Credential,
+    /// The full key (`ht_…`), to hand to its holder now.
+    pub key: String,
+}
+
+/// A connector as shown by the API: its configuration (secrets only as references), whether
+/// it runs now, when it runs next, and its last run.
+#[derive(Serialize, ToSchema)]
+pub struct ConnectorView {
+    /// Row id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Source kind (`sqlite`, `postgres`, `mysql`, `csv`, `excel`, `http`, `huitong`, …).
+    pub kind: String,
+    /// The department whose source it reads.
+    pub department_code: String,
+    /// The resource it feeds.
+    pub resource_code: String,
+    /// `full` or `incremental`; null if the configuration does not parse.
+    pub mode: Option<Value>,
+    /// `"catalog"`, `"manual"` or `{"every": seconds}`; null if the configuration does not parse.
+    pub schedule: Option<Value>,
+    /// The configuration as saved (see docs/connectors.md).
+    pub config: Value,
+    /// Whether a run is under way.
+    pub running: bool,
+    /// When the scheduler runs it next.
+    pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The latest run.
+    pub last_run: Option<catalog::SyncRun>,
+}
+
+/// A connector's run history.
+#[derive(Serialize, ToSchema)]
+pub struct RunsAnswer {
+    /// The connector's name.
+    pub connector: String,
+    /// Runs, newest first.
+    pub items: Vec<catalog::SyncRun>,
+}
+
+/// The rows a run rejected.
+#[derive(Serialize, ToSchema)]
+pub struct QuarantineAnswer {
+    /// The run.
+    pub run: i64,
+    /// The rejected rows.
+    pub items: Vec<catalog::QuarantinedRow>,
+}
