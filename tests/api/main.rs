@@ -11,3 +11,4 @@ mod exchange;
 mod health;
 mod lab;
 mod query;
+mod openapi;
