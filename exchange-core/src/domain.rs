@@ -5,8 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 /// Defines a vocabulary enum with its stable code, its Chinese label, `FromStr` and `Display`.
+/// `$code` is a `tt`, not a `literal`: derive macros (serde, utoipa) then see the plain string in
+/// `#[serde(rename = …)]`, so the OpenAPI schema lists the codes.
 macro_rules! vocabulary {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $code:literal / $label:literal,)+ }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $code:tt / $label:literal,)+ }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
         pub enum $name {

@@ -53,6 +53,11 @@ async fn the_document_validates_against_the_openapi_specification() {
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+    // Vocabularies list the codes the API speaks, not the Rust variant names.
+    assert_eq!(
+        doc["components"]["schemas"]["ShareType"]["enum"],
+        serde_json::json!(["unconditional", "conditional", "not_shared"])
+    );
 
     let file = app.data_dir.path().join("openapi.json");
     std::fs::write(&file, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
