@@ -349,3 +349,134 @@ pub async fn verify(catalog: &Catalog) -> Result<ChainReport> {
         first_broken: None,
     })
 }
+
+/// A stored audit record, as listed to the people allowed to see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    /// Position in the chain.
+    pub seq: i64,
+    /// When it was recorded (UTC).
+    pub at: String,
+    /// The request id.
+    pub request_id: String,
+    /// The credential used.
+    pub credential_id: Option<i64>,
+    /// The caller's department code.
+    pub department: Option<String>,
+    /// The resource called.
+    pub resource_code: Option<String>,
+    /// Method and route.
+    pub endpoint: String,
+    /// Keyed hash of the key, keys, filter or SQL.
+    pub subject_hash: Option<String>,
+    /// HTTP status.
+    pub status: i64,
+    /// `allowed` or the problem code.
+    pub outcome: String,
+    /// Items returned unmasked.
+    pub items_plain: Vec<String>,
+    /// Items returned masked.
+    pub items_masked: Vec<String>,
+    /// Records returned.
+    pub row_count: Option<i64>,
+    /// The grant that allowed the call.
+    pub grant_id: Option<i64>,
+    /// The demand behind that grant.
+    pub demand_id: Option<i64>,
+    /// Time spent serving, in microseconds.
+    pub latency_us: i64,
+    /// The record's hash (the next record's `prev_hash`).
+    pub hash: String,
+}
+
+/// Which records a query returns. Times are in the stored form (UTC, RFC 3339 with
+/// microseconds), compared as text.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only calls on this resource.
+    pub resource_code: Option<String>,
+    /// Only calls made for this department (its code).
+    pub caller_department: Option<String>,
+    /// Only calls by this credential.
+    pub credential_id: Option<i64>,
+    /// Only calls on resources this department provides, or made by it (a provider's view).
+    pub provider_department_id: Option<i64>,
+    /// Recorded at or after.
+    pub from: Option<String>,
+    /// Recorded before.
+    pub to: Option<String>,
+    /// Records after this sequence number (paging).
+    pub after_seq: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// The records `query` selects, oldest first.
+pub async fn query(catalog: &Catalog, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+    let mut conditions = vec!["seq > $1".to_string()];
+    let mut texts: Vec<&str> = Vec::new();
+    let mut numbers: Vec<i64> = Vec::new();
+    // Placeholders are numbered: the cursor ($1), texts, numbers, then the limit.
+    for (column, op, value) in [
+        ("resource_code", "=", query.resource_code.as_deref()),
+        ("department", "=", query.caller_department.as_deref()),
+        ("at", ">=", query.from.as_deref()),
+        ("at", "<", query.to.as_deref()),
+    ] {
+        if let Some(value) = value {
+            texts.push(value);
+            conditions.push(format!("{column} {op} ${}", 1 + texts.len()));
+        }
+    }
+    if let Some(id) = query.credential_id {
+        numbers.push(id);
+        conditions.push(format!("credential_id = ${}", 1 + texts.len() + numbers.len()));
+    }
+    if let Some(id) = query.provider_department_id {
+        numbers.push(id);
+        let n = 1 + texts.len() + numbers.len();
+        conditions.push(format!(
+            "(resource_code IN (SELECT code FROM resources WHERE provider_id = ${n}) \
+             OR department = (SELECT code FROM departments WHERE id = ${n}))"
+        ));
+    }
+    let limit_placeholder = 2 + texts.len() + numbers.len();
+    let sql = format!(
+        "SELECT seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
+         status, outcome, items_plain, items_masked, row_count, grant_id, demand_id, latency_us, hash \
+         FROM audit_log WHERE {} ORDER BY seq LIMIT ${limit_placeholder}",
+        conditions.join(" AND ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(query.after_seq);
+    for text in texts {
+        q = q.bind(text);
+    }
+    for number in numbers {
+        q = q.bind(number);
+    }
+    let rows = q.bind(query.limit).fetch_all(catalog.pool()).await?;
+    let list = |text: String| serde_json::from_str::<Vec<String>>(&text).unwrap_or_default();
+    rows.iter()
+        .map(|row| {
+            Ok(AuditRecord {
+                seq: row.try_get("seq")?,
+                at: row.try_get("at")?,
+                request_id: row.try_get("request_id")?,
+                credential_id: row.try_get("credential_id")?,
+                department: row.try_get("department")?,
+                resource_code: row.try_get("resource_code")?,
+                endpoint: row.try_get("endpoint")?,
+                subject_hash: row.try_get("subject_hash")?,
+                status: row.try_get("status")?,
+                outcome: row.try_get("outcome")?,
+                items_plain: list(row.try_get("items_plain")?),
+                items_masked: list(row.try_get("items_masked")?),
+                row_count: row.try_get("row_count")?,
+                grant_id: row.try_get("grant_id")?,
+                demand_id: row.try_get("demand_id")?,
+                latency_us: row.try_get("latency_us")?,
+                hash: row.try_get("hash")?,
+            })
+        })
+        .collect()
+}

@@ -111,3 +111,104 @@ async fn audit_verify_on_postgres_via_config_file() {
     let broken = policy::audit::verify(&app.catalog).await.unwrap().first_broken.unwrap();
     assert_eq!(broken.seq, 1);
 }
+
+/// Who reads which audit records: (demo role, the calling departments whose records it sees;
+/// "" for calls made for no department: the platform admin's, the unauthenticated one).
+const READERS: &[(&str, &[&str])] = &[
+    ("platform_admin", &["WJW", "RSJ", "GAJ", ""]),
+    // 公安局 provides the population resource, which every call was on: it sees them all.
+    ("provider_admin", &["WJW", "RSJ", "GAJ", ""]),
+    ("consumer_granted", &["WJW"]),
+    ("consumer_ungranted", &["RSJ"]),
+];
+
+#[tokio::test]
+async fn providers_see_who_used_their_data_and_consumers_their_own_calls() {
+    let app = spawn_app(MetaDb::Sqlite).await;
+    make_calls(&app).await;
+    for (role, departments) in READERS {
+        let body = huitong_tests::json_of(app.get("/api/v1/audit?limit=1000", &app.key(role)).await, 200).await;
+        let mut seen: Vec<String> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["department"].as_str().unwrap_or("").to_string())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        let mut want: Vec<String> = departments.iter().map(|d| d.to_string()).collect();
+        want.sort();
+        assert_eq!(seen, want, "{role}");
+    }
+    // Filters: by resource, and by time (a date is a day in China Standard Time).
+    let admin = app.key("platform_admin");
+    let on_population = huitong_tests::json_of(
+        app.get(&format!("/api/v1/audit?resource={}", huitong::demo::POPULATION_CODE), &admin).await,
+        200,
+    )
+    .await;
+    assert_eq!(on_population["items"].as_array().unwrap().len(), 6);
+    let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d");
+    let later = huitong_tests::json_of(app.get(&format!("/api/v1/audit?from={tomorrow}"), &admin).await, 200).await;
+    assert_eq!(later["items"].as_array().unwrap().len(), 0);
+    let problem = huitong_tests::assert_problem(app.get("/api/v1/audit?from=yesterday", &admin).await, 422, "invalid_query").await;
+    assert_eq!(problem["field"], "from");
+    // Paging: two records a page, every record once.
+    let mut after = 0;
+    let mut paged = Vec::new();
+    loop {
+        let page =
+            huitong_tests::json_of(app.get(&format!("/api/v1/audit?limit=2&after={after}"), &admin).await, 200).await;
+        paged.extend(page["items"].as_array().unwrap().iter().map(|r| r["seq"].as_i64().unwrap()));
+        match page["next_after"].as_i64() {
+            Some(next) => after = next,
+            None => break,
+        }
+    }
+    let total = policy::audit::verify(&app.catalog).await.unwrap().records as i64;
+    assert_eq!(paged, (1..=total).collect::<Vec<_>>());
+    // A consumer cannot read another department's calls.
+    huitong_tests::assert_problem(
+        app.get("/api/v1/audit?department=RSJ", &app.key("consumer_granted")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_audit_exports_as_csv_and_verifies_over_http() {
+    let app = spawn_app(MetaDb::Sqlite).await;
+    let calls = make_calls(&app).await;
+    let admin = app.key("platform_admin");
+    let response = app.get("/api/v1/audit?format=csv", &admin).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = response.text().await.unwrap();
+    let mut reader = csv_reader(&text);
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(&header[..3], ["seq", "at", "request_id"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len() as u64, calls);
+    assert_eq!(&rows[0][11], "name;address;phone", "masked items of the first call");
+
+    let body = huitong_tests::json_of(app.get("/api/v1/audit/verify", &admin).await, 200).await;
+    assert_eq!((body["intact"].as_bool(), body["records"].as_u64()), (Some(true), Some(calls)));
+    sqlx::query("UPDATE audit_log SET department = 'GAJ' WHERE seq = 2")
+        .execute(app.catalog.pool())
+        .await
+        .unwrap();
+    let body = huitong_tests::json_of(app.get("/api/v1/audit/verify", &admin).await, 200).await;
+    assert_eq!(body["intact"], false);
+    assert_eq!(body["first_broken"]["seq"], 2);
+    huitong_tests::assert_problem(
+        app.get("/api/v1/audit/verify", &app.key("consumer_granted")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+}
+
+fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
+    csv::Reader::from_reader(text.as_bytes())
+}

@@ -175,7 +175,7 @@ pub(crate) fn denied(denial: policy::Denial) -> Problem {
 }
 
 /// 429 saying whose allowance ran out, with Retry-After and RateLimit headers.
-fn over_quota(over: policy::OverQuota) -> Problem {
+pub(crate) fn over_quota(over: policy::OverQuota) -> Problem {
     use policy::quota::{Scope, Window};
     let seconds = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
     let whose = match over.scope {

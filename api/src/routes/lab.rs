@@ -36,10 +36,10 @@ async fn views_of(state: &AppState, credential: &Credential) -> Result<Vec<LabVi
             continue;
         };
         let grant = match credential.department_id {
-            Some(department) => state.catalog.active_grant(resource.id, department).await?,
+            Some(department) => state.catalog_cache.grant(resource.id, department).await?,
             None => None,
         };
-        let Decision::Allow(access) = policy::decide(&resource, credential, grant.as_ref()) else {
+        let Decision::Allow(access) = policy::decide(&resource, credential, grant.as_deref()) else {
             continue;
         };
         match View::new(&access, library.schema()) {
@@ -104,18 +104,10 @@ async fn serve_query(
     call.entry.credential_id = Some(credential.id);
     call.entry.department = credential.department_code.clone();
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, body.sql.as_bytes()]));
-    state.quotas.check(credential.id).map_err(|over| {
-        let seconds = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        let mut problem = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "quota_exceeded",
-            "Quota exceeded",
-            format!("this credential's quota is used up; retry after {seconds} s"),
-        );
-        problem.retry_after = Some(seconds);
-        problem.rate_limit = Some(over.limit);
-        problem
-    })?;
+    state
+        .quotas
+        .check(credential.id, None)
+        .map_err(crate::routes::exchange::over_quota)?;
     let max_rows = body.max_rows.unwrap_or(lab::DEFAULT_ROWS);
     if !(1..=lab::MAX_ROWS).contains(&max_rows) {
         return Err(Problem::new(

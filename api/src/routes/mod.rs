@@ -1,5 +1,6 @@
 //! One module per route group.
 
+pub mod audit;
 pub mod catalog;
 pub mod connectors;
 pub mod credentials;

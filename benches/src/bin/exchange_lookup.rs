@@ -1,0 +1,166 @@
+//! The exchange lookup benchmark's two servers and its data.
+//!
+//! ```sh
+//! exchange-lookup prepare --data-dir DIR --rows 10000000   # demo catalog + N-row population library
+//! exchange-lookup bare --port 18081 --body FILE            # the baseline: actix-web, one constant record
+//! ```
+//!
+//! `prepare` builds the demo (catalog, grants, keys) in DIR, then appends synthetic people to the
+//! population library until it holds `--rows` records, and writes `DIR/bench-keys.txt` (100,000
+//! keys present in the library, one per line) and `DIR/bench.json` (the granted consumer's key).
+//! Run again, it reuses what is there.
+//!
+//! `bare` serves `GET /api/v1/exchange/{resource_code}/records/{key}` with the bytes of FILE and
+//! nothing else — no authentication, policy, masking, quota or audit — on as many workers as
+//! `huitong serve`. `benches/exchange-lookup/run.sh` loads both with the same wrk script.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use exchange_core::id_number::check_character;
+use huitong::settings::Settings;
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// A valid citizen ID number for synthetic person `n`, unlike any the demo generates (region
+/// 330106, 西湖区, born 1930–2009).
+fn person(n: u64) -> String {
+    let year = 1930 + n % 80;
+    let month = 1 + (n / 80) % 12;
+    let day = 1 + (n / 960) % 28;
+    let seq = (n / 26_880) % 1000;
+    let first17 = format!("330106{year:04}{month:02}{day:02}{seq:03}");
+    let check = check_character(first17.as_bytes());
+    format!("{first17}{check}")
+}
+
+const SURNAMES: [&str; 12] = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙"];
+const GIVEN: [&str; 10] = ["伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰"];
+
+fn record(n: u64) -> Vec<Option<String>> {
+    let id = person(n);
+    let gender = if id.as_bytes()[16] % 2 == 1 { "男" } else { "女" };
+    let birth = format!("{}-{}-{}", &id[6..10], &id[10..12], &id[12..14]);
+    vec![
+        Some(id),
+        Some(format!(
+            "{}{}{}",
+            SURNAMES[(n % 12) as usize],
+            GIVEN[(n / 12 % 10) as usize],
+            GIVEN[(n / 120 % 10) as usize]
+        )),
+        Some(gender.into()),
+        Some(birth),
+        Some("汉族".into()),
+        Some("330106".into()),
+        Some(format!("浙江省杭州市西湖区文三路{}号{}室", n % 999 + 1, n % 37 + 101)),
+        Some(format!("139{:08}", n % 100_000_000)),
+    ]
+}
+
+/// Builds the demo in `data_dir` and fills the population library up to `rows` records with
+/// synthetic people (their ID numbers are distinct up to 26.88M).
+async fn prepare(data_dir: PathBuf, rows: u64) -> Result<(), String> {
+    let settings = Settings {
+        data_dir: data_dir.clone(),
+        ..Settings::default()
+    };
+    let demo = huitong::demo::prepare(&settings, 20_000, 20_161_205)
+        .await
+        .map_err(|e| e.to_string())?;
+    let library = demo.libraries["population"].clone();
+    let have = library.len().map_err(|e| e.to_string())?;
+    if have < rows {
+        let started = std::time::Instant::now();
+        let mut writer = library.writer("GAJ", 0, true).await.map_err(|e| e.to_string())?;
+        let need = rows - have;
+        for n in 0..need {
+            writer.upsert(record(n)).map_err(|e| e.to_string())?;
+            if n % 32_768 == 0 {
+                writer.flush_if_full().await.map_err(|e| e.to_string())?;
+            }
+            if n % 1_000_000 == 0 && n > 0 {
+                eprintln!("  {n} rows written ({:.0} s)", started.elapsed().as_secs_f64());
+            }
+        }
+        writer.commit("bench-prepare", 0).await.map_err(|e| e.to_string())?;
+        eprintln!(
+            "  population: {} records ({:.0} s)",
+            library.len().map_err(|e| e.to_string())?,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    // Synthetic people 0..(total - the demo's ~20,000) are present; sample them evenly.
+    let total = library.len().map_err(|e| e.to_string())?;
+    let synthetic = total.saturating_sub(30_000);
+    let mut keys = String::new();
+    let step = (synthetic / 100_000).max(1);
+    for i in 0..100_000u64.min(synthetic) {
+        keys.push_str(&person(i * step));
+        keys.push('\n');
+    }
+    std::fs::write(data_dir.join("bench-keys.txt"), keys).map_err(|e| e.to_string())?;
+    let bench = serde_json::json!({
+        "consumer_key": demo.keys["consumer_granted"],
+        "resource_code": huitong::demo::POPULATION_CODE,
+        "records": total,
+    });
+    std::fs::write(data_dir.join("bench.json"), bench.to_string()).map_err(|e| e.to_string())?;
+    println!("{bench}");
+    Ok(())
+}
+
+async fn bare(port: u16, body: Vec<u8>) -> std::io::Result<()> {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let body = web::Bytes::from(body);
+    HttpServer::new(move || {
+        let body = body.clone();
+        App::new().route(
+            "/api/v1/exchange/{resource_code}/records/{key}",
+            web::get().to(move || {
+                let body = body.clone();
+                async move { HttpResponse::Ok().content_type("application/json").body(body) }
+            }),
+        )
+    })
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let result = match args.get(1).map(String::as_str) {
+        Some("prepare") => {
+            let Some(dir) = flag(&args, "--data-dir") else {
+                eprintln!("prepare needs --data-dir");
+                return ExitCode::from(2);
+            };
+            let rows = flag(&args, "--rows").and_then(|r| r.parse().ok()).unwrap_or(10_000_000);
+            tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|rt| rt.block_on(prepare(PathBuf::from(dir), rows)))
+        }
+        Some("bare") => {
+            let port = flag(&args, "--port").and_then(|p| p.parse().ok()).unwrap_or(18_081);
+            let Some(body) = flag(&args, "--body").and_then(|f| std::fs::read(f).ok()) else {
+                eprintln!("bare needs --body FILE (a response of the real server)");
+                return ExitCode::from(2);
+            };
+            actix_web::rt::System::new().block_on(bare(port, body)).map_err(|e| e.to_string())
+        }
+        _ => {
+            eprintln!("usage: exchange-lookup prepare --data-dir DIR [--rows N] | bare --port P --body FILE");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("exchange-lookup: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
