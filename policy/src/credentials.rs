@@ -1,8 +1,16 @@
 //! API keys: `ht_` + 40 random hex characters. Only the SHA-256 of a key is stored (a random
 //! 160-bit secret needs no slow hash); the first 11 characters are kept to recognize it.
+//! The server authenticates through an [`Authenticator`], which remembers successes briefly;
+//! keys are rotated with a grace period ([`rotate`]).
 
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sqlx::AssertSqlSafe;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -88,8 +96,22 @@ pub async fn issue(
     name: &str,
     role: Role,
     department_id: Option<i64>,
-    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    expires_at: Option<DateTime<Utc>>,
 ) -> Result<IssuedKey> {
+    let mut conn = catalog.pool().acquire().await?;
+    let (id, key) = insert_key(&mut conn, name, role, department_id, expires_at).await?;
+    drop(conn);
+    let credential = by_id(catalog, id).await?.credential;
+    Ok(IssuedKey { credential, key })
+}
+
+async fn insert_key(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+    role: Role,
+    department_id: Option<i64>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<(i64, String)> {
     let secret: [u8; 20] = rand::rng().random();
     let key = format!("ht_{}", hex::encode(secret));
     let row = sqlx::query(
@@ -103,61 +125,298 @@ pub async fn issue(
     .bind(department_id)
     .bind(now_text())
     .bind(expires_at.map(timestamp_text))
-    .fetch_one(catalog.pool())
+    .fetch_one(&mut *conn)
     .await?;
-    let id: i64 = row.try_get("id")?;
-    let credential = by_id(catalog, id).await?;
-    Ok(IssuedKey { credential, key })
+    Ok((row.try_get("id")?, key))
 }
 
-const COLUMNS: &str = "c.id, c.name, c.role, c.department_id, d.code AS department_code, \
-    c.key_prefix, c.expires_at, c.revoked_at";
+pub(crate) const COLUMNS: &str = "c.id, c.name, c.role, c.department_id, d.code AS department_code, \
+    c.key_prefix, c.created_at, c.expires_at, c.revoked_at, c.replaced_by";
 
-fn from_row(row: &AnyRow) -> Result<(Credential, Option<String>, Option<String>)> {
+/// A credential with its lifetime, as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct Stored {
+    pub(crate) credential: Credential,
+    pub(crate) created_at: String,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) revoked_at: Option<String>,
+    pub(crate) replaced_by: Option<i64>,
+}
+
+impl Stored {
+    /// The credential, if it may be used now.
+    pub(crate) fn usable(self) -> Result<Credential> {
+        if self.revoked_at.is_some() {
+            return Err(Error::Unauthenticated("revoked key"));
+        }
+        if self.expires_at.as_deref().is_some_and(|at| at <= now_text().as_str()) {
+            return Err(Error::Unauthenticated("expired key"));
+        }
+        Ok(self.credential)
+    }
+
+    fn expiry(&self) -> Option<DateTime<Utc>> {
+        // A stored expiry that does not parse is treated as already past: fail closed.
+        self.expires_at
+            .as_deref()
+            .map(|at| at.parse::<DateTime<Utc>>().unwrap_or(DateTime::<Utc>::MIN_UTC))
+    }
+}
+
+pub(crate) fn from_row(row: &AnyRow) -> Result<Stored> {
     let role: String = row.try_get("role")?;
-    let credential = Credential {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        role: Role::parse(&role).ok_or(Error::Unauthenticated("unknown role"))?,
-        department_id: row.try_get("department_id")?,
-        department_code: row.try_get("department_code")?,
-        key_prefix: row.try_get("key_prefix")?,
-    };
-    Ok((credential, row.try_get("expires_at")?, row.try_get("revoked_at")?))
+    Ok(Stored {
+        credential: Credential {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            role: Role::parse(&role).ok_or(Error::Unauthenticated("unknown role"))?,
+            department_id: row.try_get("department_id")?,
+            department_code: row.try_get("department_code")?,
+            key_prefix: row.try_get("key_prefix")?,
+        },
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        replaced_by: row.try_get("replaced_by")?,
+    })
 }
 
-async fn by_id(catalog: &Catalog, id: i64) -> Result<Credential> {
+async fn find_by_id(catalog: &Catalog, id: i64) -> Result<Option<Stored>> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM credentials c LEFT JOIN departments d ON d.id = c.department_id \
          WHERE c.id = $1"
     )))
     .bind(id)
-    .fetch_one(catalog.pool())
+    .fetch_optional(catalog.pool())
     .await?;
-    Ok(from_row(&row)?.0)
+    row.as_ref().map(from_row).transpose()
 }
 
-/// The credential a presented key belongs to, if it is valid now.
-pub async fn authenticate(catalog: &Catalog, presented: &str) -> Result<Credential> {
-    if !presented.starts_with("ht_") || presented.len() != 43 {
-        return Err(Error::Unauthenticated("malformed key"));
+async fn by_id(catalog: &Catalog, id: i64) -> Result<Stored> {
+    find_by_id(catalog, id).await?.ok_or_else(|| {
+        Error::Catalog(catalog::Error::NotFound {
+            entity: "credential",
+            key: id.to_string(),
+        })
+    })
+}
+
+/// The credential `id`, with its lifetime, for the API's checks (who may rotate it).
+pub async fn info(catalog: &Catalog, id: i64) -> Result<CredentialInfo> {
+    Ok(by_id(catalog, id).await?.into())
+}
+
+fn well_formed(presented: &str) -> Result<()> {
+    if presented.starts_with("ht_") && presented.len() == 43 {
+        Ok(())
+    } else {
+        Err(Error::Unauthenticated("malformed key"))
     }
+}
+
+async fn find_by_hash(catalog: &Catalog, hash_hex: &str) -> Result<Stored> {
     let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM credentials c LEFT JOIN departments d ON d.id = c.department_id \
          WHERE c.key_hash = $1"
     )))
-    .bind(sha256_hex(&[presented.as_bytes()]))
+    .bind(hash_hex)
     .fetch_optional(catalog.pool())
     .await?
     .ok_or(Error::Unauthenticated("unknown key"))?;
-    let (credential, expires_at, revoked_at) = from_row(&row)?;
-    if revoked_at.is_some() {
-        return Err(Error::Unauthenticated("revoked key"));
+    from_row(&row)
+}
+
+/// The credential a presented key belongs to, if it is valid now (always asks the DB; the
+/// server goes through an [`Authenticator`]).
+pub async fn authenticate(catalog: &Catalog, presented: &str) -> Result<Credential> {
+    well_formed(presented)?;
+    find_by_hash(catalog, &sha256_hex(&[presented.as_bytes()]))
+        .await?
+        .usable()
+}
+
+/// How many successful authentications an [`Authenticator`] remembers at most.
+const MAX_CACHED: usize = 100_000;
+
+/// What a cache entry is found by: the SHA-256 of a presented key (never the key itself), or a
+/// credential id (for bearer tokens, whose credential must still be valid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Presented {
+    KeyHash([u8; 32]),
+    Credential(i64),
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    credential: Credential,
+    expires_at: Option<DateTime<Utc>>,
+    checked_at: Instant,
+}
+
+/// Authenticates keys and credential ids, remembering successes for a short while so the
+/// exchange hot path needs no DB query per request.
+///
+/// An entry is trusted for at most `trust_for` (a revocation by another process, such as the
+/// CLI, takes effect within that time); [`Authenticator::forget`] drops a credential at once
+/// (revocation and rotation through this server's API). The expiry is checked on every use.
+/// Failures are never remembered, so unknown keys cannot grow the cache, and its size is bounded.
+pub struct Authenticator {
+    catalog: Catalog,
+    trust_for: Duration,
+    entries: RwLock<HashMap<Presented, Cached>>,
+}
+
+impl Authenticator {
+    /// An authenticator over `catalog` whose successes are trusted for `trust_for` (zero: ask
+    /// the DB every time).
+    pub fn new(catalog: Catalog, trust_for: Duration) -> Self {
+        Self {
+            catalog,
+            trust_for,
+            entries: RwLock::new(HashMap::new()),
+        }
     }
-    if expires_at.is_some_and(|at| at <= now_text()) {
-        return Err(Error::Unauthenticated("expired key"));
+
+    /// The credential a presented API key belongs to, if it is valid now.
+    pub async fn key(&self, presented: &str) -> Result<Credential> {
+        well_formed(presented)?;
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let cache_key = Presented::KeyHash(digest);
+        if let Some(hit) = self.cached(&cache_key) {
+            return hit;
+        }
+        let stored = find_by_hash(&self.catalog, &hex::encode(digest)).await?;
+        self.remember(cache_key, stored)
     }
-    Ok(credential)
+
+    /// Credential `id`, if it is valid now (a bearer token's subject).
+    pub async fn credential(&self, id: i64) -> Result<Credential> {
+        let cache_key = Presented::Credential(id);
+        if let Some(hit) = self.cached(&cache_key) {
+            return hit;
+        }
+        let stored = find_by_id(&self.catalog, id)
+            .await?
+            .ok_or(Error::Unauthenticated("unknown credential"))?;
+        self.remember(cache_key, stored)
+    }
+
+    /// Drops whatever is remembered of credential `id` (after revoking or rotating it).
+    pub fn forget(&self, id: i64) {
+        self.write().retain(|_, cached| cached.credential.id != id);
+    }
+
+    /// A fresh entry's answer, or `None` to ask the DB.
+    fn cached(&self, cache_key: &Presented) -> Option<Result<Credential>> {
+        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let cached = entries.get(cache_key)?;
+        if cached.checked_at.elapsed() >= self.trust_for {
+            return None;
+        }
+        if cached.expires_at.is_some_and(|at| at <= Utc::now()) {
+            return Some(Err(Error::Unauthenticated("expired key")));
+        }
+        Some(Ok(cached.credential.clone()))
+    }
+
+    fn remember(&self, cache_key: Presented, stored: Stored) -> Result<Credential> {
+        let expires_at = stored.expiry();
+        let credential = stored.usable()?;
+        if !self.trust_for.is_zero() {
+            let mut entries = self.write();
+            if entries.len() >= MAX_CACHED {
+                let trust_for = self.trust_for;
+                entries.retain(|_, cached| cached.checked_at.elapsed() < trust_for);
+                if entries.len() >= MAX_CACHED {
+                    entries.clear();
+                }
+            }
+            entries.insert(
+                cache_key,
+                Cached {
+                    credential: credential.clone(),
+                    expires_at,
+                    checked_at: Instant::now(),
+                },
+            );
+        }
+        Ok(credential)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Presented, Cached>> {
+        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The outcome of [`rotate`].
+#[derive(Debug, Clone)]
+pub struct Rotated {
+    /// The new key (shown once).
+    pub issued: IssuedKey,
+    /// The old credential's id.
+    pub replaced: i64,
+    /// Until when the old key keeps working (`None`: revoked at once).
+    pub old_key_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Replaces credential `id` with a new key of the same name, role and department. The old key
+/// keeps working for `grace` (zero: it is revoked now), then expires; the new key expires when
+/// `new_expires_at` says, else when the old one would have. A revoked, expired or already
+/// rotated credential is refused ([`catalog::Error::State`]).
+pub async fn rotate(
+    catalog: &Catalog,
+    id: i64,
+    grace: chrono::Duration,
+    new_expires_at: Option<DateTime<Utc>>,
+) -> Result<Rotated> {
+    let old = by_id(catalog, id).await?;
+    let state = |why: String| Error::Catalog(catalog::Error::State(why));
+    if let Some(by) = old.replaced_by {
+        return Err(state(format!(
+            "credential {id} was already rotated (replaced by credential {by}); rotate that one"
+        )));
+    }
+    let old_expiry = old.expiry();
+    let usable = old.clone().usable();
+    if let Err(Error::Unauthenticated(why)) = usable {
+        return Err(state(format!("credential {id} cannot be rotated: {why}")));
+    }
+    let now = Utc::now();
+    let expires_at = new_expires_at.or(old_expiry);
+    let mut tx = catalog.pool().begin().await?;
+    let (new_id, key) = insert_key(
+        &mut tx,
+        &old.credential.name,
+        old.credential.role,
+        old.credential.department_id,
+        expires_at,
+    )
+    .await?;
+    let old_key_expires_at = (!grace.is_zero()).then(|| {
+        let end = now + grace;
+        old_expiry.map_or(end, |at| at.min(end))
+    });
+    let done = sqlx::query(
+        "UPDATE credentials SET replaced_by = $1, revoked_at = $2, expires_at = COALESCE($3, expires_at) \
+         WHERE id = $4 AND revoked_at IS NULL AND replaced_by IS NULL",
+    )
+    .bind(new_id)
+    .bind(old_key_expires_at.is_none().then(|| timestamp_text(now)))
+    .bind(old_key_expires_at.map(timestamp_text))
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        // A concurrent rotation or revocation won; the new key is rolled back with the rest.
+        return Err(state(format!("credential {id} was revoked or rotated meanwhile")));
+    }
+    tx.commit().await?;
+    let credential = by_id(catalog, new_id).await?.credential;
+    Ok(Rotated {
+        issued: IssuedKey { credential, key },
+        replaced: id,
+        old_key_expires_at,
+    })
 }
 
 /// A credential as listed: never its key, only its prefix.
@@ -172,35 +431,42 @@ pub struct CredentialInfo {
     pub expires_at: Option<String>,
     /// Revoked at, if revoked.
     pub revoked_at: Option<String>,
+    /// The credential that replaced this one by rotation, if any.
+    pub replaced_by: Option<i64>,
+}
+
+impl From<Stored> for CredentialInfo {
+    fn from(stored: Stored) -> Self {
+        Self {
+            credential: stored.credential,
+            created_at: stored.created_at,
+            expires_at: stored.expires_at,
+            revoked_at: stored.revoked_at,
+            replaced_by: stored.replaced_by,
+        }
+    }
 }
 
 /// Every credential, newest first, optionally of one department.
 pub async fn list(catalog: &Catalog, department_id: Option<i64>) -> Result<Vec<CredentialInfo>> {
-    let rows = sqlx::query(
-        "SELECT c.id, c.name, c.role, c.department_id, d.code AS department_code, c.key_prefix, c.created_at, \
-         c.expires_at, c.revoked_at FROM credentials c LEFT JOIN departments d ON d.id = c.department_id \
-         WHERE $1 IS NULL OR c.department_id = $1 ORDER BY c.id DESC",
-    )
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM credentials c LEFT JOIN departments d ON d.id = c.department_id \
+         WHERE $1 IS NULL OR c.department_id = $1 ORDER BY c.id DESC"
+    )))
     .bind(department_id)
     .fetch_all(catalog.pool())
     .await?;
-    rows.iter()
-        .map(|row| {
-            let (credential, expires_at, revoked_at) = from_row(row)?;
-            Ok(CredentialInfo {
-                credential,
-                created_at: row.try_get("created_at")?,
-                expires_at,
-                revoked_at,
-            })
-        })
-        .collect()
+    rows.iter().map(|row| Ok(from_row(row)?.into())).collect()
 }
 
-/// Revokes credential `id`; returns whether it was active.
+/// Revokes credential `id` and ends its console sessions; returns whether it was active.
 pub async fn revoke(catalog: &Catalog, id: i64) -> Result<bool> {
     let done = sqlx::query("UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(now_text())
+        .bind(id)
+        .execute(catalog.pool())
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE credential_id = $1")
         .bind(id)
         .execute(catalog.pool())
         .await?;

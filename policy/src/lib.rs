@@ -2,7 +2,10 @@
 //!
 //! Who may see what, and the record of who saw it.
 //!
-//! - [`credentials`]: API keys, random, shown once, stored as SHA-256 hashes.
+//! - [`credentials`]: API keys, random, shown once, stored as SHA-256 hashes; rotation with a
+//!   grace period; the [`Authenticator`] that keeps the hot path off the DB.
+//! - [`tokens`]: OAuth2 client-credentials access tokens (HS256 JWTs).
+//! - [`sessions`]: the web console's login sessions.
 //! - [`authz`]: the decision for one call from the catalog: share type, grant, sensitivity.
 //! - [`mask`]: masking by field kind (ID number, name, mobile, address …), done in the server.
 //! - [`quota`]: per-credential and per-grant quotas, per second and per day (governor).
@@ -17,12 +20,15 @@ pub mod cache;
 pub mod credentials;
 pub mod mask;
 pub mod quota;
+pub mod sessions;
+pub mod tokens;
 
 pub use audit::{AuditEntry, AuditLog, ChainReport};
 pub use authz::{Access, Decision, Denial, ItemAccess, decide};
 pub use cache::CatalogCache;
-pub use credentials::{Credential, CredentialInfo, IssuedKey, Role};
+pub use credentials::{Authenticator, Credential, CredentialInfo, IssuedKey, Role, Rotated};
 pub use quota::{OverQuota, Quotas};
+pub use tokens::{Claims, TokenError, TokenSigner};
 
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
