@@ -33,6 +33,46 @@ pub struct Settings {
     /// Scheduled connector runs.
     #[serde(default)]
     pub sync: SyncSettings,
+    /// Authentication: the key cache, access tokens, console sessions.
+    #[serde(default)]
+    pub auth: AuthSettings,
+}
+
+/// How callers are authenticated.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// How long a successful authentication is trusted without asking the metadata DB again,
+    /// in seconds: a key revoked by another process (the CLI) stops working within this time.
+    /// 0 asks the DB on every request.
+    #[serde(default = "default_cache_seconds")]
+    pub cache_seconds: u64,
+    /// Lifetime of an OAuth2 access token (JWT), in seconds.
+    #[serde(default = "default_token_seconds")]
+    pub token_seconds: u64,
+    /// Lifetime of a console session, in hours.
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            cache_seconds: default_cache_seconds(),
+            token_seconds: default_token_seconds(),
+            session_hours: default_session_hours(),
+        }
+    }
+}
+
+fn default_cache_seconds() -> u64 {
+    1
+}
+fn default_token_seconds() -> u64 {
+    900
+}
+fn default_session_hours() -> u64 {
+    8
 }
 
 /// When connectors run by themselves.
@@ -212,6 +252,7 @@ impl Default for Settings {
             exchange: ExchangeSettings::default(),
             catalog: CatalogSettings::default(),
             sync: SyncSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }

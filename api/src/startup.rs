@@ -11,7 +11,7 @@ use actix_web::{App, HttpRequest, HttpServer, Route, web};
 use catalog::Catalog;
 use exchange_core::Library;
 use exchange_core::schema::LIBRARIES;
-use policy::{AuditLog, CatalogCache, Quotas};
+use policy::{AuditLog, Authenticator, CatalogCache, Quotas, TokenSigner};
 
 use crate::Failure;
 use crate::problem::Problem;
@@ -37,6 +37,12 @@ pub struct AppState {
     pub demand_deadline_working_days: u32,
     /// Connector runs, by hand and on schedule.
     pub sync: Arc<SyncService>,
+    /// Authenticates API keys (and bearer tokens' credentials) with a short-lived cache.
+    pub auth: Authenticator,
+    /// Issues and verifies OAuth2 access tokens.
+    pub tokens: TokenSigner,
+    /// How long a console session lasts.
+    pub session_lifetime: chrono::Duration,
 }
 
 /// Opens the catalog and the libraries of a data dir; used by the server and the CLI.
@@ -72,7 +78,8 @@ impl Application {
         libraries: HashMap<&'static str, Arc<Library>>,
     ) -> crate::Result<Self> {
         let audit = AuditLog::start(catalog.clone()).await?;
-        let audit_key = load_or_create_audit_key(settings)?;
+        let audit_key = load_or_create_secret(settings, "audit.key")?;
+        let jwt_key = load_or_create_secret(settings, "jwt.key")?;
         let sync = Arc::new(SyncService::new(
             catalog.clone(),
             libraries.clone(),
@@ -87,7 +94,7 @@ impl Application {
             std::time::Duration::from_secs_f64(settings.exchange.catalog_cache_seconds.max(0.0)),
         );
         let state = web::Data::new(AppState {
-            catalog,
+            catalog: catalog.clone(),
             libraries,
             audit,
             quotas,
@@ -95,6 +102,12 @@ impl Application {
             audit_key,
             demand_deadline_working_days: settings.catalog.demand_deadline_working_days,
             sync,
+            auth: Authenticator::new(
+                catalog.clone(),
+                std::time::Duration::from_secs(settings.auth.cache_seconds),
+            ),
+            tokens: TokenSigner::new(&jwt_key, seconds(settings.auth.token_seconds)),
+            session_lifetime: seconds(settings.auth.session_hours.saturating_mul(3600)),
         });
         let listener = TcpListener::bind(&settings.listen)
             .map_err(|e| Failure::msg(format!("cannot listen on {}: {e}", settings.listen)))?;
@@ -118,6 +131,7 @@ impl Application {
                     .app_data(web::QueryConfig::default().error_handler(|err, _| {
                         crate::problem::bad_request_body("invalid_query", err.to_string()).into()
                     }))
+                    .wrap(actix_web::middleware::from_fn(request_id))
                     .wrap(tracing_actix())
                     .wrap(actix_web::middleware::from_fn(invalidate_after_writes))
                     .configure(register_endpoints)
@@ -199,7 +213,7 @@ where
 /// `openapi` test holds the OpenAPI document to. A new endpoint is one line here, plus
 /// `#[utoipa::path]` on its handler and its name in [`crate::openapi::ApiDoc`].
 pub fn endpoints() -> Vec<Endpoint> {
-    use routes::{audit, catalog, connectors, credentials, demands, exchange, health, lab, query};
+    use routes::{audit, catalog, connectors, credentials, demands, exchange, health, lab, oauth, query, session};
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
     const PUT: Method = Method::PUT;
@@ -207,6 +221,7 @@ pub fn endpoints() -> Vec<Endpoint> {
     vec![
         endpoint(GET, "/health", health::health),
         endpoint(GET, "/api/openapi.json", crate::openapi::document),
+        endpoint(POST, "/oauth/token", oauth::token),
         endpoint(
             GET,
             "/api/v1/exchange/{resource_code}/records/{key}",
@@ -242,6 +257,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(GET, "/api/v1/credentials", credentials::list),
         endpoint(POST, "/api/v1/credentials", credentials::create),
         endpoint(DELETE, "/api/v1/credentials/{id}", credentials::revoke),
+        endpoint(POST, "/api/v1/credentials/{id}/rotate", credentials::rotate),
+        endpoint(POST, "/api/v1/session", session::login),
+        endpoint(GET, "/api/v1/session", session::whoami),
+        endpoint(DELETE, "/api/v1/session", session::logout),
         endpoint(GET, "/api/v1/connectors", connectors::list),
         endpoint(POST, "/api/v1/connectors", connectors::save),
         endpoint(GET, "/api/v1/connectors/{id}", connectors::get),
@@ -266,12 +285,68 @@ fn tracing_actix() -> actix_web::middleware::Logger {
     actix_web::middleware::Logger::new("%s %r %Dms").log_target("huitong::http")
 }
 
-/// The audit key lives in `<data_dir>/secrets/audit.key`, created with 32 random bytes on first
-/// start; without it, hashes of looked-up ID numbers could be reversed by enumeration.
-fn load_or_create_audit_key(settings: &Settings) -> crate::Result<Vec<u8>> {
+fn seconds(n: u64) -> chrono::Duration {
+    chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
+}
+
+/// The request id of a request, chosen by [`request_id`]: the caller's `X-Request-Id` when it
+/// is 1–128 visible ASCII characters, else a generated one. Read it from the request's
+/// extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// The caller's id if acceptable, else a new one.
+    fn choose(req: &actix_web::dev::ServiceRequest) -> Self {
+        let sent = req
+            .headers()
+            .get(X_REQUEST_ID)
+            .map(|v| v.as_bytes())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()));
+        match sent {
+            // Visible ASCII only, so this is valid UTF-8.
+            Some(bytes) => Self(String::from_utf8_lossy(bytes).into_owned()),
+            None => {
+                use rand::Rng;
+                let bytes: [u8; 12] = rand::rng().random();
+                Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+            }
+        }
+    }
+}
+
+const X_REQUEST_ID: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-request-id");
+
+/// Middleware: every response carries `X-Request-Id` — the one a handler already set (the
+/// exchange handlers' audit records read it from the request's [`RequestId`]), else the one
+/// chosen here.
+async fn request_id(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use actix_web::HttpMessage;
+    let id = RequestId::choose(&req);
+    let value = actix_web::http::header::HeaderValue::from_str(&id.0).ok();
+    req.extensions_mut().insert(id);
+    let mut response = next.call(req).await?;
+    if let Some(value) = value
+        && !response.headers().contains_key(X_REQUEST_ID)
+    {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    Ok(response)
+}
+
+/// A secret of this server in `<data_dir>/secrets/<name>`: 32 random bytes created on first
+/// start, readable by the owner only. `audit.key` keys the audit trail's hashes of looked-up
+/// keys (without it, hashes of ID numbers could be reversed by enumeration); `jwt.key` signs
+/// access tokens.
+pub fn load_or_create_secret(settings: &Settings, name: &str) -> crate::Result<Vec<u8>> {
     use rand::Rng;
+    use std::io::Write;
     let dir = settings.data_dir.join("secrets");
-    let path = dir.join("audit.key");
+    let path = dir.join(name);
     if let Ok(key) = std::fs::read(&path)
         && key.len() == 32
     {
@@ -279,11 +354,25 @@ fn load_or_create_audit_key(settings: &Settings) -> crate::Result<Vec<u8>> {
     }
     std::fs::create_dir_all(&dir).map_err(|e| Failure::msg(format!("creating {}: {e}", dir.display())))?;
     let key: [u8; 32] = rand::rng().random();
-    std::fs::write(&path, key).map_err(|e| Failure::msg(format!("writing {}: {e}", path.display())))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        // Created 0600 rather than chmod-ed after writing, so the secret is never readable by others.
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
+    let write = |path: &std::path::Path| -> std::io::Result<()> {
+        let mut file = options.open(path)?;
+        #[cfg(unix)]
+        {
+            // A file left by an older version may have wider permissions.
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(&key)?;
+        file.sync_all()
+    };
+    write(&path).map_err(|e| Failure::msg(format!("writing {}: {e}", path.display())))?;
     Ok(key.to_vec())
 }

@@ -1,5 +1,5 @@
 //! Accounts: API keys with a role and a department, issued and revoked by the platform admin.
-//! A key is shown once, in the answer to its issue; only its hash is stored.
+//! A key is shown once, in the answer to its issue or rotation; only its hash is stored.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use policy::Role;
@@ -136,11 +136,84 @@ pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, id: web::Path<
         .await
         .map_err(|e| Problem::internal(&e))?
     {
+        state.auth.forget(*id);
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(Problem::from(catalog::Error::NotFound {
             entity: "active credential",
             key: id.to_string(),
         }))
+    }
+}
+
+/// Longest grace period a rotated key may keep working: 7 days.
+const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Body of `POST /api/v1/credentials/{id}/rotate` (optional: no body means revoke the old key now).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// How long the old key keeps working, in seconds (0: revoked at once; at most 7 days).
+    #[serde(default)]
+    pub grace_seconds: i64,
+    /// When the new key expires (default: when the old one would have).
+    #[serde(default)]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `POST /api/v1/credentials/{id}/rotate` (platform admin; a provider admin for its own
+/// department's keys): a new key for the same name, role and department, shown once; the old
+/// key works on for the grace period, then expires.
+pub async fn rotate(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Reply {
+    let caller = Caller::from_request(&req, &state).await?;
+    caller.require(&[Role::PlatformAdmin, Role::ProviderAdmin], "rotating a key")?;
+    let rotation: Rotation = if body.iter().all(u8::is_ascii_whitespace) {
+        Rotation::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| crate::problem::bad_request_body("invalid_body", e.to_string()))?
+    };
+    let mut v = catalog::Validator::default();
+    v.check(
+        (0..=MAX_GRACE_SECONDS).contains(&rotation.grace_seconds),
+        "grace_seconds",
+        "a grace period is 0 (revoke now) to 604800 seconds (7 days)",
+    );
+    v.check(
+        rotation.expires_at.is_none_or(|at| at > chrono::Utc::now()),
+        "expires_at",
+        "an expiry lies in the future",
+    );
+    v.finish()?;
+    let target = policy::credentials::info(&state.catalog, *id)
+        .await
+        .map_err(policy_problem)?;
+    if !caller.is(&[Role::PlatformAdmin]) && target.credential.department_id != Some(caller.department()?) {
+        return Err(crate::auth::forbidden(
+            "a provider admin rotates only its own department's keys".into(),
+        ));
+    }
+    let rotated = policy::credentials::rotate(
+        &state.catalog,
+        *id,
+        chrono::Duration::seconds(rotation.grace_seconds),
+        rotation.expires_at,
+    )
+    .await
+    .map_err(policy_problem)?;
+    state.auth.forget(*id);
+    Ok(HttpResponse::Created().json(json!({
+        "credential": rotated.issued.credential,
+        "key": rotated.issued.key,
+        "replaces": rotated.replaced,
+        "old_key_expires_at": rotated.old_key_expires_at.map(catalog::timestamp_text),
+        "old_key_revoked": rotated.old_key_expires_at.is_none(),
+    })))
+}
+
+/// Catalog errors keep their meaning (404, 409 …); anything else is ours.
+fn policy_problem(e: policy::Error) -> Problem {
+    match e {
+        policy::Error::Catalog(e) => e.into(),
+        other => Problem::internal(&other),
     }
 }

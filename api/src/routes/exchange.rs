@@ -26,12 +26,19 @@ pub(crate) struct CallRecord {
 
 impl CallRecord {
     pub(crate) fn new(req: &HttpRequest, endpoint: &str, resource_code: &str) -> Self {
-        let request_id = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
-            .map(str::to_string)
+        // The id the request-id middleware chose (startup.rs), so the audit record and the
+        // response header agree; the header check below only serves requests without it.
+        let chosen = actix_web::HttpMessage::extensions(req)
+            .get::<crate::startup::RequestId>()
+            .map(|id| id.0.clone());
+        let request_id = chosen
+            .or_else(|| {
+                req.headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| !v.is_empty() && v.len() <= 128)
+                    .map(str::to_string)
+            })
             .unwrap_or_else(new_request_id);
         Self {
             started: Instant::now(),

@@ -9,3 +9,5 @@ pub mod exchange;
 pub mod health;
 pub mod lab;
 pub mod query;
+pub mod oauth;
+pub mod session;

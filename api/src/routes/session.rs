@@ -1,0 +1,83 @@
+//! The web console's login: an API key exchanged for a session cookie (`huitong_session`,
+//! HttpOnly, SameSite=Strict, Secure over https). Only the token's hash is stored.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Caller, SESSION_COOKIE, session_cookie};
+use crate::problem::Problem;
+use crate::startup::AppState;
+
+type Reply = Result<HttpResponse, Problem>;
+
+/// Body of `POST /api/v1/session`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// The officer's API key.
+    pub key: String,
+}
+
+/// `POST /api/v1/session`: logs in with an API key; sets the session cookie.
+pub async fn login(req: HttpRequest, state: web::Data<AppState>, body: web::Json<Login>) -> Reply {
+    let credential = state.auth.key(body.key.trim()).await.map_err(|e| match e {
+        policy::Error::Unauthenticated(why) => {
+            Problem::unauthorized(format!("the API key is not valid ({why})")).with_field("key")
+        }
+        other => Problem::internal(&other),
+    })?;
+    let session = policy::sessions::start(&state.catalog, credential.id, state.session_lifetime)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Max-Age={}; Path=/; HttpOnly; SameSite=Strict{}",
+        session.token,
+        state.session_lifetime.num_seconds(),
+        secure_attribute(&req),
+    );
+    Ok(HttpResponse::Created()
+        .insert_header((header::SET_COOKIE, cookie))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "credential": credential,
+            "expires_at": catalog::timestamp_text(session.expires_at),
+        })))
+}
+
+/// `GET /api/v1/session`: who is logged in with this browser's session.
+pub async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> Reply {
+    let token = session_cookie(&req).ok_or_else(|| Problem::unauthorized("no console session; log in"))?;
+    let (caller, expires_at) = Caller::from_session(&state, token).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({"credential": caller.0, "expires_at": expires_at})))
+}
+
+/// `DELETE /api/v1/session`: logs out (the session is deleted) and clears the cookie.
+pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Reply {
+    if let Some(token) = session_cookie(&req) {
+        policy::sessions::end(&state.catalog, token)
+            .await
+            .map_err(|e| Problem::internal(&e))?;
+    }
+    let cookie = format!(
+        "{SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict{}",
+        secure_attribute(&req)
+    );
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::SET_COOKIE, cookie))
+        .finish())
+}
+
+/// `; Secure` when the browser reached us over https: directly, or through a reverse proxy that
+/// says so in `Forwarded: proto=https` / `X-Forwarded-Proto: https`. Trusting the header is
+/// safe here: a client that lies about it only makes its own browser withhold the cookie.
+fn secure_attribute(req: &HttpRequest) -> &'static str {
+    if req.connection_info().scheme() == "https" {
+        "; Secure"
+    } else {
+        ""
+    }
+}
