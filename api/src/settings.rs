@@ -267,6 +267,12 @@ mod tests {
         let settings = Settings::load(Some(&example)).unwrap();
         assert_eq!(settings.listen, "127.0.0.1:8080");
         assert_eq!(settings.database_url(), "sqlite://./huitong-data/huitong.db");
+        let auth = settings.auth;
+        let defaults = AuthSettings::default();
+        assert_eq!(
+            (auth.cache_seconds, auth.token_seconds, auth.session_hours),
+            (defaults.cache_seconds, defaults.token_seconds, defaults.session_hours)
+        );
     }
 
     #[test]

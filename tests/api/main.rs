@@ -5,6 +5,7 @@ mod catalog;
 mod catalog_files;
 mod connectors;
 mod crash;
+mod credentials;
 mod demands;
 mod demo;
 mod exchange;
