@@ -75,15 +75,18 @@ async fn rotate(app: &TestApp, id: i64, caller: &str, body: &Value) -> reqwest::
         .await
 }
 
-#[tokio::test]
-async fn rotation_revokes_at_once_or_after_its_grace() {
-    let app = spawn_app(MetaDb::Sqlite).await;
+huitong_tests::on_both_databases! {
+    rotation_revokes_at_once_or_after_its_grace => check_rotation;
+    revocation_refuses_key_token_and_session_at_once => check_revocation;
+}
+
+async fn check_rotation(app: &TestApp) {
     let admin = app.key("platform_admin");
-    let (a, key_a, _) = issue(&app, "consumer", Some("WJW"), None).await;
-    assert_eq!(status_with(&app, &key_a).await, 200);
+    let (a, key_a, _) = issue(app, "consumer", Some("WJW"), None).await;
+    assert_eq!(status_with(app, &key_a).await, 200);
 
     // Without grace: the old key is refused at once (even though it was just cached).
-    let rotated = json_of(rotate(&app, a, &admin, &json!({"grace_seconds": 0})).await, 201).await;
+    let rotated = json_of(rotate(app, a, &admin, &json!({"grace_seconds": 0})).await, 201).await;
     assert_eq!(rotated["replaces"], a);
     assert_eq!(rotated["old_key_revoked"], true);
     assert_eq!(rotated["credential"]["name"], "test consumer");
@@ -95,18 +98,18 @@ async fn rotation_revokes_at_once_or_after_its_grace() {
     );
     assert_ne!(key_a, key_b);
     assert_problem(app.get("/api/v1/departments", &key_a).await, 401, "unauthenticated").await;
-    assert_eq!(status_with(&app, &key_b).await, 200);
+    assert_eq!(status_with(app, &key_b).await, 200);
 
     // A long grace: both keys work; the list records which replaced which.
-    let rotated = json_of(rotate(&app, b, &admin, &json!({"grace_seconds": 3600})).await, 201).await;
+    let rotated = json_of(rotate(app, b, &admin, &json!({"grace_seconds": 3600})).await, 201).await;
     assert_eq!(rotated["old_key_revoked"], false);
     assert!(rotated["old_key_expires_at"].is_string(), "{rotated}");
     let (c, key_c) = (
         rotated["credential"]["id"].as_i64().unwrap(),
         rotated["key"].as_str().unwrap().to_string(),
     );
-    assert_eq!(status_with(&app, &key_b).await, 200);
-    assert_eq!(status_with(&app, &key_c).await, 200);
+    assert_eq!(status_with(app, &key_b).await, 200);
+    assert_eq!(status_with(app, &key_c).await, 200);
     let list = json_of(app.get("/api/v1/credentials", &admin).await, 200).await;
     let listed = |id: i64| {
         list["items"]
@@ -123,16 +126,16 @@ async fn rotation_revokes_at_once_or_after_its_grace() {
     assert!(listed(c)["replaced_by"].is_null());
 
     // A key already rotated is not rotated again; its replacement is.
-    assert_problem(rotate(&app, b, &admin, &json!({})).await, 409, "invalid_state").await;
-    assert_problem(rotate(&app, a, &admin, &json!({})).await, 409, "invalid_state").await;
+    assert_problem(rotate(app, b, &admin, &json!({})).await, 409, "invalid_state").await;
+    assert_problem(rotate(app, a, &admin, &json!({})).await, 409, "invalid_state").await;
 
     // A short grace ends: the old key is refused afterwards.
-    let rotated = json_of(rotate(&app, c, &admin, &json!({"grace_seconds": 1})).await, 201).await;
+    let rotated = json_of(rotate(app, c, &admin, &json!({"grace_seconds": 1})).await, 201).await;
     let key_d = rotated["key"].as_str().unwrap().to_string();
-    let refused = until_refused(&app, &key_c).await;
+    let refused = until_refused(app, &key_c).await;
     let body = assert_problem(refused, 401, "unauthenticated").await;
     assert!(body["detail"].as_str().unwrap().contains("expired"), "{body}");
-    assert_eq!(status_with(&app, &key_d).await, 200);
+    assert_eq!(status_with(app, &key_d).await, 200);
 }
 
 #[tokio::test]
@@ -234,16 +237,14 @@ async fn login(app: &TestApp, key: &str) -> String {
     pair.strip_prefix("huitong_session=").unwrap().to_string()
 }
 
-#[tokio::test]
-async fn revocation_refuses_key_token_and_session_at_once() {
-    let app = spawn_app(MetaDb::Sqlite).await;
-    let (id, key, prefix) = issue(&app, "consumer", Some("WJW"), None).await;
-    let token = token_for(&app, &prefix, &key).await;
-    let cookie = login(&app, &key).await;
+async fn check_revocation(app: &TestApp) {
+    let (id, key, prefix) = issue(app, "consumer", Some("WJW"), None).await;
+    let token = token_for(app, &prefix, &key).await;
+    let cookie = login(app, &key).await;
     // All three work (and the key and the token's credential are now cached).
-    assert_eq!(status_with(&app, &key).await, 200);
-    assert_eq!(status_with(&app, &token).await, 200);
-    assert_eq!(status_with_cookie(&app, &cookie).await, 200);
+    assert_eq!(status_with(app, &key).await, 200);
+    assert_eq!(status_with(app, &token).await, 200);
+    assert_eq!(status_with_cookie(app, &cookie).await, 200);
     let sample = &app.sample_ids[0];
     assert_eq!(
         app.lookup(POPULATION_CODE, sample, Some(&token))
@@ -269,7 +270,7 @@ async fn revocation_refuses_key_token_and_session_at_once() {
         "unauthenticated",
     )
     .await;
-    assert_eq!(status_with_cookie(&app, &cookie).await, 401);
+    assert_eq!(status_with_cookie(app, &cookie).await, 401);
 }
 
 #[tokio::test]
