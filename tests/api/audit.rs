@@ -143,7 +143,11 @@ async fn providers_see_who_used_their_data_and_consumers_their_own_calls() {
     // Filters: by resource, and by time (a date is a day in China Standard Time).
     let admin = app.key("platform_admin");
     let on_population = huitong_tests::json_of(
-        app.get(&format!("/api/v1/audit?resource={}", huitong::demo::POPULATION_CODE), &admin).await,
+        app.get(
+            &format!("/api/v1/audit?resource={}", huitong::demo::POPULATION_CODE),
+            &admin,
+        )
+        .await,
         200,
     )
     .await;
@@ -151,15 +155,29 @@ async fn providers_see_who_used_their_data_and_consumers_their_own_calls() {
     let tomorrow = (chrono::Utc::now() + chrono::Duration::days(2)).format("%Y-%m-%d");
     let later = huitong_tests::json_of(app.get(&format!("/api/v1/audit?from={tomorrow}"), &admin).await, 200).await;
     assert_eq!(later["items"].as_array().unwrap().len(), 0);
-    let problem = huitong_tests::assert_problem(app.get("/api/v1/audit?from=yesterday", &admin).await, 422, "invalid_query").await;
+    let problem = huitong_tests::assert_problem(
+        app.get("/api/v1/audit?from=yesterday", &admin).await,
+        422,
+        "invalid_query",
+    )
+    .await;
     assert_eq!(problem["field"], "from");
     // Paging: two records a page, every record once.
     let mut after = 0;
     let mut paged = Vec::new();
     loop {
-        let page =
-            huitong_tests::json_of(app.get(&format!("/api/v1/audit?limit=2&after={after}"), &admin).await, 200).await;
-        paged.extend(page["items"].as_array().unwrap().iter().map(|r| r["seq"].as_i64().unwrap()));
+        let page = huitong_tests::json_of(
+            app.get(&format!("/api/v1/audit?limit=2&after={after}"), &admin).await,
+            200,
+        )
+        .await;
+        paged.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["seq"].as_i64().unwrap()),
+        );
         match page["next_after"].as_i64() {
             Some(next) => after = next,
             None => break,
@@ -169,7 +187,8 @@ async fn providers_see_who_used_their_data_and_consumers_their_own_calls() {
     assert_eq!(paged, (1..=total).collect::<Vec<_>>());
     // A consumer cannot read another department's calls.
     huitong_tests::assert_problem(
-        app.get("/api/v1/audit?department=RSJ", &app.key("consumer_granted")).await,
+        app.get("/api/v1/audit?department=RSJ", &app.key("consumer_granted"))
+            .await,
         403,
         "forbidden",
     )
@@ -183,7 +202,12 @@ async fn the_audit_exports_as_csv_and_verifies_over_http() {
     let admin = app.key("platform_admin");
     let response = app.get("/api/v1/audit?format=csv", &admin).await;
     assert_eq!(response.status().as_u16(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let text = response.text().await.unwrap();
     let mut reader = csv_reader(&text);
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
@@ -193,7 +217,10 @@ async fn the_audit_exports_as_csv_and_verifies_over_http() {
     assert_eq!(&rows[0][11], "name;address;phone", "masked items of the first call");
 
     let body = huitong_tests::json_of(app.get("/api/v1/audit/verify", &admin).await, 200).await;
-    assert_eq!((body["intact"].as_bool(), body["records"].as_u64()), (Some(true), Some(calls)));
+    assert_eq!(
+        (body["intact"].as_bool(), body["records"].as_u64()),
+        (Some(true), Some(calls))
+    );
     sqlx::query("UPDATE audit_log SET department = 'GAJ' WHERE seq = 2")
         .execute(app.catalog.pool())
         .await

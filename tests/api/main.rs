@@ -11,5 +11,5 @@ mod demo;
 mod exchange;
 mod health;
 mod lab;
-mod query;
 mod openapi;
+mod query;

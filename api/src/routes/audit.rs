@@ -89,7 +89,11 @@ fn scope(caller: &Caller, params: &AuditParams, query: &mut AuditQuery) -> Resul
                     .clone()
                     .ok_or_else(|| crate::auth::forbidden("this key acts for no department".into()))?,
             );
-            if params.department.as_ref().is_some_and(|d| Some(d) != query.caller_department.as_ref()) {
+            if params
+                .department
+                .as_ref()
+                .is_some_and(|d| Some(d) != query.caller_department.as_ref())
+            {
                 return Err(crate::auth::forbidden(
                     "a consumer reads its own department's calls only".into(),
                 ));
@@ -128,7 +132,9 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Que
             let records = policy::audit::query(&state.catalog, &query)
                 .await
                 .map_err(|e| Problem::internal(&e))?;
-            let next_after = (records.len() as i64 == limit).then(|| records.last().map(|r| r.seq)).flatten();
+            let next_after = (records.len() as i64 == limit)
+                .then(|| records.last().map(|r| r.seq))
+                .flatten();
             Ok(HttpResponse::Ok().json(json!({"items": records, "next_after": next_after})))
         }
         "csv" => Ok(csv_export(state.into_inner(), query)),
@@ -197,8 +203,10 @@ fn csv_export(state: std::sync::Arc<AppState>, mut query: AuditQuery) -> HttpRes
             Some((Ok(web::Bytes::from(text)), more.then_some(query)))
         }
     });
-    let body = futures::stream::once(async { Ok::<_, std::io::Error>(web::Bytes::from_static(CSV_HEADER.as_bytes())) })
-        .chain(pages);
+    use futures::StreamExt;
+    let header =
+        futures::stream::once(async { Ok::<_, std::io::Error>(web::Bytes::from_static(CSV_HEADER.as_bytes())) });
+    let body = header.chain(pages);
     HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header(("Content-Disposition", "attachment; filename=\"huitong-audit.csv\""))

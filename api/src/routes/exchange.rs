@@ -243,7 +243,10 @@ async fn serve_record(
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
     let row_filter = crate::query::grant_filter(&access, library.schema())?;
     // A record outside the grant's row filter is answered exactly as a missing one.
-    let stored = visible(row_filter.as_deref(), library.get(&key).map_err(|e| Problem::internal(&e))?);
+    let stored = visible(
+        row_filter.as_deref(),
+        library.get(&key).map_err(|e| Problem::internal(&e))?,
+    );
     let stored = stored.ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -620,7 +623,10 @@ async fn serve_verify(
     let key = parse_key(library, &body.key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
     let row_filter = crate::query::grant_filter(&access, library.schema())?;
-    let stored = visible(row_filter.as_deref(), library.get(&key).map_err(|e| Problem::internal(&e))?);
+    let stored = visible(
+        row_filter.as_deref(),
+        library.get(&key).map_err(|e| Problem::internal(&e))?,
+    );
     call.entry.row_count = Some(i64::from(stored.is_some()));
     let mut results = Map::new();
     let mut all = stored.is_some();

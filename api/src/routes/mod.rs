@@ -8,6 +8,6 @@ pub mod demands;
 pub mod exchange;
 pub mod health;
 pub mod lab;
-pub mod query;
 pub mod oauth;
+pub mod query;
 pub mod session;

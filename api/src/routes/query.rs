@@ -87,7 +87,7 @@ fn not_granted(field: &str, item: &str) -> Problem {
 
 /// An authorized read: the caller's view, the filter over it and the items to return.
 struct Read {
-    resource: Resource,
+    resource: std::sync::Arc<Resource>,
     library: Arc<Library>,
     access: Access,
     view: Arc<View>,

@@ -21,7 +21,10 @@ use exchange_core::id_number::check_character;
 use huitong::settings::Settings;
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 /// A valid citizen ID number for synthetic person `n`, unlike any the demo generates (region
@@ -149,7 +152,9 @@ fn main() -> ExitCode {
                 eprintln!("bare needs --body FILE (a response of the real server)");
                 return ExitCode::from(2);
             };
-            actix_web::rt::System::new().block_on(bare(port, body)).map_err(|e| e.to_string())
+            actix_web::rt::System::new()
+                .block_on(bare(port, body))
+                .map_err(|e| e.to_string())
         }
         _ => {
             eprintln!("usage: exchange-lookup prepare --data-dir DIR [--rows N] | bare --port P --body FILE");
