@@ -5,7 +5,7 @@
 use sqlx::AssertSqlSafe;
 use std::path::PathBuf;
 
-use huitong::settings::{RateLimitSettings, Settings, SyncSettings};
+use huitong::settings::{ExchangeSettings, RateLimitSettings, Settings, SyncSettings};
 use huitong::startup::Application;
 use serde_json::Value;
 
@@ -95,6 +95,10 @@ pub struct SpawnOptions {
     pub demo_rows: usize,
     /// The scheduler's settings.
     pub sync: SyncSettings,
+    /// How long the server trusts a resource or grant it read (`[exchange]
+    /// catalog_cache_seconds`). Tests that write the catalog behind the server's back, as
+    /// another process would, set 0 so the next call sees the write.
+    pub catalog_cache_seconds: f64,
 }
 
 impl SpawnOptions {
@@ -105,6 +109,7 @@ impl SpawnOptions {
             rate_limit: RateLimitSettings::default(),
             demo_rows: TEST_ROWS,
             sync: SyncSettings::default(),
+            catalog_cache_seconds: ExchangeSettings::default().catalog_cache_seconds,
         }
     }
 
@@ -130,6 +135,9 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         listen: "127.0.0.1:0".into(),
         rate_limit: options.rate_limit,
         sync: options.sync,
+        exchange: ExchangeSettings {
+            catalog_cache_seconds: options.catalog_cache_seconds,
+        },
         ..Settings::default()
     };
     if options.meta == MetaDb::Postgres {

@@ -113,11 +113,11 @@ async fn audit_verify_on_postgres_via_config_file() {
 }
 
 /// Who reads which audit records: (demo role, the calling departments whose records it sees;
-/// "" for calls made for no department: the platform admin's, the unauthenticated one).
+/// "" for the unauthenticated call; the platform admin acts for 大数据局 DSJ).
 const READERS: &[(&str, &[&str])] = &[
-    ("platform_admin", &["WJW", "RSJ", "GAJ", ""]),
+    ("platform_admin", &["WJW", "RSJ", "GAJ", "DSJ", ""]),
     // 公安局 provides the population resource, which every call was on: it sees them all.
-    ("provider_admin", &["WJW", "RSJ", "GAJ", ""]),
+    ("provider_admin", &["WJW", "RSJ", "GAJ", "DSJ", ""]),
     ("consumer_granted", &["WJW"]),
     ("consumer_ungranted", &["RSJ"]),
 ];

@@ -163,7 +163,13 @@ fn as_text(record: &Map<String, Value>) -> BTreeMap<String, Option<String>> {
 
 #[tokio::test]
 async fn exports_parse_back_to_the_paged_records() {
-    let app = spawn_app(MetaDb::Sqlite).await;
+    // The test changes the resource's share method in the metadata DB directly, as another
+    // process would: the server must read the catalog afresh on each call.
+    let app = huitong_tests::spawn_app_with(huitong_tests::SpawnOptions {
+        catalog_cache_seconds: 0.0,
+        ..huitong_tests::SpawnOptions::on(MetaDb::Sqlite)
+    })
+    .await;
     let granted = app.key("consumer_granted");
     let filter = "gender = '男' AND region_code LIKE '3301%'";
     let params = format!("fields=id_number,name,birth_date,phone&filter={}", encode(filter));
