@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use actix_web::HttpResponse;
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::problem::Problem;
@@ -36,6 +36,18 @@ use crate::routes;
         routes::health::health,
         routes::exchange::get_record,
         routes::exchange::changes,
+        routes::exchange::batch,
+        routes::exchange::verify,
+        routes::query::records,
+        routes::query::export,
+        routes::lab::views,
+        routes::lab::query,
+        routes::audit::list,
+        routes::audit::verify,
+        routes::oauth::token,
+        routes::session::login,
+        routes::session::whoami,
+        routes::session::logout,
         routes::catalog::list_departments,
         routes::catalog::save_department,
         routes::catalog::list_resources,
@@ -57,6 +69,7 @@ use crate::routes;
         routes::credentials::list,
         routes::credentials::create,
         routes::credentials::revoke,
+        routes::credentials::rotate,
         routes::connectors::list,
         routes::connectors::save,
         routes::connectors::get,
@@ -89,7 +102,13 @@ use crate::routes;
         (name = "exchange", description = "共享交换 The exchange API for government consumers: every call decided by \
             policy from the catalog's grants, masked by sensitivity, held to its quota, and audited (全程留痕)."),
         (name = "connectors", description = "Connectors (数据源接入): configuration, run history, quarantined rows, manual runs."),
-        (name = "credentials", description = "Credentials (凭证): API keys with a role and a department."),
+        (name = "lab", description = "数据实验室 The data lab: read-only SQL over views of the resources policy lets the caller read \
+            (granted items only, masked, row-filtered); audited like every exchange call."),
+        (name = "audit", description = "审计 The audit trail (全程留痕、可追溯): the calls each reader may see, as JSON pages or CSV, and the \
+            hash chain's check."),
+        (name = "credentials", description = "Credentials (凭证): API keys with a role and a department; issue, rotate (轮换), revoke."),
+        (name = "authentication", description = "身份认证 OAuth2 client credentials (an API key exchanged for a short-lived \
+            JWT access token) and the web console's session cookie."),
         (name = "health", description = "Liveness and the libraries' served versions."),
         (name = "docs", description = "This document."),
     )
@@ -149,6 +168,13 @@ impl Modify for BearerAuth {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "huitong_session",
+                "The web console's session cookie, set by `POST /api/v1/session`.",
+            ))),
         );
     }
 }
@@ -403,4 +429,236 @@ pub struct QuarantineAnswer {
     pub run: i64,
     /// The rejected rows.
     pub items: Vec<catalog::QuarantinedRow>,
+}
+
+/// One result of `records:batch`.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResult {
+    /// The key as sent.
+    pub key: String,
+    /// `found`, `not_found` (no record, or one outside the grant's row filter) or `invalid_key`.
+    pub status: BatchStatus,
+    /// Why the key is invalid (`invalid_key` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub detail: Option<String>,
+    /// The library version the record was last changed in (`found` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub library_version: Option<i64>,
+    /// The record, as for `records/{key}` (`found` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub record: Option<std::collections::BTreeMap<String, Option<String>>>,
+}
+
+/// What became of one key of a batch.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    /// The record is returned.
+    Found,
+    /// No record the caller may see.
+    NotFound,
+    /// The key is malformed; `detail` says why.
+    InvalidKey,
+}
+
+/// The answer of `records:batch` (批量查询).
+#[derive(Serialize, ToSchema)]
+pub struct BatchAnswer {
+    /// The resource asked.
+    pub resource_code: String,
+    /// Keys found.
+    pub found: i64,
+    /// One per key, in request order.
+    pub results: Vec<BatchResult>,
+    /// The items returned masked.
+    pub masked: Vec<String>,
+}
+
+/// The answer of `verify` (核验): no data, only whether each claim matches.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"resource_code": "1-01-001-000001", "found": true, "match": false,
+    "results": {"birth_date": "match", "name": "no_match"}}))]
+pub struct VerifyAnswer {
+    /// The resource asked.
+    pub resource_code: String,
+    /// Whether the caller may see a record for the key.
+    pub found: bool,
+    /// Whether every claim matches.
+    #[serde(rename = "match")]
+    pub all_match: bool,
+    /// `match` or `no_match` by claimed item.
+    pub results: std::collections::BTreeMap<String, VerifyOutcome>,
+}
+
+/// One claim's outcome.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyOutcome {
+    /// The claimed value equals the record's (after normalization).
+    Match,
+    /// It does not, or there is no record.
+    NoMatch,
+}
+
+/// A page of `GET …/records` (条件查询).
+#[derive(Serialize, ToSchema)]
+pub struct RecordsAnswer {
+    /// The resource asked.
+    pub resource_code: String,
+    /// The library version read.
+    pub library_version: i64,
+    /// The records, each with the items asked (of those the caller may see), masked where not plain.
+    pub records: Vec<std::collections::BTreeMap<String, Option<String>>>,
+    /// The cursor of the next page; null at the end.
+    pub next_cursor: Option<String>,
+    /// The items returned masked.
+    pub masked: Vec<String>,
+}
+
+/// The caller's lab views.
+#[derive(Serialize, ToSchema)]
+pub struct LabViewsAnswer {
+    /// One per resource the caller may read.
+    pub views: Vec<LabViewInfo>,
+}
+
+/// One lab view.
+#[derive(Serialize, ToSchema)]
+pub struct LabViewInfo {
+    /// The view's name in SQL (`r_` + the resource code, `-` as `_`).
+    pub view: String,
+    /// The resource behind it.
+    pub resource_code: String,
+    /// The resource's name.
+    pub resource_name: String,
+    /// The grant that allows it, if one does.
+    pub grant_id: Option<i64>,
+    /// Whether the grant's row filter (行过滤) limits the rows.
+    pub row_filtered: bool,
+    /// The columns the caller may read.
+    pub columns: Vec<LabViewColumn>,
+}
+
+/// A column of a lab view.
+#[derive(Serialize, ToSchema)]
+pub struct LabViewColumn {
+    /// The data item.
+    pub name: String,
+    /// Its Chinese label.
+    pub label_zh: String,
+    /// Always `text`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether its values are masked (脱敏).
+    pub masked: bool,
+}
+
+/// The answer of a lab query.
+#[derive(Serialize, ToSchema)]
+pub struct LabAnswer {
+    /// The result's columns, in order.
+    pub columns: Vec<LabColumn>,
+    /// The rows, each an array in column order (names may repeat, so not objects).
+    pub rows: Vec<Vec<Value>>,
+    /// Rows returned.
+    pub row_count: u64,
+    /// Whether rows beyond `max_rows` were cut.
+    pub truncated: bool,
+    /// The views the query read.
+    pub views: Vec<String>,
+}
+
+/// A column of a lab result.
+#[derive(Serialize, ToSchema)]
+pub struct LabColumn {
+    /// Its name.
+    pub name: String,
+    /// Its Arrow data type (`Utf8`, `Int64`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A page of the audit trail.
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    /// The records, oldest first.
+    pub items: Vec<policy::audit::AuditRecord>,
+    /// Ask again with `after` = this for the next page; null at the end.
+    pub next_after: Option<i64>,
+}
+
+/// The audit chain's check (链校验).
+#[derive(Serialize, ToSchema)]
+pub struct AuditChainAnswer {
+    /// Records checked.
+    pub records: u64,
+    /// Whether every link holds.
+    pub intact: bool,
+    /// The first broken link; null when intact.
+    pub first_broken: Option<policy::audit::BrokenLink>,
+}
+
+/// The form of `POST /oauth/token` (RFC 6749 §4.4).
+#[derive(Serialize, ToSchema)]
+pub struct TokenRequest {
+    /// `client_credentials`.
+    pub grant_type: String,
+    /// The key's prefix (`ht_…`, as shown in key lists), unless sent by HTTP Basic.
+    #[schema(required = false)]
+    pub client_id: Option<String>,
+    /// The API key itself, unless sent by HTTP Basic.
+    #[schema(required = false)]
+    pub client_secret: Option<String>,
+    /// Not used: must be absent or empty (a token carries its credential's role and department).
+    #[schema(required = false)]
+    pub scope: Option<String>,
+}
+
+/// An access token (RFC 6749 §5.1).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"access_token": "eyJhbGciOiJIUzI1NiJ9.…", "token_type": "Bearer", "expires_in": 3600}))]
+pub struct TokenAnswer {
+    /// The JWT, for `Authorization: Bearer`.
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: String,
+    /// Seconds it is valid.
+    pub expires_in: u64,
+}
+
+/// An OAuth2 error (RFC 6749 §5.2); the token endpoint answers these instead of problem+json.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": "invalid_client", "error_description": "the client secret is not valid (unknown key)"}))]
+pub struct OAuthErrorAnswer {
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, `invalid_scope` or `server_error`.
+    pub error: String,
+    /// What happened, for people.
+    pub error_description: String,
+}
+
+/// A console session (控制台会话).
+#[derive(Serialize, ToSchema)]
+pub struct SessionAnswer {
+    /// The credential logged in.
+    pub credential: policy::Credential,
+    /// When the session ends (UTC, RFC 3339).
+    pub expires_at: String,
+}
+
+/// A rotated key (密钥轮换): the new one, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct RotatedCredential {
+    /// The new credential.
+    pub credential: policy::Credential,
+    /// Its full key (`ht_…`), to hand to its holder now.
+    pub key: String,
+    /// The id of the credential it replaces.
+    pub replaces: i64,
+    /// Until when the old key keeps working; null when it was revoked at once.
+    pub old_key_expires_at: Option<String>,
+    /// Whether the old key was revoked at once (no grace period).
+    pub old_key_revoked: bool,
 }

@@ -22,12 +22,16 @@ pub struct Problem {
     pub status: u16,
     /// What happened here.
     pub detail: String,
-    /// The stable code (稳定错误码), one of: `unauthenticated`, `forbidden`, `not_found`,
-    /// `conflict`, `invalid_state`, `validation_failed`, `invalid_body`, `invalid_query`,
-    /// `bad_path`, `invalid_key`, `no_grant`, `not_shared`, `role_forbidden`, `no_department`,
-    /// `resource_not_found`, `resource_not_served`, `record_not_found`, `quota_exceeded`,
-    /// `audit_unavailable`, `connector_not_found`, `run_not_found`, `run_in_progress`,
-    /// `no_such_endpoint`, `internal`. New codes may be added; a code never changes meaning.
+    /// The stable code (稳定错误码), one of: `unauthenticated`, `invalid_token`, `token_expired`,
+    /// `forbidden`, `not_found`, `conflict`, `invalid_state`, `validation_failed`,
+    /// `invalid_body`, `invalid_query`, `bad_path`, `invalid_key`, `no_grant`, `grant_expired`,
+    /// `not_shared`, `role_forbidden`, `no_department`, `item_not_granted`, `resource_not_found`,
+    /// `resource_not_served`, `record_not_found`, `grant_filter_invalid`, `invalid_batch`, `invalid_claims`,
+    /// `invalid_claim`, `unknown_item`, `invalid_filter`, `bulk_not_allowed`, `invalid_sql`,
+    /// `sql_not_allowed`, `unknown_view`, `query_timeout`, `query_too_large`, `query_failed`,
+    /// `quota_exceeded`, `audit_unavailable`, `connector_not_found`, `run_not_found`,
+    /// `run_in_progress`, `no_such_endpoint`, `internal`. New codes may be added; a code never
+    /// changes meaning.
     pub code: &'static str,
     /// The offending field or parameter, when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -265,7 +265,7 @@ fn canonical<'a>(seq: i64, at: &'a str, entry: &'a AuditEntry, plain: &'a str, m
 }
 
 /// The first record where the chain does not hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BrokenLink {
     /// Its sequence number.
     pub seq: i64,
@@ -351,7 +351,7 @@ pub async fn verify(catalog: &Catalog) -> Result<ChainReport> {
 }
 
 /// A stored audit record, as listed to the people allowed to see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the chain.
     pub seq: i64,

@@ -16,8 +16,9 @@ use crate::startup::AppState;
 type Reply = Result<HttpResponse, Problem>;
 
 /// Query of `GET /api/v1/audit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Only calls on this resource code.
     #[serde(default)]
@@ -106,6 +107,23 @@ fn scope(caller: &Caller, params: &AuditParams, query: &mut AuditQuery) -> Resul
 
 /// `GET /api/v1/audit?resource=…&from=…&to=…`: the audit records the caller may read,
 /// oldest first, paged by `after`; `format=csv` exports them all.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "审计记录 The audit records the caller may read, oldest first: the platform all; a provider's data officer the calls on its department's resources and by its department; a consumer system its department's calls; an open-data developer its own. JSON pages (follow `next_after`), or with `format=csv` every matching record as CSV",
+            content(
+                (crate::openapi::AuditPage = "application/json"),
+                (String = "text/csv; charset=utf-8"),
+            )),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: a consumer asking for another department's calls, or a key that acts for no department where one is needed", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_query` naming the parameter: `limit` out of 1–1000, `from`/`to` not a date or RFC 3339 time, `format` not json or csv, or one that does not parse", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Query<AuditParams>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     let limit = params.limit.unwrap_or(100);
@@ -215,6 +233,17 @@ fn csv_export(state: std::sync::Arc<AppState>, mut query: AuditQuery) -> HttpRes
 
 /// `GET /api/v1/audit/verify` (platform staff): recomputes the chain; the first broken link,
 /// if any.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/verify",
+    tag = "audit",
+    responses(
+        (status = 200, description = "链校验 The hash chain recomputed: how many records, whether it is intact, and the first broken link (a changed, removed or reordered record)", body = crate::openapi::AuditChainAnswer),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin, Role::Reviewer], "checking the audit chain")?;

@@ -150,7 +150,7 @@ pub async fn revoke(req: HttpRequest, state: web::Data<AppState>, id: web::Path<
 const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 
 /// Body of `POST /api/v1/credentials/{id}/rotate` (optional: no body means revoke the old key now).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
     /// How long the old key keeps working, in seconds (0: revoked at once; at most 7 days).
@@ -164,6 +164,25 @@ pub struct Rotation {
 /// `POST /api/v1/credentials/{id}/rotate` (platform admin; a provider admin for its own
 /// department's keys): a new key for the same name, role and department, shown once; the old
 /// key works on for the grace period, then expires.
+#[utoipa::path(
+    post,
+    path = "/api/v1/credentials/{id}/rotate",
+    tag = "credentials",
+    params(
+        ("id" = i64, Path, description = "The credential's id"),
+    ),
+    request_body(content = Option<Rotation>, description = "Optional: without a body the old key is revoked at once"),
+    responses(
+        (status = 201, description = "密钥轮换 The new credential and its key, shown this once; the old key works on for the grace period", body = crate::openapi::RotatedCredential),
+        (status = 400, response = crate::openapi::BadPath),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: not a platform admin, or a provider admin rotating another department's key", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no credential has this id", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`invalid_state`: the credential is revoked, expired or already rotated", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (`grace_seconds` out of 0–604800, `expires_at` not in the future; `errors` lists each) or `invalid_body` (the body does not parse)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn rotate(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin, Role::ProviderAdmin], "rotating a key")?;

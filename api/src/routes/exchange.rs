@@ -113,7 +113,7 @@ fn new_request_id() -> String {
         (status = 404, description = "`resource_not_found` (`field: resource_code`), `resource_not_served`, or `record_not_found` (`field: key`): a valid key the library does not hold", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_key` (`field: key`): not a valid citizen ID number (公民身份号码); `detail` says why", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
-        (status = 500, response = crate::openapi::Internal),
+        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, response = crate::openapi::AuditUnavailable),
     )
 )]
@@ -306,7 +306,7 @@ fn default_page() -> usize {
         (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_query` naming the parameter (`since_version`, `limit`, `cursor`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
-        (status = 500, response = crate::openapi::Internal),
+        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, response = crate::openapi::AuditUnavailable),
     )
 )]
@@ -462,7 +462,8 @@ const BATCH_ENDPOINT: &str = "POST /api/v1/exchange/{resource_code}/records:batc
 pub const MAX_BATCH: usize = 1000;
 
 /// Body of `records:batch`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"keys": ["330102198807150031", "110105199001010022"]}))]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// The keys, 1 to 1,000.
@@ -472,6 +473,26 @@ pub struct BatchRequest {
 /// `POST /api/v1/exchange/{resource_code}/records:batch`: up to 1,000 records in one call,
 /// results in request order; a key with no record is marked `not_found`, a malformed one
 /// `invalid_key` with the reason, and neither fails the batch.
+#[utoipa::path(
+    post,
+    path = "/api/v1/exchange/{resource_code}/records:batch",
+    tag = "exchange",
+    params(
+        ("resource_code" = String, Path, description = "资源代码 The resource code"),
+        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+    ),
+    request_body(content = BatchRequest, description = "The keys to look up, 1 to 1,000"),
+    responses(
+        (status = 200, description = "批量查询 One result per key, in request order: `found` with the record (granted items only, masked where not plain), `not_found`, or `invalid_key` with the reason; a bad key does not fail the batch", body = crate::openapi::BatchAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_batch` (`field: keys`): no keys or more than 1,000; `invalid_body`: the body does not parse", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::QuotaExceeded),
+        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::AuditUnavailable),
+    )
+)]
 pub async fn batch(
     req: HttpRequest,
     path: web::Path<String>,
@@ -547,7 +568,8 @@ async fn serve_batch(
 const VERIFY_ENDPOINT: &str = "POST /api/v1/exchange/{resource_code}/verify";
 
 /// Body of `verify` (核验).
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"key": "330102198807150031", "claims": {"name": "周杰", "birth_date": "1988-07-15"}}))]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
     /// The record's key, e.g. an ID number.
@@ -561,6 +583,26 @@ pub struct VerifyRequest {
 /// normalized like source values (full-width digits, date forms); a key with no record
 /// matches nothing. Any granted item may be verified, masked ones included — that is the point
 /// of verification.
+#[utoipa::path(
+    post,
+    path = "/api/v1/exchange/{resource_code}/verify",
+    tag = "exchange",
+    params(
+        ("resource_code" = String, Path, description = "资源代码 The resource code"),
+        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+    ),
+    request_body(content = VerifyRequest, description = "The key and the claimed values to check (核验)"),
+    responses(
+        (status = 200, description = "核验结果 `match` or `no_match` per claimed item, and whether all match; no data is returned", body = crate::openapi::VerifyAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`, or `item_not_granted` (`field: claims.<item>`): a claimed item is not among the granted items", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_claims` (`field: claims`): no claims; `unknown_item` (`field: claims.<item>`): the resource has no such data item; `invalid_claim` (`field: claims.<item>`): the claimed value does not normalize; `invalid_key` (`field: key`): not a valid citizen ID number; `invalid_body`: the body does not parse", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::QuotaExceeded),
+        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::AuditUnavailable),
+    )
+)]
 pub async fn verify(
     req: HttpRequest,
     path: web::Path<String>,

@@ -18,7 +18,8 @@ use crate::startup::AppState;
 const QUERY_ENDPOINT: &str = "POST /api/v1/lab/query";
 
 /// Body of a lab query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"sql": "SELECT gender, count(*) FROM r_1_01_001_000001 GROUP BY gender", "max_rows": 100}))]
 #[serde(deny_unknown_fields)]
 pub struct LabQuery {
     /// One SQL query over the caller's views.
@@ -60,6 +61,16 @@ async fn views_of(state: &AppState, credential: &Credential) -> Result<Vec<LabVi
 }
 
 /// `GET /api/v1/lab/views`: the caller's views, their columns and which are masked.
+#[utoipa::path(
+    get,
+    path = "/api/v1/lab/views",
+    tag = "lab",
+    responses(
+        (status = 200, description = "The views (视图) the caller may query: one per served resource policy lets it read, with its columns and which are masked", body = crate::openapi::LabViewsAnswer),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn views(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
     let credential = crate::auth::Caller::from_request(&req, &state).await?.0;
     let views = views_of(&state, &credential).await?;
@@ -83,6 +94,23 @@ pub async fn views(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 }
 
 /// `POST /api/v1/lab/query`: one read-only query; audited like every exchange call.
+#[utoipa::path(
+    post,
+    path = "/api/v1/lab/query",
+    tag = "lab",
+    params(
+        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+    ),
+    request_body(content = LabQuery, description = "One read-only SQL query (DataFusion dialect) over the caller's views"),
+    responses(
+        (status = 200, description = "The result: columns, rows as arrays in column order, and the views read", body = crate::openapi::LabAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 422, description = "`field: sql`: `invalid_sql` (does not parse), `sql_not_allowed` (not one read-only query), `unknown_view` (names a view the caller does not have), `query_timeout`, `query_too_large`, `query_failed`; `invalid_body` (`field: max_rows` out of 1–10,000, or a body that does not parse)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::QuotaExceeded),
+        (status = 500, response = crate::openapi::Internal),
+        (status = 503, response = crate::openapi::AuditUnavailable),
+    )
+)]
 pub async fn query(req: HttpRequest, state: web::Data<AppState>, body: web::Json<LabQuery>) -> HttpResponse {
     let mut call = CallRecord::new(&req, QUERY_ENDPOINT, "");
     call.entry.resource_code = None;

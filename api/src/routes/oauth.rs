@@ -52,6 +52,22 @@ impl OAuthError {
 }
 
 /// `POST /oauth/token` with `grant_type=client_credentials`.
+#[utoipa::path(
+    post,
+    path = "/oauth/token",
+    tag = "authentication",
+    security(()),
+    request_body(content = crate::openapi::TokenRequest, content_type = "application/x-www-form-urlencoded",
+        description = "OAuth2 client credentials (RFC 6749 §4.4); the client authenticates by HTTP Basic (`Authorization: Basic base64(client_id:client_secret)`) or with `client_id` and `client_secret` in the form, not both"),
+    responses(
+        (status = 200, description = "An access token (a JWT), usable as `Authorization: Bearer` wherever the key is", body = crate::openapi::TokenAnswer,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "RFC 6749 §5.2 error (not problem+json: OAuth2 clients expect this shape): `invalid_request` (not a form, a repeated or missing parameter, two client authentications), `unsupported_grant_type`, `invalid_scope`", body = crate::openapi::OAuthErrorAnswer),
+        (status = 401, description = "RFC 6749 §5.2 `invalid_client`: no client authentication, malformed HTTP Basic, a secret that is not a valid key, or a `client_id` that is not its key prefix", body = crate::openapi::OAuthErrorAnswer,
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"huitong\"`"))),
+        (status = 500, description = "RFC 6749 §5.2 `server_error`: a fault of the server; the cause is in its log", body = crate::openapi::OAuthErrorAnswer),
+    )
+)]
 pub async fn token(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
     match issue(&req, &state, &body).await {
         Ok(response) => response,

@@ -13,7 +13,7 @@ use crate::startup::AppState;
 type Reply = Result<HttpResponse, Problem>;
 
 /// Body of `POST /api/v1/session`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     /// The officer's API key.
@@ -21,6 +21,20 @@ pub struct Login {
 }
 
 /// `POST /api/v1/session`: logs in with an API key; sets the session cookie.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "authentication",
+    security(()),
+    request_body(content = Login),
+    responses(
+        (status = 201, description = "控制台登录 Logged in: the `huitong_session` cookie (HttpOnly, SameSite=Strict, Secure over https) is set", body = crate::openapi::SessionAnswer,
+            headers(("Set-Cookie" = String, description = "`huitong_session=<token>; Max-Age=<seconds>; Path=/; HttpOnly; SameSite=Strict[; Secure]`"))),
+        (status = 401, description = "`unauthenticated` (`field: key`): the API key is unknown, malformed, expired or revoked", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, response = crate::openapi::Invalid),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn login(req: HttpRequest, state: web::Data<AppState>, body: web::Json<Login>) -> Reply {
     let credential = state.auth.key(body.key.trim()).await.map_err(|e| match e {
         policy::Error::Unauthenticated(why) => {
@@ -47,6 +61,17 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, body: web::Json
 }
 
 /// `GET /api/v1/session`: who is logged in with this browser's session.
+#[utoipa::path(
+    get,
+    path = "/api/v1/session",
+    tag = "authentication",
+    security(("session" = [])),
+    responses(
+        (status = 200, description = "The credential logged in with this browser's session, and when the session ends", body = crate::openapi::SessionAnswer),
+        (status = 401, response = crate::openapi::Unauthenticated),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let token = session_cookie(&req).ok_or_else(|| Problem::unauthorized("no console session; log in"))?;
     let (caller, expires_at) = Caller::from_session(&state, token).await?;
@@ -56,6 +81,17 @@ pub async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> Reply {
 }
 
 /// `DELETE /api/v1/session`: logs out (the session is deleted) and clears the cookie.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "authentication",
+    security(()),
+    responses(
+        (status = 204, description = "Logged out: the session (if any) is deleted and the cookie cleared",
+            headers(("Set-Cookie" = String, description = "`huitong_session=; Max-Age=0; …`"))),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
 pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     if let Some(token) = session_cookie(&req) {
         policy::sessions::end(&state.catalog, token)
