@@ -28,7 +28,7 @@ pub struct AppState {
     /// The audit writer.
     pub audit: AuditLog,
     /// Per-credential and per-grant quotas.
-    pub quotas: Quotas,
+    pub quotas: Arc<Quotas>,
     /// Resources and grants as the exchange hot path reads them.
     pub catalog_cache: CatalogCache,
     /// Secret for the keyed hashes of looked-up keys in the audit trail.
@@ -89,6 +89,8 @@ impl Application {
         let rate = &settings.rate_limit;
         let quotas = Quotas::new(rate.requests_per_second, rate.burst, rate.requests_per_day);
         quotas.restore_today(&catalog).await?;
+        let quotas = Arc::new(quotas);
+        spawn_quota_saver(quotas.clone(), catalog.clone());
         let catalog_cache = CatalogCache::new(
             catalog.clone(),
             std::time::Duration::from_secs_f64(settings.exchange.catalog_cache_seconds.max(0.0)),
@@ -163,6 +165,19 @@ impl Application {
     pub fn handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
+}
+
+/// Saves the daily quota counts every two seconds, so a restart loses at most that much.
+fn spawn_quota_saver(quotas: Arc<Quotas>, catalog: Catalog) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Err(e) = quotas.persist(&catalog).await {
+                tracing::warn!(error = %e, "saving daily quota counts failed; will retry");
+            }
+        }
+    });
 }
 
 /// After a catalog write served here (any successful request that is not a read or an
@@ -281,8 +296,13 @@ fn register_endpoints(config: &mut web::ServiceConfig) {
     }
 }
 
+/// The access log (target `huitong::http`). Exchange calls are left out: each is in the audit
+/// trail already, with more than a log line holds, and a line per lookup would cost the hot
+/// path a write.
 fn tracing_actix() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%s %r %Dms").log_target("huitong::http")
+    actix_web::middleware::Logger::new("%s %r %Dms")
+        .log_target("huitong::http")
+        .exclude_regex("^/api/v1/exchange/")
 }
 
 fn seconds(n: u64) -> chrono::Duration {

@@ -7,7 +7,8 @@
 #   benches/exchange-lookup/run.sh            # 10M rows
 #   HUITONG_BENCH_ROWS=1000000 benches/exchange-lookup/run.sh
 #
-# Needs wrk (apt-get install wrk). Builds the release binaries with cargo first.
+# Needs wrk (apt-get install wrk). Builds the release binaries with cargo first
+# (HUITONG_BENCH_BUILD=0: use those already in $CARGO_TARGET_DIR/release).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -18,14 +19,23 @@ connections="${HUITONG_BENCH_CONNECTIONS:-64}"
 port=18080
 bare_port=18081
 target="${CARGO_TARGET_DIR:-$root/target}"
+build="${HUITONG_BENCH_BUILD:-1}"
+# huitong reads HUITONG_* variables as settings: keep these away from the server.
+unset HUITONG_BENCH_ROWS HUITONG_BENCH_DIR HUITONG_BENCH_SECONDS HUITONG_BENCH_CONNECTIONS HUITONG_BENCH_BUILD
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
-(cd "$root" && cargo build --release -q -p huitong -p huitong-benches --bin huitong --bin exchange-lookup)
+if [ "$build" = 1 ]; then
+  (cd "$root" && cargo build --release -q -p huitong -p huitong-benches --bin huitong --bin exchange-lookup)
+fi
 huitong="$target/release/huitong"
 lookup="$target/release/exchange-lookup"
 
-echo "== preparing $rows rows in $data (reused when present)" >&2
-"$lookup" prepare --data-dir "$data" --rows "$rows" >&2
+if [ -f "$data/bench.json" ]; then
+  echo "== reusing $data" >&2
+else
+  echo "== preparing $rows rows in $data" >&2
+  "$lookup" prepare --data-dir "$data" --rows "$rows" >&2
+fi
 key=$(python3 -c "import json,sys; print(json.load(open('$data/bench.json'))['consumer_key'])")
 code=$(python3 -c "import json,sys; print(json.load(open('$data/bench.json'))['resource_code'])")
 keys="$data/bench-keys.txt"
@@ -47,6 +57,7 @@ trap cleanup EXIT
 pids+=($!)
 server_pid=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "huitong did not start:" >&2; cat "$data/serve.log" >&2; exit 1; }
 first=$(head -1 "$keys")
 curl -sf -H "Authorization: Bearer $key" "http://127.0.0.1:$port/api/v1/exchange/$code/records/$first" >"$data/body.json"
 echo "== one response: $(wc -c <"$data/body.json") bytes" >&2

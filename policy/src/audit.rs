@@ -163,8 +163,9 @@ const COLUMN_COUNT: usize = 18;
 /// Records per INSERT statement: one statement per record cost more than the fsync.
 const ROWS_PER_STATEMENT: usize = 64;
 
-/// `INSERT INTO audit_log (…) VALUES ($1, …), …` for `rows` records.
-fn insert_statement(rows: usize) -> String {
+/// `INSERT INTO audit_log (…) VALUES ($1, …), …` for `rows` records. SQLite gets anonymous
+/// `?` placeholders: looking up a numbered one costs a scan of all of them, per value bound.
+fn insert_statement(backend: catalog::Backend, rows: usize) -> String {
     let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -172,7 +173,10 @@ fn insert_statement(rows: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1));
+            match backend {
+                catalog::Backend::Sqlite => sql.push('?'),
+                catalog::Backend::Postgres => sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1)),
+            }
         }
         sql.push(')');
     }
@@ -205,14 +209,14 @@ async fn write_group(catalog: &Catalog, group: &[Pending], head: &(i64, String))
             hash,
         });
     }
-    let full_statement = insert_statement(ROWS_PER_STATEMENT);
+    let full_statement = insert_statement(catalog.backend(), ROWS_PER_STATEMENT);
     let mut tx = catalog.pool().begin().await?;
     for (records, entries) in stored.chunks(ROWS_PER_STATEMENT).zip(group.chunks(ROWS_PER_STATEMENT)) {
         let partial;
         let sql = if records.len() == ROWS_PER_STATEMENT {
             &full_statement
         } else {
-            partial = insert_statement(records.len());
+            partial = insert_statement(catalog.backend(), records.len());
             &partial
         };
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));

@@ -2,8 +2,9 @@
 //! burst allowance, and requests per day.
 //!
 //! A day is a calendar day in China Standard Time (UTC+8, no daylight saving). Daily counts
-//! live in memory and are restored at start from today's part of the audit trail, so a restart
-//! gives no fresh allowance.
+//! live in memory and are saved to the metadata DB every few seconds ([`Quotas::persist`]) and
+//! read back at start ([`Quotas::restore_today`]), so a restart gives no fresh allowance (a crash
+//! forgets at most the calls since the last save).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -11,7 +12,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use catalog::{Catalog, Grant};
-use futures::TryStreamExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::Row;
@@ -57,6 +57,33 @@ enum Subject {
     Grant(i64),
 }
 
+impl Subject {
+    /// As stored: `c:<credential id>` or `g:<grant id>`.
+    fn code(self) -> String {
+        match self {
+            Subject::Credential(id) => format!("c:{id}"),
+            Subject::Grant(id) => format!("g:{id}"),
+        }
+    }
+
+    fn parse(code: &str) -> Option<Self> {
+        let (kind, id) = code.split_once(':')?;
+        let id = id.parse().ok()?;
+        match kind {
+            "c" => Some(Subject::Credential(id)),
+            "g" => Some(Subject::Grant(id)),
+            _ => None,
+        }
+    }
+}
+
+/// Today's counts, and whether they changed since they were last saved.
+struct Days {
+    day: i64,
+    counts: HashMap<Subject, u64>,
+    changed: bool,
+}
+
 /// One grant's per-second limiter, rebuilt when the grant's quota changes.
 struct GrantRate {
     per_second: f64,
@@ -70,7 +97,7 @@ pub struct Quotas {
     credential_burst: u32,
     credential_per_day: Option<u64>,
     grants: RwLock<HashMap<i64, Arc<GrantRate>>>,
-    days: Mutex<(i64, HashMap<Subject, u64>)>,
+    days: Mutex<Days>,
     clock: DefaultClock,
 }
 
@@ -100,7 +127,11 @@ impl Quotas {
             credential_burst: burst,
             credential_per_day: per_day,
             grants: RwLock::new(HashMap::new()),
-            days: Mutex::new((today(chrono::Utc::now()).0, HashMap::new())),
+            days: Mutex::new(Days {
+                day: today(chrono::Utc::now()).0,
+                counts: HashMap::new(),
+                changed: false,
+            }),
             clock: DefaultClock::default(),
         }
     }
@@ -133,8 +164,12 @@ impl Quotas {
         }
         let (day, left) = today(chrono::Utc::now());
         let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
-        if days.0 != day {
-            *days = (day, HashMap::new());
+        if days.day != day {
+            *days = Days {
+                day,
+                counts: HashMap::new(),
+                changed: false,
+            };
         }
         let over = |scope, limit| OverQuota {
             scope,
@@ -142,20 +177,25 @@ impl Quotas {
             retry_after: Duration::from_secs(left),
             limit,
         };
-        let credential_count = days.1.get(&Subject::Credential(credential_id)).copied().unwrap_or(0);
+        let credential_count = days
+            .counts
+            .get(&Subject::Credential(credential_id))
+            .copied()
+            .unwrap_or(0);
         if let Some(limit) = self.credential_per_day
             && credential_count >= limit
         {
             return Err(over(Scope::Credential, limit));
         }
         if let Some((grant_id, limit)) = grant_day {
-            let count = days.1.entry(Subject::Grant(grant_id)).or_insert(0);
+            let count = days.counts.entry(Subject::Grant(grant_id)).or_insert(0);
             if *count >= limit {
                 return Err(over(Scope::Grant, limit));
             }
             *count += 1;
         }
-        *days.1.entry(Subject::Credential(credential_id)).or_insert(0) += 1;
+        *days.counts.entry(Subject::Credential(credential_id)).or_insert(0) += 1;
+        days.changed = true;
         Ok(())
     }
 
@@ -179,34 +219,56 @@ impl Quotas {
         rate
     }
 
-    /// Restores today's daily counts from the audit trail: every recorded call of a
-    /// credential that was not itself refused for quota, and every call allowed under a grant.
-    /// Reads today's records only, newest first.
+    /// Reads back today's daily counts saved by [`Quotas::persist`].
     pub async fn restore_today(&self, catalog: &Catalog) -> crate::Result<()> {
-        let now = chrono::Utc::now();
-        let (day, _) = today(now);
-        let start = chrono::DateTime::from_timestamp(day * 86_400 - CST_OFFSET, 0).expect("a valid time");
-        let start = catalog::timestamp_text(start);
+        let (day, _) = today(chrono::Utc::now());
+        let rows = sqlx::query("SELECT subject, used FROM quota_usage WHERE day = $1")
+            .bind(day)
+            .fetch_all(catalog.pool())
+            .await?;
         let mut counts = HashMap::new();
-        let mut rows = sqlx::query("SELECT at, credential_id, grant_id, outcome FROM audit_log ORDER BY seq DESC")
-            .fetch(catalog.pool());
-        while let Some(row) = rows.try_next().await? {
-            let at: String = row.try_get("at")?;
-            if at < start {
-                break;
-            }
-            let outcome: String = row.try_get("outcome")?;
-            if outcome == "quota_exceeded" {
-                continue;
-            }
-            if let Some(id) = row.try_get::<Option<i64>, _>("credential_id")? {
-                *counts.entry(Subject::Credential(id)).or_insert(0) += 1;
-            }
-            if let Some(id) = row.try_get::<Option<i64>, _>("grant_id")? {
-                *counts.entry(Subject::Grant(id)).or_insert(0) += 1;
+        for row in rows {
+            let subject: String = row.try_get("subject")?;
+            let used: i64 = row.try_get("used")?;
+            if let Some(subject) = Subject::parse(&subject) {
+                counts.insert(subject, u64::try_from(used).unwrap_or(0));
             }
         }
-        *self.days.lock().unwrap_or_else(|p| p.into_inner()) = (day, counts);
+        *self.days.lock().unwrap_or_else(|p| p.into_inner()) = Days {
+            day,
+            counts,
+            changed: false,
+        };
+        Ok(())
+    }
+
+    /// Saves today's daily counts, if they changed, and forgets days older than a week.
+    pub async fn persist(&self, catalog: &Catalog) -> crate::Result<()> {
+        let (day, counts) = {
+            let mut days = self.days.lock().unwrap_or_else(|p| p.into_inner());
+            if !days.changed {
+                return Ok(());
+            }
+            days.changed = false;
+            (days.day, days.counts.clone())
+        };
+        let mut tx = catalog.pool().begin().await?;
+        for (subject, used) in counts {
+            sqlx::query(
+                "INSERT INTO quota_usage (day, subject, used) VALUES ($1, $2, $3) \
+                 ON CONFLICT (day, subject) DO UPDATE SET used = excluded.used",
+            )
+            .bind(day)
+            .bind(subject.code())
+            .bind(i64::try_from(used).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM quota_usage WHERE day < $1")
+            .bind(day - 7)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
     }
 }
@@ -280,6 +342,23 @@ mod tests {
             (over.scope, over.window, over.limit),
             (Scope::Credential, Window::Day, 5)
         );
+    }
+
+    #[tokio::test]
+    async fn daily_counts_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+        let catalog = Catalog::connect(&url).await.unwrap();
+        let g = grant(None, Some(3));
+        let before = Quotas::new(1000.0, 1000, None);
+        for _ in 0..2 {
+            assert!(before.check(1, Some(&g)).is_ok());
+        }
+        before.persist(&catalog).await.unwrap();
+        let after = Quotas::new(1000.0, 1000, None);
+        after.restore_today(&catalog).await.unwrap();
+        assert!(after.check(2, Some(&g)).is_ok(), "one call of three left");
+        assert_eq!(after.check(2, Some(&g)).unwrap_err().window, Window::Day);
     }
 
     #[test]

@@ -20,6 +20,10 @@ use std::process::ExitCode;
 use exchange_core::id_number::check_character;
 use huitong::settings::Settings;
 
+/// The allocator `huitong` runs with, so both servers allocate alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -77,7 +81,7 @@ async fn prepare(data_dir: PathBuf, rows: u64) -> Result<(), String> {
     let have = library.len().map_err(|e| e.to_string())?;
     if have < rows {
         let started = std::time::Instant::now();
-        let mut writer = library.writer("GAJ", 0, true).await.map_err(|e| e.to_string())?;
+        let mut writer = library.writer("bench", 0, true).await.map_err(|e| e.to_string())?;
         let need = rows - have;
         for n in 0..need {
             writer.upsert(record(n)).map_err(|e| e.to_string())?;
@@ -105,8 +109,59 @@ async fn prepare(data_dir: PathBuf, rows: u64) -> Result<(), String> {
         keys.push('\n');
     }
     std::fs::write(data_dir.join("bench-keys.txt"), keys).map_err(|e| e.to_string())?;
+    // The load comes from a consumer system of its own department under its own grant — the
+    // demo grant's items, masked alike, with quotas that are checked on every call but set
+    // above the load (the demo grant allows 50 calls/s).
+    let catalog = &demo.catalog;
+    let department = catalog
+        .upsert_department("BENCH", "压测系统所在部门", None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let resource = catalog
+        .resource_by_code(huitong::demo::POPULATION_CODE)
+        .await
+        .map_err(|e| e.to_string())?;
+    let demo_grant = catalog
+        .grant_for(
+            resource.id,
+            catalog.department_by_code("WJW").await.map_err(|e| e.to_string())?.id,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the demo holds no WJW grant")?;
+    if catalog
+        .grant_for(resource.id, department.id)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_none()
+    {
+        catalog
+            .create_grant(&catalog::NewGrant {
+                resource_id: resource.id,
+                consumer_department_id: department.id,
+                items: demo_grant.items.clone(),
+                plain_items: demo_grant.plain_items.clone(),
+                expires_at: None,
+                demand_id: demo_grant.demand_id,
+                row_filter: None,
+                quota_per_second: Some(10_000_000.0),
+                quota_per_day: Some(100_000_000_000),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let key = policy::credentials::issue(
+        catalog,
+        "bench consumer",
+        policy::Role::Consumer,
+        Some(department.id),
+        None,
+    )
+    .await
+    .map_err(|e| e.to_string())?
+    .key;
     let bench = serde_json::json!({
-        "consumer_key": demo.keys["consumer_granted"],
+        "consumer_key": key,
         "resource_code": huitong::demo::POPULATION_CODE,
         "records": total,
     });
