@@ -121,4 +121,12 @@ print(json.dumps({
     "verify_rps": float(verify), "batch_100_keys_rps": float(batch), "batch_keys_per_s": float(batch) * 100,
     "server_peak_rss_mib": int(rss), "audit_verify": audit,
 }, ensure_ascii=False))
+ratio = float(hui) / float(bare)
+p99_ms = float(p99[:-2]) / (1000 if p99.endswith("us") else 1) if p99.endswith("s") else float("inf")
+missed = [m for m, bad in [("throughput ratio %.2f < 0.5" % ratio, ratio < 0.5),
+                           ("p99 %s >= 5 ms" % p99, p99_ms >= 5.0),
+                           ("audit chain not intact", "intact" not in audit)] if bad]
+if missed:
+    print("target missed: " + "; ".join(missed), file=sys.stderr)
+    sys.exit(3)
 PY
