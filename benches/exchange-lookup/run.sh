@@ -90,17 +90,27 @@ median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 bare_rps=$(median "${bare_runs[@]}")
 huitong_rps=$(median "${huitong_runs[@]}")
 
-# p99 at half of Huitong's throughput: each connection paced to send rate/connections per s.
+# p99 at half of Huitong's throughput. wrk paces each connection with a delay between an answer
+# and the next request, so a connection's period is delay + latency: a 5 s calibration run
+# measures the latency at the target rate, and the delay is shortened by it.
 half=$(python3 -c "print(int(float('$huitong_rps') / 2))")
-paced_connections=32
-delay_ms=$(python3 -c "print(max(1, round($paced_connections * 1000 / $half)))")
-latency() { # port
-  load "$1" "$duration" $paced_connections lookup_paced.lua "$keys" "$key" "$code" "$delay_ms"
+paced_connections=128
+period_ms=$(python3 -c "print($paced_connections * 1000 / $half)")
+avg_ms() { awk '$1 == "Latency" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else {sub(/s$/,"",v); v*=1000}; print v; exit}'; }
+latency() { # port delay_ms seconds
+  load "$1" "$3" $paced_connections lookup_paced.lua "$keys" "$key" "$code" "$2"
 }
-out=$(latency $port)
+calibrated_delay() { # port
+  local first avg
+  first=$(python3 -c "print(max(1, round($period_ms)))")
+  avg=$(latency "$1" "$first" 5 | avg_ms)
+  python3 -c "print(max(1, round($period_ms - $avg)))"
+}
+delay_ms=$(calibrated_delay $port)
+out=$(latency $port "$delay_ms" "$duration")
 p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
 paced_rps=$(echo "$out" | rps)
-out=$(latency $bare_port)
+out=$(latency $bare_port "$(calibrated_delay $bare_port)" "$duration")
 bare_p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
 
 verify_rps=$(load $port "$duration" "$connections" post.lua "$keys" "$key" "$code" verify 1 | rps)
