@@ -89,6 +89,9 @@ use crate::routes;
             Invalid,
             QuotaExceeded,
             AuditUnavailable,
+            PolicyRefused,
+            ResourceMissing,
+            ExchangeFault,
             Internal
         )
     ),
@@ -205,6 +208,17 @@ impl Modify for OperationIds {
     }
 }
 
+/// The `X-Request-Id` header an audited call may carry.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct RequestIdHeader {
+    /// The caller's request id (up to 128 characters), echoed and audited; one is generated
+    /// when absent.
+    #[param(rename = "X-Request-Id")]
+    x_request_id: Option<String>,
+}
+
 // Reusable problem responses. Each is a `Problem` in `application/problem+json`; the
 // description names the codes it carries.
 
@@ -250,13 +264,15 @@ pub struct StateConflict(Problem);
 #[allow(dead_code)]
 pub struct Invalid(Problem);
 
-/// `quota_exceeded`: over the credential's quota (限流).
+/// `quota_exceeded`: over the credential's or the grant's quota (限流), per second or per day;
+/// `detail` says whose and which.
 #[derive(ToResponse)]
 #[response(
     content_type = "application/problem+json",
     headers(
-        ("Retry-After" = u64, description = "Seconds to wait"),
-        ("RateLimit-Limit" = u32, description = "Requests allowed per second"),
+        ("Retry-After" = u64, description = "Seconds to wait (a daily quota: until midnight China Standard Time)"),
+        ("RateLimit-Limit" = u64, description = "The allowance that ran out: the burst of a per-second quota, or the calls of a daily one"),
+        ("RateLimit-Policy" = String, description = "`<limit>;w=<1|86400>`: the allowance and its window in seconds"),
         ("RateLimit-Remaining" = u32, description = "0"),
         ("RateLimit-Reset" = u64, description = "Seconds until the quota refills"),
     )
@@ -269,6 +285,28 @@ pub struct QuotaExceeded(Problem);
 #[response(content_type = "application/problem+json")]
 #[allow(dead_code)]
 pub struct AuditUnavailable(Problem);
+
+/// Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant),
+/// `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data
+/// developers do not consume), `no_department`.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct PolicyRefused(Problem);
+
+/// `resource_not_found` (`field: resource_code`): no resource has that code;
+/// `resource_not_served`: it is catalogued but served from no library.
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct ResourceMissing(Problem);
+
+/// `internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row
+/// filter of the caller's grant does not compile, so the call is refused (fail closed).
+#[derive(ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct ExchangeFault(Problem);
 
 /// `internal`: a fault of the server; the cause is in its log, not in the answer.
 #[derive(ToResponse)]

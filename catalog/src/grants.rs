@@ -173,21 +173,6 @@ pub(crate) async fn insert_grant(tx: &mut sqlx::Transaction<'_, sqlx::Any>, new:
 }
 
 impl Catalog {
-    /// The newest active, unexpired grant of `resource_id` to `consumer_department_id`.
-    pub async fn active_grant(&self, resource_id: i64, consumer_department_id: i64) -> Result<Option<Grant>> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM grants WHERE resource_id = $1 AND consumer_department_id = $2 \
-             AND status = 'active' AND (expires_at IS NULL OR expires_at > $3) \
-             ORDER BY id DESC LIMIT 1"
-        )))
-        .bind(resource_id)
-        .bind(consumer_department_id)
-        .bind(now_text())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(from_row).transpose()
-    }
-
     /// The grant that decides `consumer_department_id`'s access to `resource_id`: the newest
     /// active (not revoked) grant, an unexpired one before an expired one.
     pub async fn grant_for(&self, resource_id: i64, consumer_department_id: i64) -> Result<Option<Grant>> {

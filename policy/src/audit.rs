@@ -126,6 +126,7 @@ async fn chain_head(catalog: &Catalog) -> Result<(i64, String)> {
 }
 
 async fn writer(catalog: Catalog, mut rx: mpsc::Receiver<Pending>, mut head: (i64, String)) {
+    let full_statement = insert_statement(catalog.backend(), ROWS_PER_STATEMENT);
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -134,7 +135,7 @@ async fn writer(catalog: Catalog, mut rx: mpsc::Receiver<Pending>, mut head: (i6
                 Err(_) => break,
             }
         }
-        match write_group(&catalog, &group, &head).await {
+        match write_group(&catalog, &full_statement, &group, &head).await {
             Ok(new_head) => {
                 let first_seq = head.0 + 1;
                 head = new_head;
@@ -192,7 +193,13 @@ struct Stored {
     hash: String,
 }
 
-async fn write_group(catalog: &Catalog, group: &[Pending], head: &(i64, String)) -> Result<(i64, String)> {
+/// Writes `group` after `head` in one transaction; `full_statement` inserts a full chunk.
+async fn write_group(
+    catalog: &Catalog,
+    full_statement: &str,
+    group: &[Pending],
+    head: &(i64, String),
+) -> Result<(i64, String)> {
     let (mut seq, mut prev_hash) = head.clone();
     let at = now_text();
     let mut stored = Vec::with_capacity(group.len());
@@ -209,17 +216,16 @@ async fn write_group(catalog: &Catalog, group: &[Pending], head: &(i64, String))
             hash,
         });
     }
-    let full_statement = insert_statement(catalog.backend(), ROWS_PER_STATEMENT);
     let mut tx = catalog.pool().begin().await?;
     for (records, entries) in stored.chunks(ROWS_PER_STATEMENT).zip(group.chunks(ROWS_PER_STATEMENT)) {
         let partial;
         let sql = if records.len() == ROWS_PER_STATEMENT {
-            &full_statement
+            full_statement
         } else {
             partial = insert_statement(catalog.backend(), records.len());
-            &partial
+            partial.as_str()
         };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (record, (entry, _)) in records.iter().zip(entries) {
             query = query
                 .bind(record.seq)

@@ -134,10 +134,9 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
                 items: all_items(&|item| !item.sensitivity.masked_by_default()),
                 row_filter: None,
             }),
-            ShareType::Conditional => match grant {
-                Some(grant) if grant.state() == "expired" => Decision::Deny(Denial::GrantExpired),
-                Some(grant) if grant.state() != "active" => Decision::Deny(Denial::NoGrant),
-                Some(grant) => Decision::Allow(Access {
+            ShareType::Conditional => match grant.map(|g| (g, g.state())) {
+                Some((_, "expired")) => Decision::Deny(Denial::GrantExpired),
+                Some((grant, "active")) => Decision::Allow(Access {
                     grant_id: Some(grant.id),
                     demand_id: grant.demand_id,
                     items: resource
@@ -152,7 +151,7 @@ pub fn decide(resource: &Resource, caller: &Credential, grant: Option<&Grant>) -
                         .collect(),
                     row_filter: grant.row_filter.clone(),
                 }),
-                None => Decision::Deny(Denial::NoGrant),
+                Some(_) | None => Decision::Deny(Denial::NoGrant),
             },
         },
         _ => Decision::Deny(Denial::RoleForbidden),

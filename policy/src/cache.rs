@@ -14,67 +14,101 @@ use std::time::{Duration, Instant};
 
 use catalog::{Catalog, Grant, Resource};
 
-/// A map of values fetched at a known time, stamped with the cache generation.
-struct Timed<K, V> {
-    entries: RwLock<HashMap<K, (Instant, u64, V)>>,
+/// A map whose entries are trusted for `ttl` after they were fetched, holding at most `max`
+/// of them: the shape of every cache on the hot path ([`CatalogCache`],
+/// [`crate::Authenticator`]). A zero `ttl` keeps nothing.
+pub(crate) struct TtlMap<K, V> {
+    ttl: Duration,
+    max: usize,
+    entries: RwLock<HashMap<K, (Instant, V)>>,
 }
 
-impl<K: Eq + Hash, V: Clone> Timed<K, V> {
-    fn new() -> Self {
+impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
+    pub(crate) fn new(ttl: Duration, max: usize) -> Self {
         Self {
+            ttl,
+            max,
             entries: RwLock::new(HashMap::new()),
         }
     }
 
-    fn get(&self, key: &K, ttl: Duration, generation: u64) -> Option<V> {
+    /// The value of `key` if it was fetched less than `ttl` ago.
+    pub(crate) fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries
             .get(key)
-            .filter(|(at, stamp, _)| *stamp == generation && at.elapsed() < ttl)
-            .map(|(_, _, v)| v.clone())
+            .filter(|(fetched, _)| fetched.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
     }
 
-    fn put(&self, key: K, value: V, fetched: Instant, generation: u64) {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        entries.insert(key, (fetched, generation, value));
+    /// Keeps `value`, fetched at `fetched`. When full, stale entries go first, then all.
+    pub(crate) fn put(&self, key: K, value: V, fetched: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.write();
+        if entries.len() >= self.max {
+            let ttl = self.ttl;
+            entries.retain(|_, (at, _)| at.elapsed() < ttl);
+            if entries.len() >= self.max {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (fetched, value));
     }
 
-    fn clear(&self) {
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+    /// Drops the entries `keep` says no to.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&V) -> bool) {
+        self.write().retain(|_, (_, v)| keep(v));
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<K, (Instant, V)>> {
+        self.entries.write().unwrap_or_else(|p| p.into_inner())
     }
 }
+
+/// Resources and grants are bounded by the catalog; this only guards against surprises.
+const MAX_CATALOG_ENTRIES: usize = 100_000;
 
 /// The catalog as the exchange API reads it.
 pub struct CatalogCache {
     catalog: Catalog,
-    ttl: Duration,
     generation: AtomicU64,
-    resources: Timed<String, Arc<Resource>>,
-    grants: Timed<(i64, i64), Option<Arc<Grant>>>,
+    // Each value carries the generation it was read in: one read before the last
+    // invalidation is not trusted even if it is put after it.
+    resources: TtlMap<String, Stamped<Arc<Resource>>>,
+    grants: TtlMap<(i64, i64), Stamped<Option<Arc<Grant>>>>,
 }
+
+/// A catalog read and the cache generation it was made in.
+type Stamped<T> = (u64, T);
 
 impl CatalogCache {
     /// Caches reads of `catalog` for at most `ttl`.
     pub fn new(catalog: Catalog, ttl: Duration) -> Self {
         Self {
             catalog,
-            ttl,
             generation: AtomicU64::new(0),
-            resources: Timed::new(),
-            grants: Timed::new(),
+            resources: TtlMap::new(ttl, MAX_CATALOG_ENTRIES),
+            grants: TtlMap::new(ttl, MAX_CATALOG_ENTRIES),
         }
     }
 
     /// The resource with this code.
     pub async fn resource(&self, code: &str) -> catalog::Result<Arc<Resource>> {
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some(hit) = self.resources.get(&code.to_string(), self.ttl, generation) {
+        if let Some((stamp, hit)) = self.resources.get(code)
+            && stamp == generation
+        {
             return Ok(hit);
         }
         let fetched = Instant::now();
         let resource = Arc::new(self.catalog.resource_by_code(code).await?);
         self.resources
-            .put(code.to_string(), resource.clone(), fetched, generation);
+            .put(code.to_string(), (generation, resource.clone()), fetched);
         Ok(resource)
     }
 
@@ -83,19 +117,21 @@ impl CatalogCache {
     pub async fn grant(&self, resource_id: i64, department: i64) -> catalog::Result<Option<Arc<Grant>>> {
         let generation = self.generation.load(Ordering::Acquire);
         let key = (resource_id, department);
-        if let Some(hit) = self.grants.get(&key, self.ttl, generation) {
+        if let Some((stamp, hit)) = self.grants.get(&key)
+            && stamp == generation
+        {
             return Ok(hit);
         }
         let fetched = Instant::now();
         let grant = self.catalog.grant_for(resource_id, department).await?.map(Arc::new);
-        self.grants.put(key, grant.clone(), fetched, generation);
+        self.grants.put(key, (generation, grant.clone()), fetched);
         Ok(grant)
     }
 
     /// Forgets everything: the catalog was just written.
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        self.resources.clear();
-        self.grants.clear();
+        self.resources.retain(|_| false);
+        self.grants.retain(|_| false);
     }
 }

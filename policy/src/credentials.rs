@@ -3,8 +3,6 @@
 //! The server authenticates through an [`Authenticator`], which remembers successes briefly;
 //! keys are rotated with a grace period ([`rotate`]).
 
-use std::collections::HashMap;
-use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -250,7 +248,6 @@ enum Presented {
 struct Cached {
     credential: Credential,
     expires_at: Option<DateTime<Utc>>,
-    checked_at: Instant,
 }
 
 /// Authenticates keys and credential ids, remembering successes for a short while so the
@@ -262,8 +259,7 @@ struct Cached {
 /// Failures are never remembered, so unknown keys cannot grow the cache, and its size is bounded.
 pub struct Authenticator {
     catalog: Catalog,
-    trust_for: Duration,
-    entries: RwLock<HashMap<Presented, Cached>>,
+    entries: crate::cache::TtlMap<Presented, Cached>,
 }
 
 impl Authenticator {
@@ -272,8 +268,7 @@ impl Authenticator {
     pub fn new(catalog: Catalog, trust_for: Duration) -> Self {
         Self {
             catalog,
-            trust_for,
-            entries: RwLock::new(HashMap::new()),
+            entries: crate::cache::TtlMap::new(trust_for, MAX_CACHED),
         }
     }
 
@@ -303,48 +298,28 @@ impl Authenticator {
 
     /// Drops whatever is remembered of credential `id` (after revoking or rotating it).
     pub fn forget(&self, id: i64) {
-        self.write().retain(|_, cached| cached.credential.id != id);
+        self.entries.retain(|cached| cached.credential.id != id);
     }
 
     /// A fresh entry's answer, or `None` to ask the DB.
     fn cached(&self, cache_key: &Presented) -> Option<Result<Credential>> {
-        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let cached = entries.get(cache_key)?;
-        if cached.checked_at.elapsed() >= self.trust_for {
-            return None;
-        }
+        let cached = self.entries.get(cache_key)?;
         if cached.expires_at.is_some_and(|at| at <= Utc::now()) {
             return Some(Err(Error::Unauthenticated("expired key")));
         }
-        Some(Ok(cached.credential.clone()))
+        Some(Ok(cached.credential))
     }
 
     fn remember(&self, cache_key: Presented, stored: Stored) -> Result<Credential> {
+        let checked_at = Instant::now();
         let expires_at = stored.expiry();
         let credential = stored.usable()?;
-        if !self.trust_for.is_zero() {
-            let mut entries = self.write();
-            if entries.len() >= MAX_CACHED {
-                let trust_for = self.trust_for;
-                entries.retain(|_, cached| cached.checked_at.elapsed() < trust_for);
-                if entries.len() >= MAX_CACHED {
-                    entries.clear();
-                }
-            }
-            entries.insert(
-                cache_key,
-                Cached {
-                    credential: credential.clone(),
-                    expires_at,
-                    checked_at: Instant::now(),
-                },
-            );
-        }
+        let cached = Cached {
+            credential: credential.clone(),
+            expires_at,
+        };
+        self.entries.put(cache_key, cached, checked_at);
         Ok(credential)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Presented, Cached>> {
-        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -16,8 +16,9 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::Row;
 
-/// Seconds China Standard Time is ahead of UTC.
-const CST_OFFSET: i64 = 8 * 3600;
+/// Seconds China Standard Time (the day of daily quotas and of dates in audit queries) is
+/// ahead of UTC.
+pub const CST_OFFSET: i64 = 8 * 3600;
 
 /// Whose allowance ran out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

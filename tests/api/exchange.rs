@@ -217,6 +217,23 @@ struct GrantSetup {
     state: &'static str,
 }
 
+/// A grant on the demo population resource to `department` of `items`, `plain` of them
+/// unmasked; no expiry, filter or quota.
+async fn population_grant(app: &TestApp, department: i64, items: &[&str], plain: &[&str]) -> catalog::NewGrant {
+    let resource = app.catalog.resource_by_code(POPULATION_CODE).await.unwrap();
+    catalog::NewGrant {
+        resource_id: resource.id,
+        consumer_department_id: department,
+        items: items.iter().map(|s| s.to_string()).collect(),
+        plain_items: plain.iter().map(|s| s.to_string()).collect(),
+        expires_at: None,
+        demand_id: None,
+        row_filter: None,
+        quota_per_second: None,
+        quota_per_day: None,
+    }
+}
+
 /// Arranges a consumer department `code` with `grant` on population; returns its key.
 async fn consumer_with_grant(app: &TestApp, code: &str, grant: Option<&GrantSetup>) -> String {
     let department = app
@@ -225,20 +242,12 @@ async fn consumer_with_grant(app: &TestApp, code: &str, grant: Option<&GrantSetu
         .await
         .unwrap();
     if let Some(setup) = grant {
-        let resource = app.catalog.resource_by_code(POPULATION_CODE).await.unwrap();
         let expires_at = (setup.state == "expired").then(|| chrono::Utc::now() - chrono::Duration::days(1));
         let grant = app
             .catalog
             .create_grant(&catalog::NewGrant {
-                resource_id: resource.id,
-                consumer_department_id: department.id,
-                items: setup.items.iter().map(|s| s.to_string()).collect(),
-                plain_items: setup.plain.iter().map(|s| s.to_string()).collect(),
                 expires_at,
-                demand_id: None,
-                row_filter: None,
-                quota_per_second: None,
-                quota_per_day: None,
+                ..population_grant(app, department.id, setup.items, setup.plain).await
             })
             .await
             .unwrap();
@@ -549,18 +558,10 @@ async fn verify_answers_match_or_no_match_without_returning_data() {
 async fn a_grant_quota_binds_the_whole_department() {
     let app = spawn_app(MetaDb::Sqlite).await;
     let department = app.catalog.upsert_department("TQ", "测试局", None).await.unwrap();
-    let resource = app.catalog.resource_by_code(POPULATION_CODE).await.unwrap();
     app.catalog
         .create_grant(&catalog::NewGrant {
-            resource_id: resource.id,
-            consumer_department_id: department.id,
-            items: vec!["name".into()],
-            plain_items: vec![],
-            expires_at: None,
-            demand_id: None,
-            row_filter: None,
-            quota_per_second: None,
             quota_per_day: Some(2),
+            ..population_grant(&app, department.id, &["name"], &[]).await
         })
         .await
         .unwrap();

@@ -45,7 +45,7 @@ pub struct AuditParams {
 
 /// China Standard Time, where a bare date's day begins.
 fn cst() -> chrono::FixedOffset {
-    chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset")
+    chrono::FixedOffset::east_opt(policy::quota::CST_OFFSET as i32).expect("a valid offset")
 }
 
 /// A bound as stored: a date means the start of that day (`end`: of the next day) in CST.
@@ -169,36 +169,32 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Que
 const CSV_HEADER: &str = "seq,at,request_id,credential_id,department,resource_code,endpoint,subject_hash,\
     status,outcome,items_plain,items_masked,row_count,grant_id,demand_id,latency_us,hash\n";
 
-fn csv_line(r: &AuditRecord) -> String {
+/// One page of records as CSV lines (the csv crate quotes what needs quoting).
+fn csv_page(records: &[AuditRecord]) -> Result<Vec<u8>, csv::Error> {
     let opt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_string()
-        }
-    };
-    [
-        r.seq.to_string(),
-        quote(&r.at),
-        quote(&r.request_id),
-        opt(r.credential_id),
-        quote(r.department.as_deref().unwrap_or("")),
-        quote(r.resource_code.as_deref().unwrap_or("")),
-        quote(&r.endpoint),
-        r.subject_hash.clone().unwrap_or_default(),
-        r.status.to_string(),
-        quote(&r.outcome),
-        quote(&r.items_plain.join(";")),
-        quote(&r.items_masked.join(";")),
-        opt(r.row_count),
-        opt(r.grant_id),
-        opt(r.demand_id),
-        r.latency_us.to_string(),
-        r.hash.clone(),
-    ]
-    .join(",")
-        + "\n"
+    let mut out = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    for r in records {
+        out.write_record([
+            r.seq.to_string(),
+            r.at.clone(),
+            r.request_id.clone(),
+            opt(r.credential_id),
+            r.department.clone().unwrap_or_default(),
+            r.resource_code.clone().unwrap_or_default(),
+            r.endpoint.clone(),
+            r.subject_hash.clone().unwrap_or_default(),
+            r.status.to_string(),
+            r.outcome.clone(),
+            r.items_plain.join(";"),
+            r.items_masked.join(";"),
+            opt(r.row_count),
+            opt(r.grant_id),
+            opt(r.demand_id),
+            r.latency_us.to_string(),
+            r.hash.clone(),
+        ])?;
+    }
+    out.into_inner().map_err(|e| e.into_error().into())
 }
 
 /// Every matching record as CSV, read and sent 1,000 at a time.
@@ -217,8 +213,10 @@ fn csv_export(state: std::sync::Arc<AppState>, mut query: AuditQuery) -> HttpRes
             };
             let more = chunk.len() as i64 == query.limit;
             query.after_seq = chunk.last().map_or(query.after_seq, |r| r.seq);
-            let text: String = chunk.iter().map(csv_line).collect();
-            Some((Ok(web::Bytes::from(text)), more.then_some(query)))
+            match csv_page(&chunk) {
+                Ok(lines) => Some((Ok(web::Bytes::from(lines)), more.then_some(query))),
+                Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),
+            }
         }
     });
     use futures::StreamExt;

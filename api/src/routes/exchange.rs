@@ -104,16 +104,16 @@ fn new_request_id() -> String {
     params(
         ("resource_code" = String, Path, description = "资源代码 The resource code"),
         ("key" = String, Path, description = "The record's key; for the population library a citizen ID number (full-width digits, lower-case x and 15-digit numbers are normalized)"),
-        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+        crate::openapi::RequestIdHeader,
     ),
     responses(
         (status = 200, description = "The record, with the granted items only, masked (脱敏) where not plain", body = crate::openapi::RecordAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
         (status = 401, response = crate::openapi::Unauthenticated),
-        (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, response = crate::openapi::PolicyRefused),
         (status = 404, description = "`resource_not_found` (`field: resource_code`), `resource_not_served`, or `record_not_found` (`field: key`): a valid key the library does not hold", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_key` (`field: key`): not a valid citizen ID number (公民身份号码); `detail` says why", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
-        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
     )
 )]
@@ -297,16 +297,16 @@ fn default_page() -> usize {
     params(
         ("resource_code" = String, Path, description = "资源代码 The resource code"),
         ChangesQuery,
-        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+        crate::openapi::RequestIdHeader,
     ),
     responses(
         (status = 200, description = "A page of the change feed (变更订阅)", body = crate::openapi::ChangesAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
         (status = 401, response = crate::openapi::Unauthenticated),
-        (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, response = crate::openapi::PolicyRefused),
+        (status = 404, response = crate::openapi::ResourceMissing),
         (status = 422, description = "`invalid_query` naming the parameter (`since_version`, `limit`, `cursor`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
-        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
     )
 )]
@@ -401,7 +401,7 @@ async fn serve_changes(
                 .map_err(|e| Problem::internal(&e))?;
             let row_filter = crate::query::grant_filter(&access, library.schema())?;
             for (key, stored) in &page {
-                if row_filter.as_ref().is_some_and(|f| !f.matches(stored)) {
+                if !admits(row_filter.as_deref(), stored) {
                     continue;
                 }
                 changes.push(json!({
@@ -453,7 +453,12 @@ async fn serve_changes(
 /// The record if the caller may see it: one outside the grant's row filter is treated as
 /// absent, so its existence does not leak.
 pub(crate) fn visible(filter: Option<&crate::query::RowFilter>, stored: Option<StoredRecord>) -> Option<StoredRecord> {
-    stored.filter(|stored| filter.is_none_or(|f| f.matches(stored)))
+    stored.filter(|stored| admits(filter, stored))
+}
+
+/// Whether the grant's row filter (none: every row) lets the caller see `stored`.
+fn admits(filter: Option<&crate::query::RowFilter>, stored: &StoredRecord) -> bool {
+    filter.is_none_or(|f| f.matches(stored))
 }
 
 const BATCH_ENDPOINT: &str = "POST /api/v1/exchange/{resource_code}/records:batch";
@@ -479,17 +484,17 @@ pub struct BatchRequest {
     tag = "exchange",
     params(
         ("resource_code" = String, Path, description = "资源代码 The resource code"),
-        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+        crate::openapi::RequestIdHeader,
     ),
     request_body(content = BatchRequest, description = "The keys to look up, 1 to 1,000"),
     responses(
         (status = 200, description = "批量查询 One result per key, in request order: `found` with the record (granted items only, masked where not plain), `not_found`, or `invalid_key` with the reason; a bad key does not fail the batch", body = crate::openapi::BatchAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
         (status = 401, response = crate::openapi::Unauthenticated),
-        (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, response = crate::openapi::PolicyRefused),
+        (status = 404, response = crate::openapi::ResourceMissing),
         (status = 422, description = "`invalid_batch` (`field: keys`): no keys or more than 1,000; `invalid_body`: the body does not parse", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
-        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
     )
 )]
@@ -589,17 +594,17 @@ pub struct VerifyRequest {
     tag = "exchange",
     params(
         ("resource_code" = String, Path, description = "资源代码 The resource code"),
-        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+        crate::openapi::RequestIdHeader,
     ),
     request_body(content = VerifyRequest, description = "The key and the claimed values to check (核验)"),
     responses(
         (status = 200, description = "核验结果 `match` or `no_match` per claimed item, and whether all match; no data is returned", body = crate::openapi::VerifyAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
         (status = 401, response = crate::openapi::Unauthenticated),
         (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`, or `item_not_granted` (`field: claims.<item>`): a claimed item is not among the granted items", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, response = crate::openapi::ResourceMissing),
         (status = 422, description = "`invalid_claims` (`field: claims`): no claims; `unknown_item` (`field: claims.<item>`): the resource has no such data item; `invalid_claim` (`field: claims.<item>`): the claimed value does not normalize; `invalid_key` (`field: key`): not a valid citizen ID number; `invalid_body`: the body does not parse", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
-        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
     )
 )]

@@ -99,7 +99,7 @@ pub async fn views(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     path = "/api/v1/lab/query",
     tag = "lab",
     params(
-        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+        crate::openapi::RequestIdHeader,
     ),
     request_body(content = LabQuery, description = "One read-only SQL query (DataFusion dialect) over the caller's views"),
     responses(

@@ -187,16 +187,16 @@ fn filter_problem(e: &FilterError) -> Problem {
     params(
         ("resource_code" = String, Path, description = "资源代码 The resource code"),
         RecordsQuery,
-        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+        crate::openapi::RequestIdHeader,
     ),
     responses(
         (status = 200, description = "条件查询 A page of the matching records the caller may see, in key order (granted items only, masked where not plain, outside the grant's row filter left out); a page may come back short, even empty, with a `next_cursor` to go on from", body = crate::openapi::RecordsAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
         (status = 401, response = crate::openapi::Unauthenticated),
         (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`; `item_not_granted` (`field: fields` or `filter`): the request names an item the caller may not read", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, response = crate::openapi::ResourceMissing),
         (status = 422, description = "`invalid_filter` (`field: filter`): the filter is empty or not a valid SQL boolean expression over the caller's items; `unknown_item` (`field: fields`): no such data item; `invalid_query` naming the parameter (`limit`, `cursor`, or one that does not parse)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
-        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
     )
 )]
@@ -311,7 +311,7 @@ async fn serve_records(
     params(
         ("resource_code" = String, Path, description = "资源代码 The resource code"),
         ExportQuery,
-        ("X-Request-Id" = Option<String>, Header, description = "The caller's request id (up to 128 characters), echoed and audited; one is generated when absent"),
+        crate::openapi::RequestIdHeader,
     ),
     responses(
         (status = 200, description = "批量导出 Every record the caller may see (granted items only, masked where not plain, row-filtered), streamed as a file in the format asked",
@@ -327,10 +327,10 @@ async fn serve_records(
             )),
         (status = 401, response = crate::openapi::Unauthenticated),
         (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`; `item_not_granted` (`field: fields` or `filter`): the request names an item the caller may not read; `bulk_not_allowed`: the resource is shared by API calls (接口), not in bulk (库表 or 文件)", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`resource_not_found` (`field: resource_code`) or `resource_not_served`", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, response = crate::openapi::ResourceMissing),
         (status = 422, description = "`invalid_query` (`field: format`): not parquet, csv or ndjson, or a parameter that does not parse; `invalid_filter` (`field: filter`); `unknown_item` (`field: fields`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
-        (status = 500, description = "`internal`: a fault of the server (the cause is in its log); `grant_filter_invalid`: the row filter of the caller's grant does not compile, so the call is refused (fail closed)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
     )
 )]
