@@ -56,7 +56,8 @@ trap cleanup EXIT
 "$huitong" --config "$data/bench.toml" --data-dir "$data" serve >"$data/serve.log" 2>&1 &
 pids+=($!)
 server_pid=$!
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+# Opening a 10M-row library from a cold page cache took up to 40 s here.
+for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
 curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "huitong did not start:" >&2; cat "$data/serve.log" >&2; exit 1; }
 first=$(head -1 "$keys")
 curl -sf -H "Authorization: Bearer $key" "http://127.0.0.1:$port/api/v1/exchange/$code/records/$first" >"$data/body.json"
