@@ -13,6 +13,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod authority;
 mod connectors;
 mod demands;
 mod departments;
@@ -27,6 +28,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use authority::FieldAuthority;
 pub use connectors::{Connector, NewConnector, QuarantinedRow, RunCounts, RunStatus, SyncRun};
 pub use demands::{Demand, DemandDecision, DemandStatus, DemandView, NewDemand, add_working_days};
 pub use departments::{Department, LEVELS, NewDepartment};
