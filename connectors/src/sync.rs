@@ -394,18 +394,41 @@ impl<'a> MappedBatch<'a> {
         Ok(value)
     }
 
-    /// The row's key (the first field), normalized.
+    /// The row's key (the first field, or the parts of a compound key), normalized.
     fn normalize_key(&self, row: usize) -> Result<String, Rejection> {
-        Ok(self.field(0, row)?.unwrap_or_default())
+        let schema = self.library.schema();
+        if schema.key_parts.is_empty() {
+            return Ok(self.field(0, row)?.unwrap_or_default());
+        }
+        let mut values = vec![None; schema.fields.len()];
+        for part in schema.key_parts {
+            if let Some(i) = schema.position(part) {
+                values[i] = self.field(i, row)?;
+            }
+        }
+        self.compose_key(&mut values)?;
+        Ok(values[0].take().unwrap_or_default())
+    }
+
+    fn compose_key(&self, values: &mut [Option<String>]) -> Result<(), Rejection> {
+        let schema = self.library.schema();
+        schema.compose_key(values).map_err(|reason| Rejection {
+            field: Some(schema.key.to_string()),
+            reason,
+        })
     }
 
     /// The row's library values, or why it cannot enter the library.
     fn normalize(&self, row: usize) -> Result<Vec<Option<String>>, Rejection> {
-        let fields = self.library.schema().fields;
+        let schema = self.library.schema();
+        let fields = schema.fields;
         let mut values = Vec::with_capacity(fields.len());
         for i in 0..fields.len() {
-            values.push(self.field(i, row)?);
+            // A compound key is derived from its parts below, never read from the source.
+            let derived = i == 0 && !schema.key_parts.is_empty();
+            values.push(if derived { None } else { self.field(i, row)? });
         }
+        self.compose_key(&mut values)?;
         derive_from_id_number(fields, &mut values);
         Ok(values)
     }

@@ -3,7 +3,8 @@
 //! The domain types every Huitong crate shares, and the library store.
 //!
 //! - Identifiers that parse or fail: [`IdNumber`] (GB 11643 citizen ID, with the 15 → 18 digit
-//!   upgrade) and [`RegionCode`] (GB/T 2260). Holding one means it is valid.
+//!   upgrade), [`Uscc`] (GB 32100 unified social credit code) and [`RegionCode`] (GB/T 2260,
+//!   down to 9-digit townships). Holding one means it is valid.
 //! - The catalog's vocabularies ([`ShareType`], [`OpenType`], [`Sensitivity`], …) with their
 //!   Chinese labels.
 //! - Library schemas ([`schema::POPULATION`], …) and the [`Library`] store: a Delta table of
@@ -24,6 +25,7 @@ pub mod normalize;
 pub mod region;
 pub mod schema;
 pub mod store;
+pub mod uscc;
 
 pub use domain::{OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
 pub use error::{Error, Result};
@@ -32,3 +34,4 @@ pub use index::{IndexReader, StoredRecord};
 pub use region::RegionCode;
 pub use schema::{FieldKind, LibraryField, LibrarySchema};
 pub use store::{CommitOutcome, Library, LibraryWriter, Upsert, WriteStats};
+pub use uscc::{Uscc, UsccError};

@@ -66,6 +66,97 @@ pub fn normalize_mobile(raw: &str) -> Option<String> {
         .then(|| digits.to_string())
 }
 
+/// A telephone number: a mainland mobile (as [`normalize_mobile`]) or a landline with its area
+/// code, written `0571-87654321` (area code `0` + 2–3 digits, local number 7–8 digits; an
+/// extension after `-`, `转` or `ext` is dropped).
+pub fn normalize_phone(raw: &str) -> Option<String> {
+    if let Some(mobile) = normalize_mobile(raw) {
+        return Some(mobile);
+    }
+    let folded = fold_width(raw).replace(['(', ')', '（', '）'], "-");
+    let main = folded.split(['转', 'x', 'X']).next().unwrap_or("");
+    let main = main
+        .strip_prefix("+86")
+        .or_else(|| main.strip_prefix("86-"))
+        .unwrap_or(main);
+    let main = main.replace(' ', "");
+    let groups: Vec<&str> = main.split('-').filter(|g| !g.is_empty()).collect();
+    let (area, local) = match groups.as_slice() {
+        [area, local] | [area, local, _] => (area.to_string(), local.to_string()),
+        [all] if all.starts_with('0') && (10..=12).contains(&all.len()) => {
+            // 010/02x numbers have 3-digit area codes, the rest 4.
+            let cut = if all.starts_with("01") || all.starts_with("02") {
+                3
+            } else {
+                4
+            };
+            (all[..cut].to_string(), all[cut..].to_string())
+        }
+        _ => return None,
+    };
+    let area = if area.starts_with('0') {
+        area
+    } else {
+        format!("0{area}")
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    ((3..=4).contains(&area.len()) && (7..=8).contains(&local.len()) && digits(&area) && digits(&local))
+        .then(|| format!("{area}-{local}"))
+}
+
+/// A decimal number as registers write amounts: thousands separators and surrounding
+/// whitespace dropped, leading zeros and trailing fractional zeros removed (`1,000.50` →
+/// `1000.5`).
+pub fn normalize_decimal(raw: &str) -> Option<String> {
+    let s: String = fold_width(raw)
+        .chars()
+        .filter(|c| !matches!(c, ',' | '，' | ' '))
+        .collect();
+    let (sign, body) = match s.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", s.strip_prefix('+').unwrap_or(&s)),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let sign = if int == "0" && frac.is_empty() { "" } else { sign };
+    Some(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
+}
+
+/// A coordinate in decimal degrees within `[min, max]`, to at most 7 decimals (about 1 cm).
+pub fn normalize_degrees(raw: &str, min: f64, max: f64) -> Option<String> {
+    let value = normalize_decimal(raw)?;
+    let degrees: f64 = value.parse().ok()?;
+    if !(min..=max).contains(&degrees) {
+        return None;
+    }
+    match value.split_once('.') {
+        Some((_, frac)) if frac.len() > 7 => normalize_decimal(&format!("{degrees:.7}")),
+        _ => Some(value),
+    }
+}
+
+/// A GB/T 4754 industry code: a section letter A–T, optionally followed by a division (2
+/// digits), group (3) or class (4), e.g. `C`, `C13`, `C1311`. Lower-case letters are accepted.
+pub fn normalize_industry_code(raw: &str) -> Option<String> {
+    let s = fold_width(raw).to_ascii_uppercase();
+    let mut chars = s.chars();
+    let section = chars.next()?;
+    let digits = chars.as_str();
+    (('A'..='T').contains(&section)
+        && matches!(digits.len(), 0 | 2 | 3 | 4)
+        && digits.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +194,52 @@ mod tests {
         assert_eq!(normalize_gender("２"), Some("女"));
         assert_eq!(normalize_gender("f"), Some("女"));
         assert_eq!(normalize_gender("x"), None);
+    }
+
+    #[test]
+    fn phones_are_mobiles_or_landlines_with_area_codes() {
+        for (raw, want) in [
+            ("0571-87654321", Some("0571-87654321")),
+            ("(0571)87654321", Some("0571-87654321")),
+            ("010 6512 3456", Some("010-65123456")),
+            ("01065123456", Some("010-65123456")),
+            ("057187654321", Some("0571-87654321")),
+            ("0571-87654321转808", Some("0571-87654321")),
+            ("+86 138 0013 8000", Some("13800138000")),
+            ("87654321", None),
+            ("0571-1234", None),
+        ] {
+            assert_eq!(normalize_phone(raw).as_deref(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn decimals_and_degrees_are_canonical() {
+        for (raw, want) in [
+            ("1,000.50", Some("1000.5")),
+            ("００１２", Some("12")),
+            ("-0.0", Some("0")),
+            ("+3.140", Some("3.14")),
+            ("1.2.3", None),
+            ("十万", None),
+            ("", None),
+        ] {
+            assert_eq!(normalize_decimal(raw).as_deref(), want, "{raw}");
+        }
+        assert_eq!(
+            normalize_degrees("120.123456789", -180.0, 180.0).as_deref(),
+            Some("120.1234568")
+        );
+        assert_eq!(normalize_degrees("91", -90.0, 90.0), None);
+    }
+
+    #[test]
+    fn industry_codes_follow_gb_t_4754() {
+        assert_eq!(normalize_industry_code("c1311").as_deref(), Some("C1311"));
+        assert_eq!(normalize_industry_code("I65").as_deref(), Some("I65"));
+        assert_eq!(normalize_industry_code("Z11"), None);
+        assert_eq!(normalize_industry_code("C1"), None);
+        assert_eq!(normalize_industry_code("1311"), None);
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::sync::LazyLock;
 const PROVINCES_CSV: &str = include_str!("../data/gbt2260/provinces.csv");
 const CITIES_CSV: &str = include_str!("../data/gbt2260/cities.csv");
 const AREAS_CSV: &str = include_str!("../data/gbt2260/areas.csv");
+const STREETS_CSV: &str = include_str!("../data/gbt2260/streets.csv");
 
-/// One division: its code (2, 4 or 6 digits) and Chinese name.
+/// One division: its code (2, 4, 6 or, for townships, 9 digits) and Chinese name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Division {
     /// The GB/T 2260 code.
@@ -21,6 +22,8 @@ struct Table {
     names: HashMap<String, String>,
     /// County-level areas (6 digits) in file order, for deterministic sampling.
     counties: Vec<Division>,
+    /// Township-level divisions (9 digits: 乡、镇、街道) in file order.
+    townships: Vec<Division>,
 }
 
 fn parse_csv(csv: &str) -> impl Iterator<Item = (String, String)> + '_ {
@@ -41,18 +44,26 @@ static TABLE: LazyLock<Table> = LazyLock::new(|| {
         .map(|(code, name)| Division { code, name })
         .collect();
     names.extend(counties.iter().map(|d| (d.code.clone(), d.name.clone())));
-    Table { names, counties }
+    let townships: Vec<Division> = parse_csv(STREETS_CSV)
+        .map(|(code, name)| Division { code, name })
+        .collect();
+    names.extend(townships.iter().map(|d| (d.code.clone(), d.name.clone())));
+    Table {
+        names,
+        counties,
+        townships,
+    }
 });
 
-/// A known GB/T 2260 code of 2, 4 or 6 digits. Holding one means the code is in the list.
+/// A known GB/T 2260 code of 2, 4 or 6 digits, or a 9-digit township code extending one. Holding one means the code is in the list.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RegionCode(String);
 
 /// Why a string is not a known region code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegionCodeError {
-    /// Not 2, 4 or 6 ASCII digits.
-    #[error("a region code is 2, 4 or 6 digits, got {0:?}")]
+    /// Not 2, 4, 6 or 9 ASCII digits.
+    #[error("a region code is 2, 4 or 6 digits (9 for a township), got {0:?}")]
     Malformed(String),
     /// Well-formed but not in the GB/T 2260 list.
     #[error("{0} is not a GB/T 2260 region code")]
@@ -63,7 +74,7 @@ impl RegionCode {
     /// Parses a code, accepting full-width digits and surrounding whitespace.
     pub fn parse(raw: &str) -> Result<Self, RegionCodeError> {
         let s = crate::normalize::fold_width(raw);
-        if !matches!(s.len(), 2 | 4 | 6) || !s.bytes().all(|b| b.is_ascii_digit()) {
+        if !matches!(s.len(), 2 | 4 | 6 | 9) || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RegionCodeError::Malformed(raw.to_string()));
         }
         if TABLE.names.contains_key(&s) {
@@ -96,7 +107,12 @@ impl RegionCode {
         {
             parts.push(city);
         }
-        if self.0.len() == 6 {
+        if self.0.len() >= 6
+            && let Some(county) = TABLE.names.get(&self.0[..6])
+        {
+            parts.push(county);
+        }
+        if self.0.len() == 9 {
             parts.push(self.name());
         }
         parts.join(" ")
@@ -124,9 +140,23 @@ pub fn counties() -> &'static [Division] {
     &TABLE.counties
 }
 
+/// All township-level divisions (9-digit codes), in a stable order.
+pub fn townships() -> &'static [Division] {
+    &TABLE.townships
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_township_codes() {
+        let code = RegionCode::parse("110101001").unwrap();
+        assert_eq!(code.name(), "东华门街道");
+        assert!(code.full_name().ends_with("东城区 东华门街道"), "{}", code.full_name());
+        assert!(RegionCode::parse("110101999").is_err());
+        assert!(RegionCode::parse("1101010").is_err());
+    }
 
     #[test]
     fn parses_known_codes_with_names() {

@@ -31,6 +31,22 @@ pub enum FieldKind {
     Mobile,
     /// Free text.
     Text,
+    /// A GB 32100 unified social credit code.
+    Uscc,
+    /// A subject: a unified social credit code (an organization) or a citizen ID number (a person).
+    Subject,
+    /// A telephone number: mobile, or landline with area code.
+    Phone,
+    /// A decimal amount.
+    Decimal,
+    /// A GB/T 4754 industry code.
+    IndustryCode,
+    /// A longitude in decimal degrees.
+    Longitude,
+    /// A latitude in decimal degrees.
+    Latitude,
+    /// One of a fixed list of values (the field's `allowed` list).
+    Code,
 }
 
 /// One field of a library.
@@ -46,6 +62,8 @@ pub struct LibraryField {
     pub sensitivity: Sensitivity,
     /// Whether a row without it is rejected.
     pub required: bool,
+    /// For [`FieldKind::Code`]: the values it may take.
+    pub allowed: &'static [&'static str],
 }
 
 /// A base or themed library's schema.
@@ -57,6 +75,9 @@ pub struct LibrarySchema {
     pub label_zh: &'static str,
     /// The key field (the first of `fields`).
     pub key: &'static str,
+    /// When the key is compound: the fields it is made of, joined by `:` in this order (the
+    /// key field itself is then derived, never mapped from a source).
+    pub key_parts: &'static [&'static str],
     /// The fields, key first.
     pub fields: &'static [LibraryField],
 }
@@ -74,34 +95,170 @@ const fn field(
         kind,
         sensitivity,
         required,
+        allowed: &[],
     }
 }
+
+const fn code(name: &'static str, label_zh: &'static str, allowed: &'static [&'static str]) -> LibraryField {
+    LibraryField {
+        name,
+        label_zh,
+        kind: FieldKind::Code,
+        sensitivity: Sensitivity::L1,
+        required: false,
+        allowed,
+    }
+}
+
+use FieldKind as K;
+use Sensitivity::{L1, L2, L3, L4};
 
 /// 人口基础库: the population base library, keyed by citizen ID number.
 pub static POPULATION: LibrarySchema = LibrarySchema {
     name: "population",
     label_zh: "人口基础库",
     key: "id_number",
+    key_parts: &[],
     fields: &[
-        field("id_number", "公民身份号码", FieldKind::IdNumber, Sensitivity::L3, true),
-        field("name", "姓名", FieldKind::PersonName, Sensitivity::L3, true),
-        field("gender", "性别", FieldKind::Gender, Sensitivity::L2, false),
-        field("birth_date", "出生日期", FieldKind::Date, Sensitivity::L2, false),
-        field("ethnicity", "民族", FieldKind::Text, Sensitivity::L2, false),
-        field(
-            "region_code",
-            "户籍地行政区划代码",
-            FieldKind::RegionCode,
-            Sensitivity::L1,
-            false,
-        ),
-        field("address", "户籍地址", FieldKind::Address, Sensitivity::L3, false),
-        field("phone", "联系电话", FieldKind::Mobile, Sensitivity::L4, false),
+        field("id_number", "公民身份号码", K::IdNumber, L3, true),
+        field("name", "姓名", K::PersonName, L3, true),
+        field("gender", "性别", K::Gender, L2, false),
+        field("birth_date", "出生日期", K::Date, L2, false),
+        field("ethnicity", "民族", K::Text, L2, false),
+        field("region_code", "户籍地行政区划代码", K::RegionCode, L1, false),
+        field("address", "户籍地址", K::Address, L3, false),
+        field("phone", "联系电话", K::Mobile, L4, false),
+        field("current_address", "现住址", K::Address, L3, false),
+        LibraryField {
+            sensitivity: L3,
+            ..code("marital_status", "婚姻状况", &["未婚", "已婚", "丧偶", "离婚"])
+        },
+        LibraryField {
+            sensitivity: L2,
+            ..code(
+                "education",
+                "学历",
+                &[
+                    "研究生",
+                    "大学本科",
+                    "大学专科",
+                    "中等专科",
+                    "高中",
+                    "初中",
+                    "小学",
+                    "文盲或半文盲",
+                ],
+            )
+        },
+        LibraryField {
+            sensitivity: L2,
+            ..code("status", "人员状态", &["正常", "死亡", "迁出"])
+        },
     ],
 };
 
-/// Every library this build knows.
-pub static LIBRARIES: &[&LibrarySchema] = &[&POPULATION];
+/// 法人基础库: legal entities (enterprises, institutions, social organizations), keyed by
+/// unified social credit code.
+pub static LEGAL_ENTITY: LibrarySchema = LibrarySchema {
+    name: "legal_entity",
+    label_zh: "法人基础库",
+    key: "uscc",
+    key_parts: &[],
+    fields: &[
+        field("uscc", "统一社会信用代码", K::Uscc, L1, true),
+        field("name", "名称", K::Text, L1, true),
+        code(
+            "entity_type",
+            "主体类型",
+            &[
+                "企业",
+                "个体工商户",
+                "农民专业合作社",
+                "机关",
+                "事业单位",
+                "社会团体",
+                "民办非企业单位",
+                "基金会",
+                "其他",
+            ],
+        ),
+        field("legal_rep_name", "法定代表人", K::PersonName, L2, false),
+        field("legal_rep_id", "法定代表人身份证号", K::IdNumber, L3, false),
+        field("registered_capital", "注册资本(万元)", K::Decimal, L1, false),
+        field("established", "成立日期", K::Date, L1, false),
+        field("region_code", "住所行政区划代码", K::RegionCode, L1, false),
+        field("address", "住所", K::Text, L1, false),
+        field("business_scope", "经营范围", K::Text, L1, false),
+        field("industry_code", "行业代码", K::IndustryCode, L1, false),
+        code("status", "登记状态", &["存续", "在业", "吊销", "注销", "迁出"]),
+    ],
+};
+
+/// 社会信用基础库: credit records about legal entities and people, keyed by record number.
+pub static CREDIT: LibrarySchema = LibrarySchema {
+    name: "credit",
+    label_zh: "社会信用基础库",
+    key: "record_id",
+    key_parts: &[],
+    fields: &[
+        field("record_id", "信用记录编号", K::Text, L1, true),
+        field("subject_id", "主体代码", K::Subject, L2, true),
+        field("subject_name", "主体名称", K::Text, L2, false),
+        LibraryField {
+            required: true,
+            ..code(
+                "record_type",
+                "记录类型",
+                &["行政许可", "行政处罚", "守信红名单", "失信黑名单"],
+            )
+        },
+        field("authority", "认定机关", K::Text, L1, false),
+        field("decision_date", "决定日期", K::Date, L1, false),
+        field("valid_until", "有效期至", K::Date, L1, false),
+        field("content", "内容", K::Text, L2, false),
+    ],
+};
+
+/// 电子证照基础库: e-licenses, keyed by license type and number together.
+pub static LICENSE: LibrarySchema = LibrarySchema {
+    name: "license",
+    label_zh: "电子证照基础库",
+    key: "license_id",
+    key_parts: &["license_type", "license_no"],
+    fields: &[
+        field("license_id", "证照标识", K::Text, L1, true),
+        field("license_type", "证照类型代码", K::Text, L1, true),
+        field("license_no", "证照编号", K::Text, L2, true),
+        field("license_name", "证照名称", K::Text, L1, false),
+        field("holder_id", "持证主体代码", K::Subject, L3, true),
+        field("holder_name", "持证主体名称", K::Text, L3, false),
+        field("issuer", "发证机关", K::Text, L1, false),
+        field("issue_date", "发证日期", K::Date, L1, false),
+        field("valid_until", "有效期至", K::Date, L1, false),
+        code("status", "证照状态", &["有效", "注销", "过期", "吊销"]),
+    ],
+};
+
+/// 自然资源和空间地理基础库: standardized addresses and places, keyed by address code.
+pub static SPATIAL: LibrarySchema = LibrarySchema {
+    name: "spatial",
+    label_zh: "自然资源和空间地理基础库",
+    key: "address_id",
+    key_parts: &[],
+    fields: &[
+        field("address_id", "地址编码", K::Text, L1, true),
+        field("address", "标准地址", K::Address, L1, true),
+        field("region_code", "乡镇街道区划代码", K::RegionCode, L1, true),
+        field("place_name", "地名", K::Text, L1, false),
+        field("longitude", "经度", K::Longitude, L1, false),
+        field("latitude", "纬度", K::Latitude, L1, false),
+        code("crs", "坐标系", &["WGS84", "CGCS2000"]),
+        field("parcel_id", "宗地代码", K::Text, L2, false),
+    ],
+};
+
+/// Every base library this build knows.
+pub static LIBRARIES: &[&LibrarySchema] = &[&POPULATION, &LEGAL_ENTITY, &CREDIT, &LICENSE, &SPATIAL];
 
 /// System columns appended after the library's own fields.
 pub const SYSTEM_COLUMNS: [&str; 5] = ["_op", "_version", "_source", "_run", "_ingested_at"];
@@ -114,6 +271,28 @@ impl LibrarySchema {
             .copied()
             .find(|s| s.name == name)
             .ok_or_else(|| crate::Error::UnknownLibrary(name.to_string()))
+    }
+
+    /// For a compound key: sets the key (the first value) from its parts, joined by `:`. An
+    /// error names the missing part. A simple key is left as it is.
+    pub fn compose_key(&self, values: &mut [Option<String>]) -> Result<(), String> {
+        if self.key_parts.is_empty() {
+            return Ok(());
+        }
+        let mut key = String::new();
+        for part in self.key_parts {
+            let value = self
+                .position(part)
+                .and_then(|i| values.get(i))
+                .and_then(|v| v.as_deref())
+                .ok_or_else(|| format!("{part} is part of the key and is required"))?;
+            if !key.is_empty() {
+                key.push(':');
+            }
+            key.push_str(value);
+        }
+        values[0] = Some(key);
+        Ok(())
     }
 
     /// Position of a field by name.
@@ -153,7 +332,10 @@ impl LibraryField {
     /// Normalizes one raw source value for this field: `Ok(None)` for an empty value,
     /// `Ok(Some(canonical))` when it parses, `Err(reason)` when it does not.
     pub fn normalize(&self, raw: &str) -> Result<Option<String>, String> {
-        use crate::normalize::{fold_width, normalize_gender, normalize_mobile, parse_date};
+        use crate::normalize::{
+            fold_width, normalize_decimal, normalize_degrees, normalize_gender, normalize_industry_code,
+            normalize_mobile, normalize_phone, parse_date,
+        };
         let folded = fold_width(raw);
         if folded.is_empty() {
             return Ok(None);
@@ -175,6 +357,34 @@ impl LibraryField {
                 .to_string(),
             FieldKind::Mobile => {
                 normalize_mobile(&folded).ok_or_else(|| format!("{folded:?} is not a mainland mobile number"))?
+            }
+            FieldKind::Uscc => crate::Uscc::parse(&folded)
+                .map(|c| c.as_str().to_string())
+                .map_err(|e| e.to_string())?,
+            FieldKind::Subject => match crate::Uscc::parse(&folded) {
+                Ok(code) => code.as_str().to_string(),
+                Err(uscc) => crate::IdNumber::parse(&folded)
+                    .map(|id| id.as_str().to_string())
+                    .map_err(|id| {
+                        format!("{folded:?} is neither a unified social credit code ({uscc}) nor an ID number ({id})")
+                    })?,
+            },
+            FieldKind::Phone => {
+                normalize_phone(&folded).ok_or_else(|| format!("{folded:?} is not a mobile or landline number"))?
+            }
+            FieldKind::Decimal => normalize_decimal(&folded).ok_or_else(|| format!("{folded:?} is not a number"))?,
+            FieldKind::IndustryCode => normalize_industry_code(&folded)
+                .ok_or_else(|| format!("{folded:?} is not a GB/T 4754 industry code"))?,
+            FieldKind::Longitude => normalize_degrees(&folded, -180.0, 180.0)
+                .ok_or_else(|| format!("{folded:?} is not a longitude in degrees (-180 to 180)"))?,
+            FieldKind::Latitude => normalize_degrees(&folded, -90.0, 90.0)
+                .ok_or_else(|| format!("{folded:?} is not a latitude in degrees (-90 to 90)"))?,
+            FieldKind::Code => {
+                let squeezed: String = folded.split_whitespace().collect();
+                match self.allowed.iter().find(|a| **a == squeezed) {
+                    Some(value) => value.to_string(),
+                    None => return Err(format!("{folded:?} is not one of {}", self.allowed.join(" / "))),
+                }
             }
             // Names hold no inner spaces in Chinese; a stray one comes from data entry.
             FieldKind::PersonName if folded.chars().any(|c| c > '\u{2E80}') => folded.split_whitespace().collect(),
@@ -213,6 +423,63 @@ mod tests {
         assert!(err.contains("check character"), "{err}");
         assert!(field("birth_date").normalize("31/12/1990").is_err());
         assert!(field("region_code").normalize("999999").is_err());
+    }
+
+    #[test]
+    fn base_libraries_normalize_their_kinds() {
+        let f = |schema: &'static LibrarySchema, name: &str| &schema.fields[schema.position(name).unwrap()];
+        let cases: &[(&LibrarySchema, &str, &str, Result<&str, &str>)] = &[
+            (&LEGAL_ENTITY, "uscc", "91350100m000100y43", Ok("91350100M000100Y43")),
+            (&LEGAL_ENTITY, "uscc", "91350100M000100Y44", Err("check character")),
+            (&LEGAL_ENTITY, "registered_capital", "1,000.00", Ok("1000")),
+            (&LEGAL_ENTITY, "industry_code", "c13", Ok("C13")),
+            (&LEGAL_ENTITY, "status", " 存 续 ", Ok("存续")),
+            (&LEGAL_ENTITY, "status", "正常", Err("存续 / 在业")),
+            (&CREDIT, "subject_id", "91350100M000100Y43", Ok("91350100M000100Y43")),
+            (&CREDIT, "subject_id", "11010519491231002x", Ok("11010519491231002X")),
+            (&CREDIT, "subject_id", "12345", Err("neither")),
+            (&SPATIAL, "region_code", "110101001", Ok("110101001")),
+            (&SPATIAL, "longitude", "116.4074", Ok("116.4074")),
+            (&SPATIAL, "latitude", "100", Err("latitude")),
+            (&POPULATION, "marital_status", "已婚", Ok("已婚")),
+        ];
+        for (schema, name, raw, want) in cases {
+            let got = f(schema, name).normalize(raw);
+            match want {
+                Ok(v) => assert_eq!(got.unwrap().as_deref(), Some(*v), "{}.{name} {raw}", schema.name),
+                Err(reason) => assert!(got.unwrap_err().contains(reason), "{}.{name} {raw}", schema.name),
+            }
+        }
+    }
+
+    #[test]
+    fn compound_keys_join_their_parts() {
+        let mut values = vec![None; LICENSE.fields.len()];
+        values[LICENSE.position("license_type").unwrap()] = Some("CSYXZM".into());
+        assert!(LICENSE.compose_key(&mut values).unwrap_err().contains("license_no"));
+        values[LICENSE.position("license_no").unwrap()] = Some("Q330106123".into());
+        LICENSE.compose_key(&mut values).unwrap();
+        assert_eq!(values[0].as_deref(), Some("CSYXZM:Q330106123"));
+    }
+
+    #[test]
+    fn every_library_is_keyed_by_its_first_field() {
+        for schema in LIBRARIES {
+            assert_eq!(schema.fields[0].name, schema.key, "{}", schema.name);
+            assert!(schema.fields[0].required, "{}", schema.name);
+            for part in schema.key_parts {
+                assert!(schema.position(part).is_some(), "{}.{part}", schema.name);
+            }
+            for field in schema.fields {
+                assert_eq!(
+                    field.kind == FieldKind::Code,
+                    !field.allowed.is_empty(),
+                    "{}.{}",
+                    schema.name,
+                    field.name
+                );
+            }
+        }
     }
 
     #[test]

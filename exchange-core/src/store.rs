@@ -102,6 +102,31 @@ impl Library {
                 .with_columns(columns.fields().cloned())
                 .await?;
         }
+        let expected: Vec<String> = schema
+            .arrow_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let actual: Vec<String> = table
+            .snapshot()?
+            .schema()
+            .fields()
+            .map(|f| f.name().to_string())
+            .collect();
+        if actual != expected {
+            return Err(Error::InvalidValue {
+                field: "library",
+                message: format!(
+                    "the {} library at {} was written with another schema ({}); this build expects ({}). \
+                     Move the directory away and sync again",
+                    schema.name,
+                    dir.display(),
+                    actual.join(", "),
+                    expected.join(", ")
+                ),
+            });
+        }
         let index = ServingIndex::open(&dir.join("serving.redb")).map_err(|e| match e {
             Error::Index(msg) if msg.contains("lock") || msg.contains("already open") => Error::Index(format!(
                 "{msg} (is another huitong process, such as a running server, using this data dir?)"

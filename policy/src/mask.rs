@@ -26,6 +26,16 @@ pub fn mask(kind: FieldKind, value: &str) -> String {
             _ => keep(1, 0),
         },
         FieldKind::Mobile => keep(3, 4),
+        FieldKind::Phone if value.contains('-') => keep(4, 2),
+        FieldKind::Phone => keep(3, 4),
+        // A person as a subject is masked like an ID number; an organization's code is public.
+        FieldKind::Subject if chars.len() == 18 && chars[..17].iter().all(char::is_ascii_digit) => keep(6, 4),
+        FieldKind::Subject | FieldKind::Uscc => keep(8, 2),
+        // Two decimals place a point within about a kilometre.
+        FieldKind::Longitude | FieldKind::Latitude => match value.split_once('.') {
+            Some((int, frac)) => format!("{int}.{}****", &frac[..frac.len().min(2)]),
+            None => value.to_string(),
+        },
         FieldKind::Address => {
             let cut = chars
                 .iter()
@@ -54,6 +64,10 @@ mod tests {
             (FieldKind::PersonName, "欧阳娜娜", "欧***"),
             (FieldKind::PersonName, "李", "*"),
             (FieldKind::Mobile, "13800001234", "138****1234"),
+            (FieldKind::Phone, "0571-87654321", "0571*******21"),
+            (FieldKind::Subject, "11010519491231002X", "110105********002X"),
+            (FieldKind::Subject, "91350100M000100Y43", "91350100********43"),
+            (FieldKind::Longitude, "120.1551234", "120.15****"),
             (FieldKind::Address, "北京市朝阳区建国路88号", "北京市朝阳区****"),
             (FieldKind::Address, "江苏省昆山市玉山镇人民路1号", "江苏省昆山市****"),
             (FieldKind::Date, "1990-05-17", "1990-**-**"),

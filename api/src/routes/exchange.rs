@@ -9,7 +9,7 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use catalog::Resource;
-use exchange_core::{FieldKind, IdNumber, Library, StoredRecord};
+use exchange_core::{Library, StoredRecord};
 use policy::{Access, AuditEntry, Credential, Decision};
 use serde_json::{Map, Value, json};
 
@@ -713,18 +713,13 @@ fn library_of<'a>(state: &'a AppState, resource: &Resource) -> Result<&'a Librar
 /// Parses the key as the library's key field requires: a bad ID number is a 422 that says
 /// what is wrong with it, not a 404.
 pub(crate) fn parse_key(library: &Library, raw: &str) -> Result<String, Problem> {
-    let schema = library.schema();
-    let key_field = &schema.fields[0];
-    match key_field.kind {
-        FieldKind::IdNumber => IdNumber::parse(raw).map(|id| id.as_str().to_string()).map_err(|e| {
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_key",
-                "Invalid key",
-                format!("{} is not a valid citizen ID number: {e}", key_field.label_zh),
-            )
-            .with_field("key")
-        }),
-        _ => Ok(raw.trim().to_string()),
+    let key_field = &library.schema().fields[0];
+    match key_field.normalize(raw) {
+        Ok(Some(key)) => Ok(key),
+        Ok(None) => Err(format!("{} is empty", key_field.label_zh)),
+        Err(reason) => Err(format!("{} is not valid: {reason}", key_field.label_zh)),
     }
+    .map_err(|detail| {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_key", "Invalid key", detail).with_field("key")
+    })
 }
