@@ -195,11 +195,30 @@ impl ConnectorConfig {
                 format!("library {} has no field {unknown}", schema.name),
             ));
         }
-        if !self.mapping.contains_key(schema.key) {
-            return Err(Error::config(
-                "mapping",
-                format!("the key field {} must be mapped", schema.key),
-            ));
+        if schema.key_parts.is_empty() {
+            if !self.mapping.contains_key(schema.key) {
+                return Err(Error::config(
+                    "mapping",
+                    format!("the key field {} must be mapped", schema.key),
+                ));
+            }
+        } else {
+            if self.mapping.contains_key(schema.key) {
+                return Err(Error::config(
+                    &format!("mapping.{}", schema.key),
+                    format!(
+                        "{} is made of {}; map those instead",
+                        schema.key,
+                        schema.key_parts.join(" and ")
+                    ),
+                ));
+            }
+            if let Some(part) = schema.key_parts.iter().find(|p| !self.mapping.contains_key(**p)) {
+                return Err(Error::config(
+                    "mapping",
+                    format!("{part} is part of the key {} and must be mapped", schema.key),
+                ));
+            }
         }
         if self.mode == SyncMode::Incremental && self.cursor.is_none() {
             return Err(Error::config(

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use catalog::{Catalog, Connector, QuarantinedRow, RunCounts, RunStatus, SyncRun};
-use exchange_core::{FieldKind, Library, LibraryWriter, Upsert};
+use exchange_core::{Authority, FieldKind, Library, LibraryWriter, Upsert};
 
 use crate::batch::{POSITION_COLUMN, ROW_ERROR_COLUMN};
 use crate::mapping::FieldMapping;
@@ -73,7 +73,16 @@ pub async fn execute_run(
         let config = ConnectorConfig::from_json(&connector.config)?;
         config.validate(library.schema())?;
         let resource = catalog.resource_by_code(&connector.resource_code).await?;
-        let authoritative = resource.provider_id == connector.department_id;
+        // 一数一源: the catalog names the authoritative department of a field; a field it names
+        // none for belongs to the provider of the connector's resource.
+        let claims = catalog.field_authorities(library.schema().name).await?;
+        let provider = resource.provider_id == connector.department_id;
+        let authority = Authority::by_field(library.schema(), |field| {
+            claims
+                .iter()
+                .find(|c| c.field == field)
+                .map_or(provider, |c| c.department_id == connector.department_id)
+        });
         let mut wait = Duration::from_millis(config.retry_backoff_ms);
         loop {
             attempts += 1;
@@ -86,7 +95,7 @@ pub async fn execute_run(
                 counts: RunCounts::default(),
                 quarantine: Vec::new(),
             };
-            match run.attempt(authoritative, progress).await {
+            match run.attempt(authority.clone(), progress).await {
                 Ok(version) => break Ok((run.counts, version)),
                 Err(e @ Error::Unreachable(_)) if attempts <= i64::from(config.retries) => {
                     tracing::warn!(error = %e, attempt = attempts, "source unreachable; retrying from the start");
@@ -147,11 +156,11 @@ struct Run<'a> {
 
 impl Run<'_> {
     /// Reads, merges and commits; returns the library version committed.
-    async fn attempt(&mut self, authoritative: bool, progress: &dyn Progress) -> Result<i64> {
+    async fn attempt(&mut self, authority: Authority, progress: &dyn Progress) -> Result<i64> {
         self.config.source.healthcheck().await?;
         let mut writer = self
             .library
-            .writer(&self.connector.department_code, self.run_id, authoritative)
+            .writer(&self.connector.department_code, self.run_id, authority)
             .await?;
         // Holding the writer, no other run of this library is under way anywhere: runs still
         // marked running were interrupted.

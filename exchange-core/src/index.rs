@@ -18,7 +18,7 @@ const META: TableDefinition<'_, &str, i64> = TableDefinition::new("meta");
 const VERSION_KEY: &str = "library_version";
 const FORMAT_KEY: &str = "format";
 /// Bumped when the record encoding changes; an index in another format is rebuilt from its table.
-const FORMAT: i64 = 2;
+const FORMAT: i64 = 3;
 /// The index's page cache.
 const INDEX_CACHE_BYTES: usize = 256 << 20;
 
@@ -31,10 +31,13 @@ pub struct StoredRecord {
     pub source: String,
     /// The library version that last changed the record.
     pub version: i64,
+    /// Where each field's value came from.
+    pub lineage: crate::Lineage,
 }
 
 /// Encodes a record: version (i64 LE), source (u16 length + bytes), field count (u16), then
-/// each field as a u32 length (`u32::MAX` for null) and its bytes.
+/// each field as a u32 length (`u32::MAX` for null) and its bytes, then the lineage
+/// ([`crate::Lineage::encode`]).
 pub fn encode(record: &StoredRecord, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&record.version.to_le_bytes());
@@ -51,6 +54,7 @@ pub fn encode(record: &StoredRecord, out: &mut Vec<u8>) {
             None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
         }
     }
+    record.lineage.encode(out);
 }
 
 struct Cursor<'a> {
@@ -100,10 +104,12 @@ pub fn decode(bytes: &[u8]) -> Result<StoredRecord> {
             Some(c.text(len as usize)?.to_string())
         });
     }
+    let (lineage, _) = crate::Lineage::decode(c.bytes).ok_or_else(|| Error::index("truncated record lineage"))?;
     Ok(StoredRecord {
         values,
         source,
         version,
+        lineage,
     })
 }
 
@@ -279,7 +285,8 @@ mod tests {
             source in "[A-Z-]{0,12}",
             version in any::<i64>(),
         ) {
-            let record = StoredRecord { values, source, version };
+            let lineage = crate::Lineage::uniform(&values, crate::Origin { source: source.clone(), run: 1, version });
+            let record = StoredRecord { values, source, version, lineage };
             let mut buf = Vec::new();
             encode(&record, &mut buf);
             prop_assert_eq!(decode(&buf).unwrap(), record.clone());
@@ -298,6 +305,7 @@ mod tests {
                     values: vec![Some(format!("k{i}"))],
                     source: "GAJ".into(),
                     version: i % 3,
+                    lineage: Default::default(),
                 };
                 (format!("k{i}"), r)
             })

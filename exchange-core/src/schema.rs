@@ -3,7 +3,9 @@
 //!
 //! Every library table also carries system columns: `_op` (I insert, U update, D delete),
 //! `_version` (the Delta version that wrote the row), `_source` (department code), `_run` (sync
-//! run id) and `_ingested_at`.
+//! run id), `_ingested_at` and `_lineage` (each field's origin, see [`crate::lineage`]). A fourth
+//! op, `C`, records the values that lost a one-source-per-field conflict (see
+//! [`crate::store`]).
 
 use std::sync::Arc;
 
@@ -261,7 +263,7 @@ pub static SPATIAL: LibrarySchema = LibrarySchema {
 pub static LIBRARIES: &[&LibrarySchema] = &[&POPULATION, &LEGAL_ENTITY, &CREDIT, &LICENSE, &SPATIAL];
 
 /// System columns appended after the library's own fields.
-pub const SYSTEM_COLUMNS: [&str; 5] = ["_op", "_version", "_source", "_run", "_ingested_at"];
+pub const SYSTEM_COLUMNS: [&str; 6] = ["_op", "_version", "_source", "_run", "_ingested_at", "_lineage"];
 
 impl LibrarySchema {
     /// Looks a library up by name.
@@ -323,6 +325,7 @@ impl LibrarySchema {
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                 false,
             ),
+            Field::new("_lineage", DataType::Utf8, true),
         ]);
         Arc::new(Schema::new(fields))
     }

@@ -6,6 +6,13 @@
 //! and the index, not the table, answers "what is current". The log is also the change feed
 //! and the history: a record as of version N is its last row with `_version <= N`.
 //!
+//! One source per field (一数一源): a write knows, field by field, whether its department is the
+//! authoritative source ([`Authority`]). The authority's values replace others'; another source
+//! fills a field only while it is empty (or replaces a value it supplied itself). When values
+//! disagree, the losing values are kept in a row with op `C` (conflict) under the department
+//! that supplied them, in the same commit: `SELECT … WHERE _op = 'C'` lists every conflict.
+//! Each record carries its per-field lineage (`_lineage`, [`crate::Lineage`]).
+//!
 //! One writer per library at a time (an in-process mutex plus an OS file lock), so `_version` of
 //! every row is exactly the Delta version that commits it. A writer commits its rows and the
 //! connector's watermark (a Delta application transaction) in one Delta commit: both advance or
@@ -32,6 +39,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use url::Url;
 
 use crate::index::{IndexReader, ServingIndex, StoredRecord};
+use crate::lineage::{Lineage, Origin};
 use crate::schema::{FieldKind, LibrarySchema};
 use crate::{Error, Result};
 
@@ -57,6 +65,34 @@ pub struct WriteStats {
     pub unchanged: u64,
     /// Keys marked deleted.
     pub deleted: u64,
+    /// Field values that disagreed between sources (一数一源 conflicts), recorded as `C` rows.
+    pub conflicts: u64,
+}
+
+/// Which fields of a library a write's department is the authoritative source of (一数一源).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority(Vec<bool>);
+
+impl Authority {
+    /// Authoritative for every field.
+    pub fn all(schema: &LibrarySchema) -> Self {
+        Self(vec![true; schema.fields.len()])
+    }
+
+    /// Authoritative for no field: the write only fills gaps.
+    pub fn none(schema: &LibrarySchema) -> Self {
+        Self(vec![false; schema.fields.len()])
+    }
+
+    /// Field by field, from a predicate on the field name.
+    pub fn by_field(schema: &LibrarySchema, mut owns: impl FnMut(&str) -> bool) -> Self {
+        Self(schema.fields.iter().map(|f| owns(f.name)).collect())
+    }
+
+    /// Whether the write is authoritative for field `i`.
+    pub fn owns(&self, i: usize) -> bool {
+        self.0.get(i).copied().unwrap_or(false)
+    }
 }
 
 /// The outcome of a commit.
@@ -223,13 +259,13 @@ impl Library {
         Ok(None)
     }
 
-    /// Starts a write on behalf of department `source` in sync run `run`. `authoritative` says
-    /// whether `source` owns this library's data (一数一源): its values replace others', while a
-    /// non-authoritative source only fills fields that are empty.
+    /// Starts a write on behalf of department `source` in sync run `run`. `authority` says which
+    /// fields `source` is the authoritative source of (一数一源): its values there replace
+    /// others', while elsewhere it only fills fields that are empty (see the module docs).
     ///
     /// Waits for a write of this process to finish; fails at once when another process holds
     /// the library.
-    pub async fn writer(&self, source: &str, run: i64, authoritative: bool) -> Result<LibraryWriter<'_>> {
+    pub async fn writer(&self, source: &str, run: i64, authority: Authority) -> Result<LibraryWriter<'_>> {
         let guard = self.write_lock.lock().await;
         let lock_path = self.dir.join("writer.lock");
         let lock_file = File::create(&lock_path).map_err(Error::io(format!("creating {}", lock_path.display())))?;
@@ -255,9 +291,12 @@ impl Library {
             _lock_file: lock_file,
             table,
             version,
-            source: source.to_string(),
-            run,
-            authoritative,
+            origin: Origin {
+                source: source.to_string(),
+                run,
+                version,
+            },
+            authority,
             reader,
             seen: KeySet::default(),
             rows: PendingRows::new(self.schema),
@@ -294,7 +333,9 @@ impl Library {
             // Within a version each key appears once (a writer refuses a second row for a key),
             // so the rows of one version apply in any order.
             let df = ctx
-                .sql(&format!("SELECT * FROM library WHERE _version = {version}"))
+                .sql(&format!(
+                    "SELECT * FROM library WHERE _version = {version} AND _op IN ('I', 'U', 'D')"
+                ))
                 .await?;
             let mut stream = df.execute_stream().await?;
             let (mut read_time, mut apply_time) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
@@ -351,14 +392,35 @@ impl Library {
             .downcast_ref::<Int64Array>()
             .ok_or_else(|| Error::index("_version is not Int64"))?;
         let sources = as_strings(column("_source")?)?;
+        let runs = column("_run")?
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| Error::index("_run is not Int64"))?;
+        let lineages = as_strings(column("_lineage")?)?;
         let mut out = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             let values: Vec<Option<String>> = fields.iter().map(|array| cell_to_string(array, row)).collect();
             let key = values[0].clone().unwrap_or_default();
-            let record = (ops.value(row) != "D").then(|| StoredRecord {
-                values,
-                source: sources.value(row).to_string(),
-                version: versions.value(row),
+            let record = (ops.value(row) != "D").then(|| {
+                let lineage = (!lineages.is_null(row))
+                    .then(|| Lineage::parse(lineages.value(row)))
+                    .flatten()
+                    .unwrap_or_else(|| {
+                        Lineage::uniform(
+                            &values,
+                            Origin {
+                                source: sources.value(row).to_string(),
+                                run: runs.value(row),
+                                version: versions.value(row),
+                            },
+                        )
+                    });
+                StoredRecord {
+                    values,
+                    source: sources.value(row).to_string(),
+                    version: versions.value(row),
+                    lineage,
+                }
             });
             out.push((key, record));
         }
@@ -509,6 +571,7 @@ struct PendingRows {
     values: Vec<ValueColumn>,
     ops: StringBuilder,
     sources: StringBuilder,
+    lineages: StringBuilder,
     len: usize,
 }
 
@@ -532,11 +595,18 @@ impl PendingRows {
             values,
             ops: StringBuilder::new(),
             sources: StringBuilder::new(),
+            lineages: StringBuilder::new(),
             len: 0,
         }
     }
 
-    fn push<S: AsRef<str>>(&mut self, op: &str, source: &str, values: impl IntoIterator<Item = Option<S>>) {
+    fn push<S: AsRef<str>>(
+        &mut self,
+        op: &str,
+        source: &str,
+        lineage: Option<&Lineage>,
+        values: impl IntoIterator<Item = Option<S>>,
+    ) {
         let mut values = values.into_iter();
         for column in &mut self.values {
             let value = values.next().flatten();
@@ -552,6 +622,7 @@ impl PendingRows {
         }
         self.ops.append_value(op);
         self.sources.append_value(source);
+        self.lineages.append_option(lineage.map(Lineage::to_text));
         self.len += 1;
     }
 
@@ -574,6 +645,7 @@ impl PendingRows {
         columns.push(Arc::new(
             TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC"),
         ));
+        columns.push(Arc::new(self.lineages.finish()));
         Ok(RecordBatch::try_new(self.schema.arrow_schema(), columns)?)
     }
 }
@@ -589,9 +661,9 @@ pub struct LibraryWriter<'a> {
     _lock_file: File,
     table: DeltaTable,
     version: i64,
-    source: String,
-    run: i64,
-    authoritative: bool,
+    /// This write's department, run and version: the origin of every value it writes.
+    origin: Origin,
+    authority: Authority,
     /// The index as of the start of the write; `None` when the library was empty (a first load
     /// looks nothing up).
     reader: Option<IndexReader>,
@@ -625,8 +697,10 @@ impl LibraryWriter<'_> {
         }
     }
 
-    /// Merges one normalized row (values in schema order, key first, dates as `YYYY-MM-DD`).
-    /// A key may be written once per write: a second row for it is a [`Upsert::Duplicate`].
+    /// Merges one normalized row (values in schema order, key first, dates as `YYYY-MM-DD`)
+    /// field by field under the write's [`Authority`] (see the module docs); values that lose a
+    /// conflict are written as a `C` row. A key may be written once per write: a second row for
+    /// it is a [`Upsert::Duplicate`].
     pub fn upsert(&mut self, values: Vec<Option<String>>) -> Result<Upsert> {
         let Some(key) = values.first().and_then(|v| v.as_deref()) else {
             return Err(Error::InvalidValue {
@@ -639,27 +713,79 @@ impl LibraryWriter<'_> {
         }
         let Some(current) = self.current(key)? else {
             self.stats.inserted += 1;
-            self.rows.push("I", &self.source, values);
+            let lineage = Lineage::uniform(&values, self.origin.clone());
+            self.rows.push("I", &self.origin.source, Some(&lineage), values);
             return Ok(Upsert::Inserted);
         };
-        let mut merged = current.values.clone();
-        for (slot, incoming) in merged.iter_mut().zip(values) {
-            if incoming.is_some() && (self.authoritative || slot.is_none()) {
-                *slot = incoming;
+        let StoredRecord {
+            values: mut merged,
+            source: current_source,
+            mut lineage,
+            ..
+        } = current;
+        let unchanged_lineage = lineage.clone();
+        // Values that lost a conflict, by the department that supplied them.
+        let mut losers: Vec<(String, Vec<Option<String>>)> = Vec::new();
+        let width = values.len();
+        let mut lose = |source: &str, i: usize, value: String, key: &str| {
+            let slot = match losers.iter().position(|(s, _)| s == source) {
+                Some(p) => p,
+                None => {
+                    let mut row = vec![None; width];
+                    row[0] = Some(key.to_string());
+                    losers.push((source.to_string(), row));
+                    losers.len() - 1
+                }
+            };
+            losers[slot].1[i] = Some(value);
+        };
+        for (i, incoming) in values.iter().enumerate() {
+            let Some(incoming) = incoming else { continue };
+            let owns = self.authority.owns(i);
+            match &merged[i] {
+                None => {
+                    merged[i] = Some(incoming.clone());
+                    lineage.set(i, Some(&self.origin));
+                }
+                Some(held) if held == incoming => {
+                    // The authority confirming a value takes it over.
+                    if owns && lineage.field(i).is_none_or(|o| o.source != self.origin.source) {
+                        lineage.set(i, Some(&self.origin));
+                    }
+                }
+                Some(held) => {
+                    let holder = lineage
+                        .field(i)
+                        .map_or_else(|| current_source.clone(), |o| o.source.clone());
+                    if owns || holder == self.origin.source {
+                        if holder != self.origin.source {
+                            lose(&holder, i, held.clone(), key);
+                        }
+                        merged[i] = Some(incoming.clone());
+                        lineage.set(i, Some(&self.origin));
+                    } else {
+                        lose(&self.origin.source, i, incoming.clone(), key);
+                    }
+                }
             }
         }
-        let source = if self.authoritative {
-            self.source.as_str()
+        for (source, row) in &losers {
+            self.stats.conflicts += row.iter().skip(1).filter(|v| v.is_some()).count() as u64;
+            self.rows.push("C", source, None, row.iter().map(|v| v.as_deref()));
+        }
+        // The record belongs to the authority of its key: the library's owner.
+        let source = if self.authority.owns(0) {
+            self.origin.source.clone()
         } else {
-            current.source.as_str()
+            current_source.clone()
         };
-        if merged == current.values && source == current.source {
+        lineage.compact();
+        if lineage == unchanged_lineage && source == current_source {
             self.stats.unchanged += 1;
             return Ok(Upsert::Unchanged);
         }
         self.stats.updated += 1;
-        let source = source.to_string();
-        self.rows.push("U", &source, merged);
+        self.rows.push("U", &source, Some(&lineage), merged);
         Ok(Upsert::Updated)
     }
 
@@ -677,7 +803,7 @@ impl LibraryWriter<'_> {
         self.stats.deleted += 1;
         let fields = self.library.schema.fields.len();
         let values = std::iter::once(Some(key)).chain(std::iter::repeat_n(None, fields - 1));
-        self.rows.push("D", &self.source, values);
+        self.rows.push("D", &self.origin.source, None, values);
     }
 
     /// For a full snapshot: marks deleted every record this write's source owns that the write
@@ -691,7 +817,7 @@ impl LibraryWriter<'_> {
         let mut owned = 0u64;
         let mut gone = Vec::new();
         reader.for_each_head(|key, _, source| {
-            if source == self.source {
+            if source == self.origin.source {
                 owned += 1;
                 if !self.seen.contains(key) {
                     gone.push(key.to_string());
@@ -725,7 +851,7 @@ impl LibraryWriter<'_> {
 
     async fn flush(&mut self) -> Result<()> {
         if self.rows.len > 0 {
-            let batch = self.rows.finish(self.version, self.run)?;
+            let batch = self.rows.finish(self.version, self.origin.run)?;
             self.sink.write(batch).await?;
         }
         Ok(())
@@ -752,10 +878,10 @@ impl LibraryWriter<'_> {
             });
         }
         let mut metadata = HashMap::new();
-        metadata.insert("huitong_run".to_string(), serde_json::Value::from(self.run));
+        metadata.insert("huitong_run".to_string(), serde_json::Value::from(self.origin.run));
         metadata.insert(
             "huitong_source".to_string(),
-            serde_json::Value::from(self.source.clone()),
+            serde_json::Value::from(self.origin.source.clone()),
         );
         let properties = CommitProperties::default()
             .with_application_transaction(Transaction::new(app_id, watermark))
@@ -793,5 +919,154 @@ impl LibraryWriter<'_> {
             version,
             stats: self.stats,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::POPULATION;
+
+    fn row(pairs: &[(&str, &str)]) -> Vec<Option<String>> {
+        let mut values = vec![None; POPULATION.fields.len()];
+        for (name, value) in pairs {
+            values[POPULATION.position(name).unwrap()] = Some(value.to_string());
+        }
+        values
+    }
+
+    async fn write(
+        library: &Library,
+        source: &str,
+        run: i64,
+        authority: Authority,
+        values: Vec<Option<String>>,
+    ) -> WriteStats {
+        let mut writer = library.writer(source, run, authority).await.unwrap();
+        writer.upsert(values).unwrap();
+        writer.commit("test", run).await.unwrap().stats
+    }
+
+    #[tokio::test]
+    async fn one_source_per_field_with_lineage_and_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::open(dir.path(), &POPULATION).await.unwrap();
+        let key = "11010519491231002X";
+        let phone_owner = |f: &str| f == "phone";
+        let gaj = Authority::by_field(&POPULATION, |f| !phone_owner(f));
+        let wjw = Authority::by_field(&POPULATION, phone_owner);
+
+        // 公安 owns everything but the phone, which 卫健委 owns; 民政 owns nothing.
+        let s = write(
+            &library,
+            "GAJ",
+            1,
+            gaj.clone(),
+            row(&[("id_number", key), ("name", "张三"), ("phone", "13800000001")]),
+        )
+        .await;
+        assert_eq!((s.inserted, s.conflicts), (1, 0));
+        let s = write(
+            &library,
+            "WJW",
+            2,
+            wjw,
+            row(&[("id_number", key), ("name", "张叁"), ("phone", "13800000002")]),
+        )
+        .await;
+        assert_eq!(
+            (s.updated, s.conflicts),
+            (1, 2),
+            "WJW loses the name, GAJ loses the phone"
+        );
+        let s = write(
+            &library,
+            "MZJ",
+            3,
+            Authority::none(&POPULATION),
+            row(&[
+                ("id_number", key),
+                ("phone", "13800000003"),
+                ("current_address", "西湖区文三路1号"),
+            ]),
+        )
+        .await;
+        assert_eq!(
+            (s.updated, s.conflicts),
+            (1, 1),
+            "MZJ fills the address, loses the phone"
+        );
+        let s = write(
+            &library,
+            "MZJ",
+            4,
+            Authority::none(&POPULATION),
+            row(&[("id_number", key), ("current_address", "西湖区文三路2号")]),
+        )
+        .await;
+        assert_eq!((s.updated, s.conflicts), (1, 0), "MZJ may change the value it supplied");
+        let s = write(
+            &library,
+            "GAJ",
+            5,
+            gaj,
+            row(&[("id_number", key), ("name", "张三"), ("phone", "13800000001")]),
+        )
+        .await;
+        assert_eq!(
+            (s.unchanged, s.conflicts),
+            (1, 1),
+            "GAJ's phone loses again; nothing else changes"
+        );
+
+        let record = library.get(key).unwrap().unwrap();
+        let value = |name: &str| record.values[POPULATION.position(name).unwrap()].as_deref();
+        let origin = |name: &str| {
+            record
+                .lineage
+                .field(POPULATION.position(name).unwrap())
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(value("name"), Some("张三"));
+        assert_eq!(value("phone"), Some("13800000002"));
+        assert_eq!(value("current_address"), Some("西湖区文三路2号"));
+        assert_eq!(record.source, "GAJ");
+        assert_eq!((origin("name").source.as_str(), origin("name").run), ("GAJ", 1));
+        assert_eq!((origin("phone").source.as_str(), origin("phone").version), ("WJW", 2));
+        assert_eq!(
+            (origin("current_address").source.as_str(), origin("current_address").run),
+            ("MZJ", 4)
+        );
+
+        let table = library.table().await.unwrap();
+        let ctx = datafusion::prelude::SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).unwrap();
+        ctx.register_table("library", table.table_provider().await.unwrap())
+            .unwrap();
+        let batches = ctx
+            .sql("SELECT _source, name, phone FROM library WHERE _op = 'C' ORDER BY _version, _source")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.contains("_source"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "| GAJ     |      | 13800000001 |",
+                "| WJW     | 张叁 |             |",
+                "| MZJ     |      | 13800000003 |",
+                "| GAJ     |      | 13800000001 |",
+            ],
+            "{text}"
+        );
     }
 }

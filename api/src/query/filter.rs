@@ -202,6 +202,7 @@ mod tests {
             values,
             source: "GAJ".into(),
             version: 1,
+            lineage: Default::default(),
         }
     }
 

@@ -81,7 +81,10 @@ async fn prepare(data_dir: PathBuf, rows: u64) -> Result<(), String> {
     let have = library.len().map_err(|e| e.to_string())?;
     if have < rows {
         let started = std::time::Instant::now();
-        let mut writer = library.writer("bench", 0, true).await.map_err(|e| e.to_string())?;
+        let mut writer = library
+            .writer("bench", 0, exchange_core::Authority::all(library.schema()))
+            .await
+            .map_err(|e| e.to_string())?;
         let need = rows - have;
         for n in 0..need {
             writer.upsert(record(n)).map_err(|e| e.to_string())?;
