@@ -35,6 +35,8 @@ pub struct TestApp {
     pub keys: Value,
     /// ID numbers present in the population library.
     pub sample_ids: Vec<String>,
+    /// Keys present in each library, by library name.
+    pub sample_keys: std::collections::BTreeMap<String, Vec<String>>,
     /// HTTP client.
     pub client: reqwest::Client,
 }
@@ -158,7 +160,8 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         settings,
         catalog,
         keys: demo.keys,
-        sample_ids: demo.sample_ids,
+        sample_ids: demo.sample_keys["population"].clone(),
+        sample_keys: demo.sample_keys,
         client: reqwest::Client::new(),
     }
 }

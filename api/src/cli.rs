@@ -106,6 +106,10 @@ pub struct DemoArgs {
     /// Build everything, write demo-credentials.json, and exit without serving.
     #[arg(long)]
     pub no_serve: bool,
+    /// Before syncing, apply the next day of changes to the household register (people move,
+    /// die, are born) — run again on the same data dir to watch the change feed follow.
+    #[arg(long)]
+    pub next_day: bool,
 }
 
 /// Audit subcommands.

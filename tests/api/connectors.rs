@@ -928,3 +928,61 @@ async fn gbk_csv_and_xlsx_files_feed_the_library() {
     assert_eq!(counts(&run), (40, 0, 40, 0, 0, 0), "{run}");
     assert_eq!(record(&app, &person_id(30_001)).await.unwrap()["phone"], "139****0001");
 }
+
+#[tokio::test]
+async fn the_change_feed_returns_exactly_the_changes_of_a_second_demo_sync() {
+    let app = huitong_tests::spawn_app(huitong_tests::MetaDb::Sqlite).await;
+    let (before, _) = population_health(&app).await;
+    let sources =
+        huitong::demo::generate::ensure_sources(&app.data_path().join("sources"), huitong_tests::TEST_ROWS, 7)
+            .await
+            .unwrap();
+    let day = huitong::demo::generate::next_day(&sources).await.unwrap();
+    assert_eq!(
+        (day.moved.len(), day.removed.len(), day.born.len()),
+        (2, 1, 2),
+        "{day:?}"
+    );
+    let run = app.run_connector("gaj-hukou", &app.key("platform_admin")).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let (_, inserted, updated, _, _, deleted) = counts(&run);
+    assert_eq!((inserted, updated, deleted), (2, 2, 1), "{run}");
+
+    let mut changes: Vec<Value> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("/api/v1/exchange/{POPULATION_CODE}/changes?since_version={before}");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page = json_of(app.get(&url, &app.key("consumer_granted")).await, 200).await;
+        changes.extend(page["changes"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let got: std::collections::BTreeMap<String, String> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().unwrap().to_string(),
+                c["op"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), changes.len(), "each key once: {changes:?}");
+    let mut want = std::collections::BTreeMap::new();
+    for id in day.moved.iter().chain(&day.born) {
+        want.insert(id.clone(), "upsert".to_string());
+    }
+    for id in &day.removed {
+        want.insert(id.clone(), "delete".to_string());
+    }
+    assert_eq!(got, want, "exactly the day's changes: {changes:?}");
+    let moved = &changes.iter().find(|c| c["key"] == day.moved[0].as_str()).unwrap()["record"];
+    assert!(
+        moved["address"].as_str().unwrap().contains("****"),
+        "masked as granted: {moved}"
+    );
+}

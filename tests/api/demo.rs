@@ -106,4 +106,69 @@ async fn dirty_rows_are_normalized_or_quarantined_with_their_reason() {
     }
     assert!(quarantined.iter().any(|r| r.reason.contains("check character")));
     assert!(quarantined.iter().any(|r| r.reason.contains("出生日期")));
+
+    // The other base libraries' sources: what is quarantined, exactly, and why. (The generator
+    // plants its dirt at fixed positions; other dirt — lower-case codes, amounts with
+    // separators, mixed date formats — is normalized.)
+    let table: &[(&str, Option<i64>, &[&str], &str)] = &[
+        ("scjgj-qiye", Some(4), &["uscc", "status"], "check character"),
+        ("fgw-xinyong", Some(4), &["subject_id", "record_type"], "not one of"),
+        ("dsj-zhengzhao", None, &["holder_id"], "neither"),
+        ("zrzyj-dizhi", Some(5), &["latitude", "region_code"], "GB/T 2260"),
+    ];
+    for (name, rejected, fields, reason) in table {
+        let connector = catalog.connector_by_name(name).await.unwrap();
+        let run = &catalog.runs(connector.id, 10).await.unwrap()[0];
+        let c = run.counts;
+        assert!(c.read > 0, "{name}: {c:?}");
+        assert_eq!(
+            c.read,
+            c.inserted + c.updated + c.unchanged + c.rejected,
+            "{name}: no row vanishes"
+        );
+        match rejected {
+            Some(n) => assert_eq!(c.rejected, *n, "{name}: {c:?}"),
+            None => assert!(c.rejected > 0, "{name}: {c:?}"),
+        }
+        let quarantined = catalog.quarantined(run.id).await.unwrap();
+        let seen: std::collections::BTreeSet<&str> = quarantined.iter().filter_map(|r| r.field.as_deref()).collect();
+        assert_eq!(seen, fields.iter().copied().collect(), "{name}: {quarantined:?}");
+        assert!(
+            quarantined.iter().any(|r| r.reason.contains(reason)),
+            "{name}: {quarantined:?}"
+        );
+        assert!(quarantined.iter().all(|r| r.position.parse::<i64>().is_ok()), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_five_base_libraries_are_listed_with_keys_they_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = demo_no_serve(dir.path()).await;
+    let mut settings = huitong::settings::Settings::load(None).unwrap();
+    settings.data_dir = dir.path().to_path_buf();
+    let (_, libraries) = huitong::startup::open_stores(&settings).await.unwrap();
+    for (code, schema) in huitong::demo::BASE_RESOURCES {
+        assert_eq!(credentials["resource_codes"][schema.name], code, "{}", schema.name);
+        let keys = credentials["sample_keys"][schema.name].as_array().unwrap();
+        assert!(!keys.is_empty(), "{}", schema.name);
+        let library = &libraries[schema.name];
+        for key in keys {
+            let key = key.as_str().unwrap();
+            let record = library
+                .get(key)
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: {key} missing", schema.name));
+            assert_eq!(record.values[0].as_deref(), Some(key));
+        }
+    }
+    // A licence's key is its type and number; its holder is a person or an organization.
+    let license = &libraries["license"];
+    let key = credentials["sample_keys"]["license"][0].as_str().unwrap();
+    let record = license.get(key).unwrap().unwrap();
+    let (kind, number) = key.split_once(':').unwrap();
+    assert_eq!(
+        (record.values[1].as_deref(), record.values[2].as_deref()),
+        (Some(kind), Some(number))
+    );
 }

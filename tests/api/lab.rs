@@ -127,7 +127,7 @@ async fn lab_sql_cannot_reach_ungranted_or_plain_values_by_any_query_shape() {
         ("SELECT * FROM library".into(), 422, "unknown_view"),
         (format!("SELECT * FROM datafusion.public.{v}"), 422, "unknown_view"),
         ("SELECT * FROM '/etc/passwd'".into(), 422, "unknown_view"),
-        (format!("SELECT * FROM {v}, r_1_02_001_000001"), 422, "unknown_view"),
+        (format!("SELECT * FROM {v}, r_1_04_001_000001"), 422, "unknown_view"),
         ("SHOW TABLES".into(), 422, "sql_not_allowed"),
         ("SHOW ALL".into(), 422, "sql_not_allowed"),
         // Nothing that writes, defines, copies, explains or sets.

@@ -78,10 +78,12 @@ pub struct Sources {
     pub seed: u64,
     /// Clean ID numbers that end up in the library.
     pub sample_ids: Vec<String>,
+    /// The sources of the other base libraries.
+    pub bases: super::bases::BaseSources,
 }
 
 /// Bumped whenever the generator's output changes, so old sources are rebuilt.
-const GENERATOR_VERSION: u32 = 2;
+const GENERATOR_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Manifest {
@@ -104,6 +106,7 @@ pub async fn ensure_sources(dir: &Path, rows: usize, seed: u64) -> Result<Source
             && s.minzheng.exists()
             && s.weijian.exists()
             && s.renshe.exists()
+            && s.bases.dizhi.exists()
         {
             return Ok(manifest.sources);
         }
@@ -188,6 +191,78 @@ fn birth_text(rng: &mut StdRng, birth: chrono::NaiveDate) -> String {
         .choose(rng)
         .expect("format");
     birth.format(format).to_string()
+}
+
+/// What [`next_day`] changed in the household register, by ID number.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NextDay {
+    /// People whose address changed (they moved).
+    pub moved: Vec<String>,
+    /// People removed from the register (died or moved out of the city).
+    pub removed: Vec<String>,
+    /// People registered (born).
+    pub born: Vec<String>,
+}
+
+/// Applies a day of changes to the household register in `sources`: two of the sample people
+/// move, one leaves the register, two newborns are registered. Each call is a new day: the
+/// newborns' sequence numbers continue from the register's highest row id.
+pub async fn next_day(sources: &Sources) -> Result<NextDay> {
+    let sql_err = |e: sqlx::Error| Failure::msg(e.to_string());
+    let url = format!("sqlite://{}", sources.gongan.display());
+    let mut conn = SqliteConnection::connect(&url).await.map_err(sql_err)?;
+    let mut tx = conn.begin().await.map_err(sql_err)?;
+    let present: Vec<String> = sqlx::query_scalar("SELECT sfzh FROM hukou WHERE sfzh IN ($1, $2, $3, $4, $5)")
+        .bind(sources.sample_ids.first())
+        .bind(sources.sample_ids.get(1))
+        .bind(sources.sample_ids.get(2))
+        .bind(sources.sample_ids.get(3))
+        .bind(sources.sample_ids.get(4))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sql_err)?;
+    let next_id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM hukou")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql_err)?;
+    let mut day = NextDay::default();
+    // The last sample people change; the first ones stay as other tests and the README use them.
+    let movers = sources.sample_ids.get(2..4).unwrap_or_default();
+    for id in present.iter().filter(|id| movers.contains(id)) {
+        sqlx::query("UPDATE hukou SET hjdz = hjdz || '(' || $1 || '搬迁)' WHERE sfzh = $2")
+            .bind(next_id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err)?;
+        day.moved.push(id.clone());
+    }
+    for id in present.iter().filter(|id| sources.sample_ids.get(4) == Some(id)) {
+        sqlx::query("DELETE FROM hukou WHERE sfzh = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err)?;
+        day.removed.push(id.clone());
+    }
+    let born = chrono::Local::now().date_naive() - chrono::Duration::days(1);
+    for n in 0..2 {
+        let row = next_id + n;
+        let first17 = format!("330106{}{:03}", born.format("%Y%m%d"), row % 1000);
+        let id = format!("{first17}{}", check_character(first17.as_bytes()));
+        sqlx::query("INSERT INTO hukou VALUES ($1, $2, '新生儿', $3, $4, '汉族', '330106', '浙江省杭州市西湖区文三路1号', NULL)")
+            .bind(row)
+            .bind(&id)
+            .bind(if row % 2 == 1 { "1" } else { "2" })
+            .bind(born.format("%Y-%m-%d").to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(sql_err)?;
+        day.born.push(id);
+    }
+    tx.commit().await.map_err(sql_err)?;
+    conn.close().await.map_err(sql_err)?;
+    Ok(day)
 }
 
 async fn create(path: &Path, ddl: &'static str) -> Result<SqliteConnection> {
@@ -336,7 +411,18 @@ async fn generate(dir: &Path, rows: usize, seed: u64) -> Result<Sources> {
     }
     workbook.save(&renshe).map_err(xlsx_err)?;
 
+    let refs: Vec<super::bases::PersonRef> = people
+        .iter()
+        .map(|p| super::bases::PersonRef {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            birth: p.birth,
+        })
+        .collect();
+    let bases = super::bases::generate(dir, &refs, seed).await?;
+
     Ok(Sources {
+        bases,
         gongan,
         minzheng,
         weijian,

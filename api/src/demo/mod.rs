@@ -1,9 +1,10 @@
 //! `huitong demo`: a working platform from nothing, on generated departmental data.
 
+pub mod bases;
 pub mod generate;
 pub mod seed;
 
-pub use seed::POPULATION_CODE;
+pub use seed::{BASE_RESOURCES, CREDIT_CODE, LEGAL_ENTITY_CODE, LICENSE_CODE, POPULATION_CODE, SPATIAL_CODE};
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -29,13 +30,24 @@ pub struct PreparedDemo {
     pub libraries: HashMap<&'static str, Arc<Library>>,
     /// Keys by demo role (`consumer_granted`, …).
     pub keys: serde_json::Value,
-    /// A few ID numbers present in the population library.
-    pub sample_ids: Vec<String>,
+    /// A few keys present in each library, by library name.
+    pub sample_keys: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Generates (or reuses) the sources, seeds the catalog, syncs every connector and issues the
 /// demo keys; prints progress. Safe to run again on the same data dir.
 pub async fn prepare(settings: &Settings, rows: usize, seed: u64) -> Result<PreparedDemo> {
+    prepare_day(settings, rows, seed, false).await.map(|(demo, _)| demo)
+}
+
+/// [`prepare`], first applying the next day of changes to the sources when `next_day` (see
+/// [`generate::next_day`]); returns what changed.
+pub async fn prepare_day(
+    settings: &Settings,
+    rows: usize,
+    seed: u64,
+    next_day: bool,
+) -> Result<(PreparedDemo, Option<generate::NextDay>)> {
     let data_dir = settings.data_dir.clone();
     std::fs::create_dir_all(&data_dir)?;
     println!("汇通 Huitong demo — data dir {}", data_dir.display());
@@ -48,6 +60,18 @@ pub async fn prepare(settings: &Settings, rows: usize, seed: u64) -> Result<Prep
         sources.weijian.display(),
         sources.renshe.display()
     );
+    let day = if next_day {
+        let day = generate::next_day(&sources).await?;
+        println!(
+            "  next day: {} moved, {} left the register, {} born",
+            day.moved.len(),
+            day.removed.len(),
+            day.born.len()
+        );
+        Some(day)
+    } else {
+        None
+    };
     let (catalog, libraries) = open_stores(settings).await?;
     if seed::seed_catalog(&catalog).await? {
         println!("  catalog seeded: departments, resources, demands, responsibility lists");
@@ -57,12 +81,17 @@ pub async fn prepare(settings: &Settings, rows: usize, seed: u64) -> Result<Prep
         sync_with_progress(&catalog, &libraries, &connector).await?;
     }
     let keys = issue_demo_keys(&catalog).await?;
-    Ok(PreparedDemo {
-        catalog,
-        libraries,
-        keys,
-        sample_ids: sources.sample_ids,
-    })
+    let mut sample_keys = sources.bases.sample_keys.clone();
+    sample_keys.insert("population".into(), sources.sample_ids.clone());
+    Ok((
+        PreparedDemo {
+            catalog,
+            libraries,
+            keys,
+            sample_keys,
+        },
+        day,
+    ))
 }
 
 /// The content of `demo-credentials.json`.
@@ -70,8 +99,11 @@ pub fn credentials_json(base_url: &str, demo: &PreparedDemo) -> serde_json::Valu
     json!({
         "base_url": base_url,
         "keys": demo.keys,
-        "resource_codes": {"population": POPULATION_CODE},
-        "sample_keys": {"population": demo.sample_ids},
+        "resource_codes": BASE_RESOURCES
+            .iter()
+            .map(|(code, schema)| (schema.name.to_string(), json!(code)))
+            .collect::<serde_json::Map<_, _>>(),
+        "sample_keys": demo.sample_keys,
     })
 }
 
@@ -79,7 +111,7 @@ pub fn credentials_json(base_url: &str, demo: &PreparedDemo) -> serde_json::Valu
 /// serves unless `--no-serve`.
 pub async fn run(mut settings: Settings, args: DemoArgs) -> Result<ExitCode> {
     settings.set_port(args.port);
-    let demo = prepare(&settings, args.rows, args.seed).await?;
+    let (demo, _) = prepare_day(&settings, args.rows, args.seed, args.next_day).await?;
     let app = if args.no_serve {
         None
     } else {
@@ -165,11 +197,76 @@ async fn seed_connectors(catalog: &Catalog, sources: &generate::Sources) -> Resu
             }),
         })
         .await?;
-    let population = catalog.resource_by_code(POPULATION_CODE).await?;
-    if population.meta.connector.is_none() {
-        let mut input = population.meta.clone();
-        input.connector = Some("gaj-hukou".into());
-        catalog.update_resource("demo seed", POPULATION_CODE, &input).await?;
+    let bases = &sources.bases;
+    let base_connectors = [
+        (
+            "scjgj-qiye",
+            "SCJGJ",
+            LEGAL_ENTITY_CODE,
+            sqlite(&bases.shichang, "qiye_dengji"),
+            json!({
+                "uscc": "tyshxydm", "name": "qymc", "entity_type": "ztlx", "legal_rep_name": "fddbr",
+                "legal_rep_id": "fddbrsfzh", "registered_capital": "zczb", "established": "clrq",
+                "region_code": "zsqh", "address": "zs", "business_scope": "jyfw", "industry_code": "hydm",
+                "status": "djzt"
+            }),
+        ),
+        (
+            "fgw-xinyong",
+            "FGW",
+            CREDIT_CODE,
+            sqlite(&bases.xinyong, "xinyong_jilu"),
+            json!({
+                "record_id": "jlbh", "subject_id": "ztdm", "subject_name": "ztmc", "record_type": "jllx",
+                "authority": "rdjg", "decision_date": "jdrq", "valid_until": "yxqz", "content": "nr"
+            }),
+        ),
+        (
+            "dsj-zhengzhao",
+            "DSJ",
+            LICENSE_CODE,
+            sqlite(&bases.zhengzhao, "dianzi_zhengzhao"),
+            json!({
+                "license_type": "zzlxdm", "license_no": "zzbh", "license_name": "zzmc", "holder_id": "czztdm",
+                "holder_name": "czztmc", "issuer": "fzjg", "issue_date": "fzrq", "valid_until": "yxqz",
+                "status": "zzzt"
+            }),
+        ),
+        (
+            "zrzyj-dizhi",
+            "ZRZYJ",
+            SPATIAL_CODE,
+            sqlite(&bases.dizhi, "biaozhun_dizhi"),
+            json!({
+                "address_id": "dzbm", "address": "bzdz", "region_code": "xzqh", "place_name": "dm",
+                "longitude": "jd", "latitude": "wd", "crs": "zbx", "parcel_id": "zddm"
+            }),
+        ),
+    ];
+    for (name, department, resource, source, mapping) in base_connectors {
+        catalog
+            .upsert_connector(&NewConnector {
+                name: name.into(),
+                kind: "sqlite".into(),
+                department_code: department.into(),
+                resource_code: resource.into(),
+                config: json!({"source": source, "mapping": mapping, "position_column": "id"}),
+            })
+            .await?;
+    }
+    for (code, connector) in [
+        (POPULATION_CODE, "gaj-hukou"),
+        (LEGAL_ENTITY_CODE, "scjgj-qiye"),
+        (CREDIT_CODE, "fgw-xinyong"),
+        (LICENSE_CODE, "dsj-zhengzhao"),
+        (SPATIAL_CODE, "zrzyj-dizhi"),
+    ] {
+        let resource = catalog.resource_by_code(code).await?;
+        if resource.meta.connector.is_none() {
+            let mut input = resource.meta.clone();
+            input.connector = Some(connector.into());
+            catalog.update_resource("demo seed", code, &input).await?;
+        }
     }
     Ok(())
 }

@@ -6,13 +6,47 @@ use catalog::{
     Catalog, Classification, DataItem, DemandDecision, NewDemand, NewDepartment, NewResponsibility, ResourceInput,
     ResponsibilityKind,
 };
-use exchange_core::schema::POPULATION;
-use exchange_core::{FieldKind, OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
+use exchange_core::schema::{CREDIT, LEGAL_ENTITY, LICENSE, POPULATION, SPATIAL};
+use exchange_core::{FieldKind, LibrarySchema, OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
 
 use crate::Result;
 
 /// The population resource's code: base class (1), 人口 (01), 目 001, sequence 000001.
 pub const POPULATION_CODE: &str = "1-01-001-000001";
+/// The legal-entity resource (法人).
+pub const LEGAL_ENTITY_CODE: &str = "1-02-001-000001";
+/// The credit resource (社会信用).
+pub const CREDIT_CODE: &str = "1-03-001-000001";
+/// The e-license resource (电子证照).
+pub const LICENSE_CODE: &str = "1-04-001-000001";
+/// The spatial resource (空间地理).
+pub const SPATIAL_CODE: &str = "1-05-001-000001";
+
+/// The base resources and the libraries that serve them.
+pub const BASE_RESOURCES: [(&str, &LibrarySchema); 5] = [
+    (POPULATION_CODE, &POPULATION),
+    (LEGAL_ENTITY_CODE, &LEGAL_ENTITY),
+    (CREDIT_CODE, &CREDIT),
+    (LICENSE_CODE, &LICENSE),
+    (SPATIAL_CODE, &SPATIAL),
+];
+
+/// A base resource's data items: the library's fields, each authoritative for its provider.
+fn library_items(schema: &LibrarySchema) -> Vec<DataItem> {
+    let specs: Vec<ItemSpec> = schema
+        .fields
+        .iter()
+        .map(|f| {
+            let data_type = match f.kind {
+                FieldKind::Date => "date",
+                FieldKind::Decimal | FieldKind::Longitude | FieldKind::Latitude => "decimal",
+                _ => "string",
+            };
+            (f.name, f.label_zh, data_type, f.sensitivity, f.name == schema.key)
+        })
+        .collect();
+    items(&specs)
+}
 
 const ACTOR: &str = "demo seed";
 const BASIS: &str = "《政务信息资源共享管理暂行办法》(国发〔2016〕51号)";
@@ -82,7 +116,10 @@ impl Spec {
             provider_code: self.provider.into(),
             classification,
             class_code,
-            library: (self.code == POPULATION_CODE).then(|| POPULATION.name.to_string()),
+            library: BASE_RESOURCES
+                .iter()
+                .find(|(code, _)| *code == self.code)
+                .map(|(_, schema)| schema.name.to_string()),
             summary: self.summary.into(),
             format: if self.method == ShareMethod::File {
                 "file"
@@ -111,19 +148,7 @@ fn specs() -> Vec<Spec> {
     use ShareMethod as M;
     use ShareType as S;
     use UpdateCycle as C;
-    let population = POPULATION
-        .fields
-        .iter()
-        .map(|f| {
-            (
-                f.name,
-                f.label_zh,
-                if f.kind == FieldKind::Date { "date" } else { "string" },
-                f.sensitivity,
-                f.name == POPULATION.key,
-            )
-        })
-        .collect::<Vec<ItemSpec>>();
+
     vec![
         Spec {
             code: POPULATION_CODE,
@@ -134,7 +159,7 @@ fn specs() -> Vec<Spec> {
             method: M::Api,
             open: O::NotOpen,
             cycle: C::Daily,
-            items: items(&population),
+            items: library_items(&POPULATION),
         },
         Spec {
             code: "1-02-001-000001",
@@ -145,20 +170,7 @@ fn specs() -> Vec<Spec> {
             method: M::Api,
             open: O::Unconditional,
             cycle: C::Daily,
-            items: items(&[
-                ("uscc", "统一社会信用代码", "string", L1, true),
-                ("name", "名称", "string", L1, false),
-                ("entity_type", "市场主体类型", "string", L1, false),
-                ("legal_representative", "法定代表人", "string", L2, false),
-                ("legal_representative_id", "法定代表人身份证件号码", "string", L3, false),
-                ("registered_capital", "注册资本", "decimal", L1, false),
-                ("establishment_date", "成立日期", "date", L1, false),
-                ("address", "住所", "string", L1, false),
-                ("region_code", "行政区划代码", "string", L1, false),
-                ("business_scope", "经营范围", "string", L1, false),
-                ("industry_code", "国民经济行业代码", "string", L1, false),
-                ("status", "登记状态", "string", L1, false),
-            ]),
+            items: library_items(&LEGAL_ENTITY),
         },
         Spec {
             code: "1-03-001-000001",
@@ -169,16 +181,7 @@ fn specs() -> Vec<Spec> {
             method: M::Api,
             open: O::Conditional,
             cycle: C::Daily,
-            items: items(&[
-                ("record_id", "信用记录编号", "string", L1, true),
-                ("subject_code", "主体代码", "string", L2, false),
-                ("subject_name", "主体名称", "string", L2, false),
-                ("record_type", "记录类型", "string", L1, false),
-                ("authority", "认定部门", "string", L1, false),
-                ("decision_date", "决定日期", "date", L1, false),
-                ("valid_until", "有效期至", "date", L1, false),
-                ("content", "内容", "string", L2, false),
-            ]),
+            items: library_items(&CREDIT),
         },
         Spec {
             code: "1-04-001-000001",
@@ -189,17 +192,7 @@ fn specs() -> Vec<Spec> {
             method: M::Api,
             open: O::NotOpen,
             cycle: C::RealTime,
-            items: items(&[
-                ("license_id", "证照标识", "string", L1, true),
-                ("license_type_code", "证照类型代码", "string", L1, false),
-                ("license_number", "证照编号", "string", L2, false),
-                ("holder_code", "持证主体代码", "string", L3, false),
-                ("holder_name", "持证主体名称", "string", L3, false),
-                ("issuer", "发证机关", "string", L1, false),
-                ("issue_date", "发证日期", "date", L1, false),
-                ("valid_until", "有效期至", "date", L1, false),
-                ("status", "证照状态", "string", L1, false),
-            ]),
+            items: library_items(&LICENSE),
         },
         Spec {
             code: "1-05-001-000001",
@@ -210,14 +203,7 @@ fn specs() -> Vec<Spec> {
             method: M::Bulk,
             open: O::Unconditional,
             cycle: C::Monthly,
-            items: items(&[
-                ("address_code", "地址编码", "string", L1, true),
-                ("standard_address", "标准地址", "string", L1, false),
-                ("region_code", "乡镇（街道）代码", "string", L1, false),
-                ("longitude", "经度", "decimal", L1, false),
-                ("latitude", "纬度", "decimal", L1, false),
-                ("parcel_id", "地块编号", "string", L1, false),
-            ]),
+            items: library_items(&SPATIAL),
         },
         Spec {
             code: "2-01-001-000001",
