@@ -19,6 +19,7 @@ mod demands;
 mod departments;
 mod error;
 mod grants;
+mod objections;
 mod resources;
 mod responsibilities;
 mod transfer;
@@ -34,6 +35,9 @@ pub use demands::{Demand, DemandDecision, DemandStatus, DemandView, NewDemand, a
 pub use departments::{Department, LEVELS, NewDepartment};
 pub use error::{Error, FieldError, Result, Validator};
 pub use grants::{Grant, NewGrant};
+pub use objections::{
+    Correction, NewObjection, Objection, ObjectionEvent, ObjectionQuery, ObjectionStatus, Resolution, Routing,
+};
 pub use resources::{
     Classification, DATA_TYPES, DataItem, HistoryEntry, Page, Resource, ResourceInput, ResourceQuery, ResourceStatus,
     ResourceSummary, Visibility,
