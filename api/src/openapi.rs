@@ -66,6 +66,12 @@ use crate::routes;
         routes::demands::decide,
         routes::demands::object,
         routes::demands::arbitrate,
+        routes::objections::list,
+        routes::objections::create,
+        routes::objections::get,
+        routes::objections::confirm,
+        routes::objections::correct,
+        routes::objections::resolve,
         routes::credentials::list,
         routes::credentials::create,
         routes::credentials::revoke,
@@ -102,6 +108,9 @@ use crate::routes;
             (draft → submitted → published → retired), grants, responsibility lists, the DCAT-AP export."),
         (name = "demands", description = "供需对接 Demands: a consumer department asks, the responsible department \
             answers (an approval creates a grant), the consumer may object once, the platform arbitrates."),
+        (name = "objections", description = "异议处理 Objections: a consumer disputes a record or a field it reads; the field's \
+            authoritative department (一数一源), or the resource's provider, confirms it or corrects it (by an audited \
+            manual correction, or at the source through a connector run) within a deadline; every step is timestamped."),
         (name = "exchange", description = "共享交换 The exchange API for government consumers: every call decided by \
             policy from the catalog's grants, masked by sensitivity, held to its quota, and audited (全程留痕)."),
         (name = "connectors", description = "Connectors (数据源接入): configuration, run history, quarantined rows, manual runs."),

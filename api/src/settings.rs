@@ -125,18 +125,25 @@ pub struct CatalogSettings {
     /// Working days a department has to answer a demand (供需对接 答复时限).
     #[serde(default = "default_deadline")]
     pub demand_deadline_working_days: u32,
+    /// Working days the responsible department has to answer an objection (异议处理 答复时限).
+    #[serde(default = "default_objection_deadline")]
+    pub objection_deadline_working_days: u32,
 }
 
 impl Default for CatalogSettings {
     fn default() -> Self {
         Self {
             demand_deadline_working_days: default_deadline(),
+            objection_deadline_working_days: default_objection_deadline(),
         }
     }
 }
 
 fn default_deadline() -> u32 {
     10
+}
+fn default_objection_deadline() -> u32 {
+    5
 }
 
 /// The exchange API.

@@ -35,6 +35,8 @@ pub struct AppState {
     pub audit_key: Vec<u8>,
     /// Working days a department has to answer a demand.
     pub demand_deadline_working_days: u32,
+    /// Working days a department has to answer an objection.
+    pub objection_deadline_working_days: u32,
     /// Connector runs, by hand and on schedule.
     pub sync: Arc<SyncService>,
     /// Authenticates API keys (and bearer tokens' credentials) with a short-lived cache.
@@ -103,6 +105,7 @@ impl Application {
             catalog_cache,
             audit_key,
             demand_deadline_working_days: settings.catalog.demand_deadline_working_days,
+            objection_deadline_working_days: settings.catalog.objection_deadline_working_days,
             sync,
             auth: Authenticator::new(
                 catalog.clone(),
@@ -228,7 +231,9 @@ where
 /// `openapi` test holds the OpenAPI document to. A new endpoint is one line here, plus
 /// `#[utoipa::path]` on its handler and its name in [`crate::openapi::ApiDoc`].
 pub fn endpoints() -> Vec<Endpoint> {
-    use routes::{audit, catalog, connectors, credentials, demands, exchange, health, lab, oauth, query, session};
+    use routes::{
+        audit, catalog, connectors, credentials, demands, exchange, health, lab, oauth, objections, query, session,
+    };
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
     const PUT: Method = Method::PUT;
@@ -265,6 +270,12 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(POST, "/api/v1/demands/{id}/decision", demands::decide),
         endpoint(POST, "/api/v1/demands/{id}/objection", demands::object),
         endpoint(POST, "/api/v1/demands/{id}/arbitration", demands::arbitrate),
+        endpoint(GET, "/api/v1/objections", objections::list),
+        endpoint(POST, "/api/v1/objections", objections::create),
+        endpoint(GET, "/api/v1/objections/{id}", objections::get),
+        endpoint(POST, "/api/v1/objections/{id}/confirm", objections::confirm),
+        endpoint(POST, "/api/v1/objections/{id}/correct", objections::correct),
+        endpoint(POST, "/api/v1/objections/{id}/resolve", objections::resolve),
         endpoint(GET, "/api/v1/grants", catalog::list_grants),
         endpoint(GET, "/api/v1/responsibilities", catalog::list_responsibilities),
         endpoint(POST, "/api/v1/responsibilities", catalog::create_responsibility),

@@ -9,5 +9,6 @@ pub mod exchange;
 pub mod health;
 pub mod lab;
 pub mod oauth;
+pub mod objections;
 pub mod query;
 pub mod session;
