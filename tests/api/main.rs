@@ -11,5 +11,6 @@ mod demo;
 mod exchange;
 mod health;
 mod lab;
+mod objections;
 mod openapi;
 mod query;
