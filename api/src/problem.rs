@@ -30,8 +30,8 @@ pub struct Problem {
     /// `invalid_claim`, `unknown_item`, `invalid_filter`, `bulk_not_allowed`, `invalid_sql`,
     /// `sql_not_allowed`, `unknown_view`, `query_timeout`, `query_too_large`, `query_failed`,
     /// `quota_exceeded`, `audit_unavailable`, `connector_not_found`, `run_not_found`,
-    /// `run_in_progress`, `no_such_endpoint`, `internal`. New codes may be added; a code never
-    /// changes meaning.
+    /// `run_in_progress`, `invalid_value`, `correction_unchanged`, `record_unchanged`,
+    /// `no_such_endpoint`, `internal`. New codes may be added; a code never changes meaning.
     pub code: &'static str,
     /// The offending field or parameter, when one is to blame.
     #[serde(skip_serializing_if = "Option::is_none")]
