@@ -402,10 +402,20 @@ async fn bad_input_is_refused_naming_the_field() {
 }
 
 #[tokio::test]
-async fn overdue_objections_are_listed() {
+async fn overdue_objections_are_listed_on_sqlite() {
+    overdue_objections_are_listed(MetaDb::Sqlite).await;
+}
+
+#[tokio::test]
+async fn overdue_objections_are_listed_on_postgres() {
+    overdue_objections_are_listed(MetaDb::Postgres).await;
+}
+
+/// The filters of the list, the overdue one set up by moving a deadline into the past.
+async fn overdue_objections_are_listed(meta: MetaDb) {
     let app = spawn_app_with(SpawnOptions {
         catalog_cache_seconds: 0.0,
-        ..SpawnOptions::on(MetaDb::Sqlite)
+        ..SpawnOptions::on(meta)
     })
     .await;
     let late = raise(
