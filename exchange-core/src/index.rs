@@ -145,6 +145,30 @@ impl IndexReader {
         Ok(())
     }
 
+    /// Calls `f(key, record)` for every record, in key order, decoding one at a time (memory
+    /// stays flat however large the library). Stops at the first error `f` returns.
+    pub fn for_each_record<E: From<Error>>(
+        &self,
+        mut f: impl FnMut(&str, StoredRecord) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for entry in self.records.iter().map_err(Error::index)? {
+            let (key, value) = entry.map_err(Error::index)?;
+            f(key.value(), decode(value.value())?)?;
+        }
+        Ok(())
+    }
+
+    /// Number of records in this view.
+    pub fn len(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        self.records.len().map_err(Error::index)
+    }
+
+    /// Whether this view holds no record.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
     /// Records after `after` in key order (from the first when `None`) whose version is above
     /// `since`: at most `limit` of them, examining at most `budget` entries. Returns them and
     /// the last key examined, to continue from (`None` at the end of the index).
