@@ -155,11 +155,11 @@ fn connector_from_row(row: &AnyRow) -> Result<Connector> {
     })
 }
 
-const RUN_COLUMNS: &str = "id, connector_id, started_at, finished_at, status, rows_read, \
+pub(crate) const RUN_COLUMNS: &str = "id, connector_id, started_at, finished_at, status, rows_read, \
     rows_inserted, rows_updated, rows_unchanged, rows_rejected, rows_deleted, trigger_kind, attempts, \
     library_version, error";
 
-fn run_from_row(row: &AnyRow) -> Result<SyncRun> {
+pub(crate) fn run_from_row(row: &AnyRow) -> Result<SyncRun> {
     let status: String = row.try_get("status")?;
     Ok(SyncRun {
         id: row.try_get("id")?,
