@@ -14,6 +14,7 @@ pub mod cli;
 pub mod demo;
 pub mod openapi;
 pub mod problem;
+pub mod quality;
 pub mod query;
 pub mod routes;
 pub mod settings;

@@ -83,6 +83,12 @@ use crate::routes;
         routes::connectors::start,
         routes::connectors::run,
         routes::connectors::quarantine,
+        routes::quality::list,
+        routes::quality::evaluate,
+        routes::quality::library,
+        routes::quality::resource,
+        crate::quality::page::ranking_page,
+        crate::quality::page::detail_page,
     ),
     components(
         schemas(Problem),
@@ -121,6 +127,10 @@ use crate::routes;
         (name = "credentials", description = "Credentials (凭证): API keys with a role and a department; issue, rotate (轮换), revoke."),
         (name = "authentication", description = "身份认证 OAuth2 client credentials (an API key exchanged for a short-lived \
             JWT access token) and the web console's session cookie."),
+        (name = "quality", description = "数据质量 Data quality: each library and resource scored 0–100 on completeness, validity, \
+            uniqueness, consistency and timeliness after every committed run, with the rule behind each score and the trend \
+            across runs (docs/quality.md)."),
+        (name = "console", description = "The web console's pages (HTML): the data quality report with its charts."),
         (name = "health", description = "Liveness and the libraries' served versions."),
         (name = "docs", description = "This document."),
     )

@@ -232,7 +232,8 @@ where
 /// `#[utoipa::path]` on its handler and its name in [`crate::openapi::ApiDoc`].
 pub fn endpoints() -> Vec<Endpoint> {
     use routes::{
-        audit, catalog, connectors, credentials, demands, exchange, health, lab, oauth, objections, query, session,
+        audit, catalog, connectors, credentials, demands, exchange, health, lab, oauth, objections, quality, query,
+        session,
     };
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
@@ -298,6 +299,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/api/v1/connectors/{id}/runs/{run}/quarantine",
             connectors::quarantine,
         ),
+        endpoint(GET, "/api/v1/quality", quality::list),
+        endpoint(POST, "/api/v1/quality/evaluations", quality::evaluate),
+        endpoint(GET, "/api/v1/quality/libraries/{name}", quality::library),
+        endpoint(GET, "/api/v1/quality/resources/{code}", quality::resource),
+        endpoint(GET, "/console/quality", crate::quality::page::ranking_page),
+        endpoint(GET, "/console/quality/{name}", crate::quality::page::detail_page),
     ]
 }
 

@@ -87,10 +87,13 @@ impl SyncService {
         let this = self.clone();
         tokio::spawn(async move {
             let outcome = connectors::execute_run(&this.catalog, &library, &connector, run_id, &Logged).await;
-            this.running.lock().expect("lock").remove(&connector.id);
-            if let Err(e) = outcome {
-                tracing::warn!(connector = %connector.name, run = run_id, error = %e, "connector run failed");
+            match outcome {
+                // Scored before the connector is free again, so a caller that sees the run
+                // ended and the connector idle finds the report stored.
+                Ok(_) => crate::quality::after_commit(&this.catalog, &this.libraries, &connector).await,
+                Err(e) => tracing::warn!(connector = %connector.name, run = run_id, error = %e, "connector run failed"),
             }
+            this.running.lock().expect("lock").remove(&connector.id);
         });
         Ok(self.catalog.run_by_id(run_id).await?)
     }

@@ -344,6 +344,9 @@ pub async fn sync_with_progress(
     )
     .await;
     bar.finish_and_clear();
+    if outcome.is_ok() {
+        crate::quality::after_commit(catalog, libraries, connector).await;
+    }
     match outcome {
         Ok(run) => {
             let c = run.counts;

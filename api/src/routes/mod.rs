@@ -10,5 +10,6 @@ pub mod health;
 pub mod lab;
 pub mod oauth;
 pub mod objections;
+pub mod quality;
 pub mod query;
 pub mod session;
