@@ -87,13 +87,13 @@ impl SyncService {
         let this = self.clone();
         tokio::spawn(async move {
             let outcome = connectors::execute_run(&this.catalog, &library, &connector, run_id, &Logged).await;
+            this.running.lock().expect("lock").remove(&connector.id);
             match outcome {
-                // Scored before the connector is free again, so a caller that sees the run
-                // ended and the connector idle finds the report stored.
+                // Scored once the connector is free again: a scan of a large library must not
+                // hold up the connector's next run.
                 Ok(_) => crate::quality::after_commit(&this.catalog, &this.libraries, &connector).await,
                 Err(e) => tracing::warn!(connector = %connector.name, run = run_id, error = %e, "connector run failed"),
             }
-            this.running.lock().expect("lock").remove(&connector.id);
         });
         Ok(self.catalog.run_by_id(run_id).await?)
     }

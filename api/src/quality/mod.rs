@@ -434,3 +434,105 @@ pub async fn after_commit(catalog: &Catalog, libraries: &Libraries, connector: &
         tracing::warn!(connector = %connector.name, %library, error = %e, "quality not scored");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use exchange_core::LibrarySchema;
+    use exchange_core::schema::{CREDIT, LEGAL_ENTITY, POPULATION};
+
+    use super::*;
+
+    const PERSON: &str = "11010519491231002X";
+    const STRANGER: &str = "440524188001010014";
+
+    fn uscc(first17: &str) -> String {
+        format!("{first17}{}", exchange_core::uscc::check_character(first17.as_bytes()))
+    }
+
+    async fn library(dir: &std::path::Path, schema: &'static LibrarySchema, rows: &[&[(&str, &str)]]) -> Library {
+        let library = Library::open(dir, schema).await.unwrap();
+        let mut writer = library.writer("TEST", 1, true).await.unwrap();
+        for row in rows {
+            let mut values = vec![None; schema.fields.len()];
+            for (name, value) in *row {
+                values[schema.position(name).unwrap()] = Some(value.to_string());
+            }
+            writer.upsert(values).unwrap();
+        }
+        writer.commit("test", 0).await.unwrap();
+        library
+    }
+
+    #[tokio::test]
+    async fn the_scan_resolves_references_in_the_library_their_kind_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (known, unknown) = (uscc("91350100M000100Y4"), uscc("91110105MA0000001"));
+        let population = library(dir.path(), &POPULATION, &[&[("id_number", PERSON), ("name", "张三")]]).await;
+        let entities = library(
+            dir.path(),
+            &LEGAL_ENTITY,
+            &[
+                &[("uscc", &known), ("name", "甲公司"), ("legal_rep_id", PERSON)],
+                &[("uscc", &unknown), ("name", "乙公司"), ("legal_rep_id", STRANGER)],
+            ],
+        )
+        .await;
+        let credit = library(
+            dir.path(),
+            &CREDIT,
+            &[
+                &[("record_id", "R1"), ("subject_id", &known), ("record_type", "行政许可")],
+                &[("record_id", "R2"), ("subject_id", PERSON), ("record_type", "行政处罚")],
+                &[
+                    ("record_id", "R3"),
+                    ("subject_id", STRANGER),
+                    ("record_type", "行政处罚"),
+                ],
+                &[
+                    ("record_id", "R4"),
+                    ("subject_id", &uscc("91330106MA2000000")),
+                    ("record_type", "行政处罚"),
+                ],
+                &[
+                    ("record_id", "R5"),
+                    ("subject_id", "not a code"),
+                    ("record_type", "bad type"),
+                ],
+            ],
+        )
+        .await;
+
+        let scan_le = scan(&entities, Some(&population), Some(&entities)).unwrap();
+        assert_eq!((scan_le.records, scan_le.stride), (2, 1));
+        let rep = &scan_le.fields[LEGAL_ENTITY.position("legal_rep_id").unwrap()];
+        assert_eq!((rep.filled, rep.valid, rep.checked, rep.resolved), (2, 2, 2, 1));
+        // The person's ID number is masked (L3); the entity's code is public.
+        assert_eq!(rep.unresolved, [(unknown.clone(), "440524********0014".to_string())]);
+        // The key is no reference.
+        assert_eq!(scan_le.fields[0].checked, 0);
+
+        let scan_credit = scan(&credit, Some(&population), Some(&entities)).unwrap();
+        let subject = &scan_credit.fields[CREDIT.position("subject_id").unwrap()];
+        // R5's subject is neither code: a validity failure, not a reference.
+        assert_eq!(
+            (subject.filled, subject.valid, subject.checked, subject.resolved),
+            (5, 4, 4, 2)
+        );
+        assert_eq!(subject.unresolved.len(), 2);
+        let record_type = &scan_credit.fields[CREDIT.position("record_type").unwrap()];
+        assert_eq!((record_type.filled, record_type.valid), (5, 4));
+
+        let all: Vec<usize> = (0..CREDIT.fields.len()).collect();
+        let (_, dimensions) = score(
+            &credit,
+            &scan_credit,
+            &all,
+            &RunTally::default(),
+            UpdateCycle::Daily,
+            Some(60),
+        );
+        assert_eq!(dimensions[3].score, Some(50.0));
+        assert_eq!(dimensions[3].fields.len(), 1);
+        assert_eq!(dimensions[3].fields[0].figures["references"], "population|legal_entity");
+    }
+}

@@ -102,9 +102,9 @@ vertical-align:top}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 
 /// A line chart of scores (0–100) over reports, oldest left.
 fn line_chart(id: &str, title: &str, points: &[(String, Option<f64>)], lang: Lang) -> String {
-    const W: f64 = 340.0;
+    const W: f64 = 350.0;
     const H: f64 = 190.0;
-    const LEFT: f64 = 40.0;
+    const LEFT: f64 = 52.0;
     const RIGHT: f64 = 12.0;
     const TOP: f64 = 24.0;
     const BOTTOM: f64 = 40.0;
@@ -144,7 +144,7 @@ fn line_chart(id: &str, title: &str, points: &[(String, Option<f64>)], lang: Lan
     }
     let _ = write!(
         svg,
-        "<text transform=\"translate(10 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+        "<text transform=\"translate(14 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
         TOP + plot_h / 2.0,
         lang.t("得分", "score")
     );
@@ -207,7 +207,7 @@ fn line_chart(id: &str, title: &str, points: &[(String, Option<f64>)], lang: Lan
 
 /// Horizontal bars, one per field, 0–100.
 fn bar_chart(id: &str, title: &str, bars: &[(String, Option<f64>)], lang: Lang) -> String {
-    const LABEL: f64 = 190.0;
+    const LABEL: f64 = 240.0;
     const BAR: f64 = 300.0;
     const ROW: f64 = 22.0;
     const TOP: f64 = 26.0;
