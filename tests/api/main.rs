@@ -13,4 +13,5 @@ mod health;
 mod lab;
 mod objections;
 mod openapi;
+mod quality;
 mod query;
