@@ -10,13 +10,17 @@ const DIMENSIONS: [&str; 5] = ["completeness", "validity", "uniqueness", "consis
 
 /// No scheduler: only the runs a test starts add reports.
 fn options(demo_rows: usize) -> SpawnOptions {
+    options_on(MetaDb::Sqlite, demo_rows)
+}
+
+fn options_on(meta: MetaDb, demo_rows: usize) -> SpawnOptions {
     SpawnOptions {
         demo_rows,
         sync: SyncSettings {
             scheduler: false,
             ..SyncSettings::default()
         },
-        ..SpawnOptions::on(MetaDb::Sqlite)
+        ..SpawnOptions::on(meta)
     }
 }
 
@@ -79,9 +83,22 @@ fn field<'a>(dimension: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no field {name} in {dimension}"))
 }
 
-#[tokio::test]
-async fn the_demo_sync_leaves_reports_and_each_run_adds_a_point_to_the_trend() {
-    let app = spawn_app_with(options(huitong_tests::TEST_ROWS)).await;
+mod the_demo_sync_leaves_reports_and_each_run_adds_a_point_to_the_trend {
+    use huitong_tests::MetaDb;
+
+    #[tokio::test]
+    async fn on_sqlite() {
+        super::reports_and_trend(MetaDb::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres() {
+        super::reports_and_trend(MetaDb::Postgres).await;
+    }
+}
+
+async fn reports_and_trend(meta: MetaDb) {
+    let app = spawn_app_with(options_on(meta, huitong_tests::TEST_ROWS)).await;
     let reader = app.key("consumer_granted");
 
     let ranking = json_of(app.get("/api/v1/quality", &reader).await, 200).await;
@@ -170,9 +187,22 @@ async fn the_demo_sync_leaves_reports_and_each_run_adds_a_point_to_the_trend() {
     assert_eq!(two["trend"][1]["overall"], after["report"]["overall"]);
 }
 
-#[tokio::test]
-async fn a_library_with_known_gaps_scores_exactly() {
-    let app = spawn_app_with(options(0)).await;
+mod a_library_with_known_gaps_scores_exactly {
+    use huitong_tests::MetaDb;
+
+    #[tokio::test]
+    async fn on_sqlite() {
+        super::known_gaps(MetaDb::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn on_postgres() {
+        super::known_gaps(MetaDb::Postgres).await;
+    }
+}
+
+async fn known_gaps(meta: MetaDb) {
+    let app = spawn_app_with(options_on(meta, 0)).await;
     let admin = app.key("platform_admin");
     let dir = tempfile::tempdir().unwrap();
     // Ten people, phones for four; then a wrong check character and a repeated key.
