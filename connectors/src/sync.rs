@@ -267,10 +267,11 @@ impl Run<'_> {
             let rejection = Rejection {
                 field: Some(key_field.name.to_string()),
                 reason: format!(
-                    "{} ({}) {} appears more than once in the source; the first row was taken",
+                    "{} ({}) {} {} in the source; the first row was taken",
                     key_field.label_zh,
                     key_field.name,
-                    key.as_deref().unwrap_or_default()
+                    key.as_deref().unwrap_or_default(),
+                    catalog::DUPLICATE_REASON_MARK
                 ),
             };
             self.reject(mapped, row, rejection);

@@ -451,7 +451,10 @@ mod tests {
 
     async fn library(dir: &std::path::Path, schema: &'static LibrarySchema, rows: &[&[(&str, &str)]]) -> Library {
         let library = Library::open(dir, schema).await.unwrap();
-        let mut writer = library.writer("TEST", 1, true).await.unwrap();
+        let mut writer = library
+            .writer("TEST", 1, exchange_core::Authority::all(library.schema()))
+            .await
+            .unwrap();
         for row in rows {
             let mut values = vec![None; schema.fields.len()];
             for (name, value) in *row {

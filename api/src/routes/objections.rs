@@ -399,7 +399,8 @@ async fn serve_correct(req: &HttpRequest, state: &AppState, id: i64, body: &Corr
         .with_field("key"));
     }
     let source = caller.0.department_code.clone().unwrap_or_default();
-    let mut writer = correction_writer(library, &source)
+    let fields: Vec<&String> = body.values.keys().collect();
+    let mut writer = correction_writer(library, &source, &fields)
         .await
         .map_err(|e| Problem::internal(&e))?;
     if writer.upsert(row).map_err(|e| Problem::internal(&e))? == Upsert::Unchanged {
@@ -417,7 +418,6 @@ async fn serve_correct(req: &HttpRequest, state: &AppState, id: i64, body: &Corr
         .map_err(|e| Problem::internal(&e))?
         .version;
     call.entry.row_count = Some(1);
-    let fields: Vec<&String> = body.values.keys().collect();
     let objection = state
         .catalog
         .correct_objection(
@@ -436,12 +436,14 @@ async fn serve_correct(req: &HttpRequest, state: &AppState, id: i64, body: &Corr
 }
 
 /// The one place a manual correction opens a library write: as the routed department, outside
-/// any sync run (run 0), authoritative for the fields it writes.
+/// any sync run (run 0), authoritative for the fields it corrects (and only those).
 async fn correction_writer<'l>(
     library: &'l Library,
     department_code: &str,
+    fields: &[&String],
 ) -> exchange_core::Result<LibraryWriter<'l>> {
-    library.writer(department_code, 0, true).await
+    let authority = exchange_core::Authority::by_field(library.schema(), |f| fields.iter().any(|c| c.as_str() == f));
+    library.writer(department_code, 0, authority).await
 }
 
 fn library_named<'s>(state: &'s AppState, name: &str) -> Result<&'s Library, Problem> {
@@ -576,7 +578,7 @@ async fn record_as_of(
     ctx.register_table("library", provider).map_err(|e| internal(&e))?;
     let columns: Vec<String> = schema.fields.iter().map(|f| f.name.to_string()).collect();
     let sql = format!(
-        "SELECT {}, _op, _version, _source FROM library WHERE {} = '{}' AND _version <= {version} \
+        "SELECT {}, _op, _version, _source FROM library WHERE {} = '{}' AND _version <= {version} AND _op IN ('I', 'U', 'D') \
          ORDER BY _version DESC LIMIT 1",
         columns.join(", "),
         schema.key,
@@ -615,5 +617,6 @@ async fn record_as_of(
         values,
         source: text(n + 2)?.unwrap_or_default(),
         version: row_version,
+        lineage: Default::default(),
     }))
 }
