@@ -7,8 +7,14 @@
 //! - `catalog-latency`: catalog list and search over HTTP on 1,000 resources × 20 data items,
 //!   metadata DB on the embedded default (SQLite); target p99 < 20 ms.
 //!
-//! Later issues add the side-by-side comparisons against peers (ConnectorX, DuckDB, a bare
-//! actix-web handler).
+//! - `connector-pull`: a PostgreSQL table into a library, against ConnectorX.
+//! - `exchange-lookup`: `GET records/{key}` at 10M records, against a bare actix-web handler.
+//! - `library-upsert`: upserting 1M changed records into a 10M-record library, against
+//!   appending 1M new ones; target at most 2×.
+//!
+//! [`synthetic`] is the population generator the library benchmarks share.
+
+pub mod synthetic;
 
 /// Percentiles of a set of latencies in microseconds: (p50, p99, max).
 pub fn percentiles(samples: &mut [u64]) -> (u64, u64, u64) {

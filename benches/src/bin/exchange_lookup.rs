@@ -17,8 +17,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use exchange_core::id_number::check_character;
 use huitong::settings::Settings;
+use huitong_benches::synthetic::{person, record};
 
 /// The allocator `huitong` runs with, so both servers allocate alike.
 #[global_allocator]
@@ -29,42 +29,6 @@ fn flag(args: &[String], name: &str) -> Option<String> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
-}
-
-/// A valid citizen ID number for synthetic person `n`, unlike any the demo generates (region
-/// 330106, 西湖区, born 1930–2009).
-fn person(n: u64) -> String {
-    let year = 1930 + n % 80;
-    let month = 1 + (n / 80) % 12;
-    let day = 1 + (n / 960) % 28;
-    let seq = (n / 26_880) % 1000;
-    let first17 = format!("330106{year:04}{month:02}{day:02}{seq:03}");
-    let check = check_character(first17.as_bytes());
-    format!("{first17}{check}")
-}
-
-const SURNAMES: [&str; 12] = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙"];
-const GIVEN: [&str; 10] = ["伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰"];
-
-fn record(n: u64) -> Vec<Option<String>> {
-    let id = person(n);
-    let gender = if id.as_bytes()[16] % 2 == 1 { "男" } else { "女" };
-    let birth = format!("{}-{}-{}", &id[6..10], &id[10..12], &id[12..14]);
-    vec![
-        Some(id),
-        Some(format!(
-            "{}{}{}",
-            SURNAMES[(n % 12) as usize],
-            GIVEN[(n / 12 % 10) as usize],
-            GIVEN[(n / 120 % 10) as usize]
-        )),
-        Some(gender.into()),
-        Some(birth),
-        Some("汉族".into()),
-        Some("330106".into()),
-        Some(format!("浙江省杭州市西湖区文三路{}号{}室", n % 999 + 1, n % 37 + 101)),
-        Some(format!("139{:08}", n % 100_000_000)),
-    ]
 }
 
 /// Builds the demo in `data_dir` and fills the population library up to `rows` records with
