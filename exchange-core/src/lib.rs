@@ -8,7 +8,8 @@
 //! - The catalog's vocabularies ([`ShareType`], [`OpenType`], [`Sensitivity`], …) with their
 //!   Chinese labels.
 //! - Library schemas ([`schema::POPULATION`], …) and the [`Library`] store: a Delta table of
-//!   record versions plus a serving index for key lookups.
+//!   record versions plus a serving index for key lookups; its [`history`]: records and the
+//!   whole library as of a version or a time, and the net change between two versions.
 //!
 //! ```
 //! use exchange_core::IdNumber;
@@ -19,6 +20,7 @@
 
 pub mod domain;
 mod error;
+pub mod history;
 pub mod id_number;
 pub mod index;
 pub mod lineage;
@@ -30,6 +32,7 @@ pub mod uscc;
 
 pub use domain::{OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
 pub use error::{Error, Result};
+pub use history::{Change, DiffPage, KeyChange, RecordOp, RecordVersion, RecordsAsOf};
 pub use id_number::{IdNumber, IdNumberError};
 pub use index::{IndexReader, StoredRecord};
 pub use lineage::{Lineage, Origin};

@@ -438,7 +438,7 @@ async fn table_watermark(table: &DeltaTable, app_id: &str) -> Result<Option<i64>
 
 /// The batch with string columns as plain `Utf8`: the Parquet reader may hand them back as
 /// string views, depending on how the files were written.
-fn plain_utf8(batch: &RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn plain_utf8(batch: &RecordBatch) -> Result<RecordBatch> {
     use arrow::datatypes::DataType;
     if !batch
         .columns()
@@ -468,14 +468,14 @@ fn current_version(table: &DeltaTable) -> i64 {
     table.version().map(|v| v as i64).unwrap_or(-1)
 }
 
-fn as_strings(array: &ArrayRef) -> Result<&StringArray> {
+pub(crate) fn as_strings(array: &ArrayRef) -> Result<&StringArray> {
     array
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or_else(|| Error::index("expected a string column"))
 }
 
-fn cell_to_string(array: &ArrayRef, row: usize) -> Option<String> {
+pub(crate) fn cell_to_string(array: &ArrayRef, row: usize) -> Option<String> {
     if array.is_null(row) {
         return None;
     }
