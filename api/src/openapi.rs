@@ -36,6 +36,8 @@ use crate::routes;
         routes::health::health,
         routes::exchange::get_record,
         routes::exchange::changes,
+        routes::history::record_history,
+        routes::history::diff,
         routes::exchange::batch,
         routes::exchange::verify,
         routes::query::records,
@@ -374,13 +376,96 @@ pub struct LibraryHealth {
 pub struct RecordAnswer {
     /// The resource asked.
     pub resource_code: String,
-    /// The library version the record was last changed in.
+    /// The library version the record was last changed in (up to `as_of_version` when asked).
     pub library_version: i64,
+    /// The version asked for with `as_of_version`, or the one current at `as_of`; absent for the
+    /// current record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub as_of_version: Option<i64>,
     /// The items the caller may see, by name; masked (脱敏) where not granted plain; null where
     /// empty.
     pub record: std::collections::BTreeMap<String, Option<String>>,
     /// The items returned masked.
     pub masked: Vec<String>,
+}
+
+/// Every version of one record (`GET …/records/{key}/history`).
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"resource_code": "1-01-001-000001", "versions": [
+    {"version": 1, "op": "insert", "source": "GAJ", "ingested_at": "2026-11-23T08:00:00.123456Z",
+     "record": {"id_number": "330102198807150031", "name": "周**", "address": "浙江省杭州市上城区****"}},
+    {"version": 4, "op": "update", "source": "GAJ", "ingested_at": "2026-11-24T08:00:00.654321Z",
+     "record": {"id_number": "330102198807150031", "name": "周**", "address": "浙江省杭州市西湖区****"}}],
+    "masked": ["name", "address"]}))]
+pub struct HistoryAnswer {
+    /// The resource asked.
+    pub resource_code: String,
+    /// The record's versions, oldest first.
+    pub versions: Vec<RecordVersionView>,
+    /// The items returned masked.
+    pub masked: Vec<String>,
+}
+
+/// One version of a record.
+#[derive(Serialize, ToSchema)]
+pub struct RecordVersionView {
+    /// The library version that wrote it.
+    pub version: i64,
+    /// `insert`, `update` or `delete`.
+    pub op: HistoryOp,
+    /// The department whose data the record is (for a delete, the one that reported it).
+    pub source: String,
+    /// When the library wrote it (RFC 3339, UTC).
+    pub ingested_at: String,
+    /// The record after it, as for `records/{key}`; null after a delete.
+    pub record: Option<std::collections::BTreeMap<String, Option<String>>>,
+}
+
+/// What a version, or a net change, did to a record.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryOp {
+    /// The key appeared (新增).
+    Insert,
+    /// The record changed (变更).
+    Update,
+    /// The key was deleted (删除).
+    Delete,
+}
+
+/// A page of a diff between two versions (`GET …/diff`).
+#[derive(Serialize, ToSchema)]
+pub struct DiffAnswer {
+    /// The resource asked.
+    pub resource_code: String,
+    /// As asked.
+    pub from_version: i64,
+    /// As asked.
+    pub to_version: i64,
+    /// The net change of each key, in key order.
+    pub changes: Vec<DiffChange>,
+    /// The cursor of the next page; null at the end.
+    pub next_cursor: Option<String>,
+    /// The items returned masked.
+    pub masked: Vec<String>,
+}
+
+/// The net change of one key between two versions.
+#[derive(Serialize, ToSchema)]
+pub struct DiffChange {
+    /// `insert`, `update` or `delete`.
+    pub op: HistoryOp,
+    /// The record's key.
+    pub key: String,
+    /// The library version of the key's last change up to `to_version`.
+    pub version: i64,
+    /// The library version of the record `before` is (null for an insert).
+    pub before_version: Option<i64>,
+    /// The record at `from_version`, as for `records/{key}`; null for an insert.
+    pub before: Option<std::collections::BTreeMap<String, Option<String>>>,
+    /// The record at `to_version`; null for a delete.
+    pub after: Option<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 /// A page of the change feed (`GET …/changes`).

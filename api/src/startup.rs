@@ -232,8 +232,8 @@ where
 /// `#[utoipa::path]` on its handler and its name in [`crate::openapi::ApiDoc`].
 pub fn endpoints() -> Vec<Endpoint> {
     use routes::{
-        audit, catalog, connectors, credentials, demands, exchange, health, lab, oauth, objections, quality, query,
-        session,
+        audit, catalog, connectors, credentials, demands, exchange, health, history, lab, oauth, objections, quality,
+        query, session,
     };
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
@@ -248,7 +248,13 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/api/v1/exchange/{resource_code}/records/{key}",
             exchange::get_record,
         ),
+        endpoint(
+            GET,
+            "/api/v1/exchange/{resource_code}/records/{key}/history",
+            history::record_history,
+        ),
         endpoint(GET, "/api/v1/exchange/{resource_code}/changes", exchange::changes),
+        endpoint(GET, "/api/v1/exchange/{resource_code}/diff", history::diff),
         endpoint(POST, "/api/v1/exchange/{resource_code}/records:batch", exchange::batch),
         endpoint(POST, "/api/v1/exchange/{resource_code}/verify", exchange::verify),
         endpoint(GET, "/api/v1/exchange/{resource_code}/records", query::records),

@@ -10,6 +10,7 @@ mod demands;
 mod demo;
 mod exchange;
 mod health;
+mod history;
 mod lab;
 mod objections;
 mod openapi;

@@ -104,14 +104,15 @@ fn new_request_id() -> String {
     params(
         ("resource_code" = String, Path, description = "资源代码 The resource code"),
         ("key" = String, Path, description = "The record's key; for the population library a citizen ID number (full-width digits, lower-case x and 15-digit numbers are normalized)"),
+        crate::routes::history::AsOfQuery,
         crate::openapi::RequestIdHeader,
     ),
     responses(
-        (status = 200, description = "The record, with the granted items only, masked (脱敏) where not plain", body = crate::openapi::RecordAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
+        (status = 200, description = "The record, with the granted items only, masked (脱敏) where not plain; with `as_of_version` or `as_of`, the record as it was then (历史快照), and the answer also carries `as_of_version`", body = crate::openapi::RecordAnswer, headers(("X-Request-Id" = String, description = "The request id, as sent or generated"))),
         (status = 401, response = crate::openapi::Unauthenticated),
         (status = 403, response = crate::openapi::PolicyRefused),
         (status = 404, description = "`resource_not_found` (`field: resource_code`), `resource_not_served`, or `record_not_found` (`field: key`): a valid key the library does not hold", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_key` (`field: key`): not a valid citizen ID number (公民身份号码); `detail` says why", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_key` (`field: key`): not a valid citizen ID number (公民身份号码); `detail` says why. `invalid_query` naming the parameter: `as_of_version` not a version or one the library has not reached; `as_of` not an RFC 3339 time, before the library's first commit, or given with `as_of_version`", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
         (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
@@ -124,7 +125,13 @@ pub async fn get_record(
 ) -> HttpResponse {
     let (resource_code, key) = path.into_inner();
     let mut call = CallRecord::new(&req, RECORD_ENDPOINT, &resource_code);
-    let outcome = serve_record(&req, &state, &resource_code, &key, &mut call).await;
+    // The lookup without a query is the hot path: a query (as_of_version, as_of) is looked at
+    // only when there is one.
+    let outcome = if req.query_string().is_empty() {
+        serve_record(&req, &state, &resource_code, &key, &mut call).await
+    } else {
+        crate::routes::history::serve_record_as_of(&req, &state, &resource_code, &key, &mut call).await
+    };
     call.finish(&state, outcome).await
 }
 

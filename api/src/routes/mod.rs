@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod demands;
 pub mod exchange;
 pub mod health;
+pub mod history;
 pub mod lab;
 pub mod oauth;
 pub mod objections;

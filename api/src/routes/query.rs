@@ -65,6 +65,10 @@ pub struct ExportQuery {
     /// A DataFusion SQL boolean expression over the items the caller may see.
     #[serde(default)]
     pub filter: Option<String>,
+    /// Export the library as it was at this version (历史快照; default: the current one).
+    #[param(value_type = Option<i64>)]
+    #[serde(default)]
+    pub as_of_version: Option<String>,
 }
 
 fn invalid(code: &'static str, field: &str, detail: impl Into<String>) -> Problem {
@@ -303,7 +307,8 @@ async fn serve_records(
 }
 
 /// `GET /api/v1/exchange/{resource_code}/export?format=parquet|csv|ndjson`: every record the
-/// caller may see (projected, masked, row-filtered), streamed, for resources shared in bulk.
+/// caller may see (projected, masked, row-filtered), streamed, for resources shared in bulk;
+/// with `as_of_version`, the library as it was at that version.
 #[utoipa::path(
     get,
     path = "/api/v1/exchange/{resource_code}/export",
@@ -322,13 +327,13 @@ async fn serve_records(
             ),
             headers(
                 ("Content-Disposition" = String, description = "`attachment; filename=\"<resource_code>-v<version>.<format>\"`"),
-                ("X-Library-Version" = i64, description = "The library version exported"),
+                ("X-Library-Version" = i64, description = "The library version exported (`as_of_version` when given)"),
                 ("X-Request-Id" = String, description = "The request id, as sent or generated"),
             )),
         (status = 401, response = crate::openapi::Unauthenticated),
         (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`; `item_not_granted` (`field: fields` or `filter`): the request names an item the caller may not read; `bulk_not_allowed`: the resource is shared by API calls (接口), not in bulk (库表 or 文件)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, response = crate::openapi::ResourceMissing),
-        (status = 422, description = "`invalid_query` (`field: format`): not parquet, csv or ndjson, or a parameter that does not parse; `invalid_filter` (`field: filter`); `unknown_item` (`field: fields`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_query` (`field: format`): not parquet, csv or ndjson, or a parameter that does not parse; `invalid_query` (`field: as_of_version`): not a version, or one the library has not reached; `invalid_filter` (`field: filter`); `unknown_item` (`field: fields`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
         (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
@@ -396,6 +401,11 @@ async fn serve_export(
 ) -> Result<HttpResponse, Problem> {
     let format = Format::parse(query.format.trim())
         .ok_or_else(|| invalid("invalid_query", "format", "format: one of parquet, csv, ndjson"))?;
+    let as_of = query
+        .as_of_version
+        .as_deref()
+        .map(|raw| crate::routes::history::parse_version("as_of_version", raw))
+        .transpose()?;
     let read = prepare(
         req,
         state,
@@ -418,7 +428,19 @@ async fn serve_export(
             ),
         ));
     }
-    let version = read.library.version().map_err(|e| Problem::internal(&e))?;
+    let current = read.library.version().map_err(|e| Problem::internal(&e))?;
+    // An older version is read from the library's log; the current one from the index.
+    let (version, log) = match as_of {
+        Some(version) if version != current => {
+            let records = read
+                .library
+                .records_as_of(version)
+                .await
+                .map_err(crate::routes::history::library_problem)?;
+            (version, Some(records))
+        }
+        _ => (current, None),
+    };
     let filename = format!("{}-v{version}.{}", read.resource.code, format.extension());
     // A few chunks in flight at most: a slow client slows the writer instead of filling memory.
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
@@ -429,12 +451,37 @@ async fn serve_export(
         fields,
         ..
     } = read;
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let sink = ChannelSink {
             tx: tx.clone(),
             buf: Vec::with_capacity(SINK_BYTES),
         };
-        if let Err(e) = write_export(&library, &view, filter.as_deref(), &fields, format, sink) {
+        let written = match log {
+            Some(mut records) => write_export(
+                || runtime.block_on(records.next_chunk()).map_err(|e| e.to_string()),
+                &view,
+                filter.as_deref(),
+                &fields,
+                format,
+                sink,
+            ),
+            None => match library.reader() {
+                Ok(reader) => {
+                    let mut scan = Scan::new(reader, None);
+                    write_export(
+                        || scan.next_chunk(CHUNK).map_err(|e| e.to_string()),
+                        &view,
+                        filter.as_deref(),
+                        &fields,
+                        format,
+                        sink,
+                    )
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        if let Err(e) = written {
             tracing::warn!(error = %e, "export stopped");
             let _ = tx.blocking_send(Err(std::io::Error::other(e)));
         }
@@ -492,8 +539,9 @@ enum ExportWriter {
 /// Rows per Parquet row group: what the writer holds in memory before it flushes.
 const ROW_GROUP_ROWS: usize = 65_536;
 
+/// Writes the records `next_chunk` hands out (empty at the end) as the caller sees them.
 fn write_export(
-    library: &Library,
+    mut next_chunk: impl FnMut() -> Result<Vec<(String, exchange_core::StoredRecord)>, String>,
     view: &View,
     filter: Option<&RowFilter>,
     fields: &[usize],
@@ -526,9 +574,8 @@ fn write_export(
     };
     // The CSV header goes out even when no record does.
     write(&RecordBatch::new_empty(schema.clone()))?;
-    let mut scan = Scan::new(library.reader().map_err(|e| e.to_string())?, None);
     loop {
-        let chunk = scan.next_chunk(CHUNK).map_err(|e| e.to_string())?;
+        let chunk = next_chunk()?;
         if chunk.is_empty() {
             break;
         }
