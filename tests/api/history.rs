@@ -480,3 +480,111 @@ async fn set_and_check_exports(app: &TestApp, then: i64, now: i64, ndjson: &str,
     assert_eq!(status, 200);
     assert_eq!(text.lines().count(), 1, "the header only: {text}");
 }
+
+/// Under a grant's row filter, history and diff show a record only while the filter admits it: a
+/// record that leaves it is a delete in the diff, and one never inside it has no history.
+#[tokio::test]
+async fn a_grants_row_filter_bounds_history_and_diff() {
+    let app = spawn_app_with(SpawnOptions::on(MetaDb::Sqlite)).await;
+    let mut inside = None;
+    for id in &app.sample_ids {
+        let r = json_of(record(&app, id, "", "provider_admin").await, 200).await;
+        if r["record"]["region_code"].as_str().unwrap().starts_with("3301") {
+            inside = Some((id.clone(), r));
+            break;
+        }
+    }
+    let (leaving, leaving0) = inside.expect("a sample person registered in 杭州");
+    let department = app.catalog.upsert_department("TJJ", "市统计局", None).await.unwrap();
+    let resource = app.catalog.resource_by_code(POPULATION_CODE).await.unwrap();
+    app.catalog
+        .create_grant(&catalog::NewGrant {
+            resource_id: resource.id,
+            consumer_department_id: department.id,
+            items: vec!["id_number".into(), "name".into(), "region_code".into()],
+            plain_items: vec!["id_number".into(), "region_code".into()],
+            expires_at: None,
+            demand_id: None,
+            row_filter: Some("region_code LIKE '3301%'".into()),
+            quota_per_second: None,
+            quota_per_day: None,
+        })
+        .await
+        .unwrap();
+    let tjj = app.issue_key(policy::Role::Consumer, Some("TJJ")).await;
+    let (outsider, insider) = (person_id(16_000_003), person_id(16_000_004));
+    let v0 = population_version(&app).await;
+    change_source(
+        &app,
+        &[
+            ("UPDATE hukou SET hjqh = '110105' WHERE sfzh = $1", &[&leaving]),
+            (
+                "INSERT INTO hukou VALUES (900003, $1, '赵外地', '2', '1990-01-01', '汉族', '110105', \
+                 '北京市朝阳区建国路1号', NULL)",
+                &[&outsider],
+            ),
+            (
+                "INSERT INTO hukou VALUES (900004, $1, '钱本地', '2', '1991-01-01', '汉族', '330106', \
+                 '浙江省杭州市西湖区文三路2号', NULL)",
+                &[&insider],
+            ),
+        ],
+    )
+    .await;
+    let v1 = sync(&app).await;
+    let get = |path: String| {
+        let (app, tjj) = (&app, tjj.clone());
+        async move {
+            app.get(&format!("/api/v1/exchange/{POPULATION_CODE}/{path}"), &tjj)
+                .await
+        }
+    };
+
+    let page = json_of(get(format!("diff?from_version={v0}&to_version={v1}")).await, 200).await;
+    let name0 = leaving0["record"]["name"].as_str().unwrap();
+    let masked_name = |name: &str| {
+        format!(
+            "{}{}",
+            name.chars().next().unwrap(),
+            "*".repeat(name.chars().count() - 1)
+        )
+    };
+    let mut want = vec![
+        json!({"op": "delete", "key": leaving, "version": v1, "before_version": leaving0["library_version"],
+               "before": {"id_number": leaving, "name": masked_name(name0),
+                          "region_code": leaving0["record"]["region_code"]},
+               "after": null}),
+        json!({"op": "insert", "key": insider, "version": v1, "before_version": null, "before": null,
+               "after": {"id_number": insider, "name": "钱**", "region_code": "330106"}}),
+    ];
+    want.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
+    assert_eq!(page["changes"], json!(want));
+    assert_eq!(page["masked"], json!(["name"]));
+
+    let all = json_of(history(&app, &leaving, "provider_admin").await, 200).await;
+    let seen = json_of(get(format!("records/{leaving}/history")).await, 200).await;
+    let all = all["versions"].as_array().unwrap();
+    let seen = seen["versions"].as_array().unwrap();
+    assert_eq!(all.last().unwrap()["record"]["region_code"], "110105");
+    assert_eq!(seen.len(), all.len() - 1, "the version outside the filter is left out");
+    for (s, a) in seen.iter().zip(all) {
+        assert_eq!(s["version"], a["version"]);
+        assert_eq!(s["record"]["region_code"], a["record"]["region_code"]);
+    }
+    assert_problem(
+        get(format!("records/{outsider}/history")).await,
+        404,
+        "record_not_found",
+    )
+    .await;
+    assert_eq!(
+        json_of(get(format!("records/{leaving}?as_of_version={v0}")).await, 200).await["record"]["name"],
+        masked_name(name0)
+    );
+    assert_problem(
+        get(format!("records/{leaving}?as_of_version={v1}")).await,
+        404,
+        "record_not_found",
+    )
+    .await;
+}
