@@ -85,6 +85,7 @@ impl RecordVersion {
             values: self.values.clone(),
             source: self.source.clone(),
             version: self.version,
+            lineage: Default::default(),
         })
     }
 }
@@ -157,6 +158,7 @@ impl RecordsAsOf {
                         values,
                         source: sources.value(row).to_string(),
                         version: versions.value(row),
+                        lineage: Default::default(),
                     };
                     (key, record)
                 })
@@ -193,7 +195,12 @@ impl Library {
             && let Some(current) = self.get(key)?
             && current.version <= version
         {
-            return Ok(Some(current));
+            // Past records carry no lineage (the log's rows are read without it), so neither
+            // does this one: the answer is the same whichever way it is found.
+            return Ok(Some(StoredRecord {
+                lineage: Default::default(),
+                ..current
+            }));
         }
         let ctx = self.history_session(&table).await?;
         let sql = format!(
@@ -290,6 +297,7 @@ impl Library {
                     values,
                     source: after_source.value(row).to_string(),
                     version: after_version.value(row),
+                    lineage: Default::default(),
                 });
                 let before = (before_op.is_valid(row) && before_op.value(row) != "D").then(|| StoredRecord {
                     values: std::iter::once(Some(key.clone()))
@@ -297,6 +305,7 @@ impl Library {
                         .collect(),
                     source: before_source.value(row).to_string(),
                     version: before_version.value(row),
+                    lineage: Default::default(),
                 });
                 let change = match (before, after) {
                     (None, Some(after)) => Change::Insert { after },
@@ -546,8 +555,11 @@ mod tests {
             None,
             Some("330106".into()),
             Some(address.into()),
-            None,
         ]
+        .into_iter()
+        .chain(std::iter::repeat(None))
+        .take(POPULATION.fields.len())
+        .collect()
     }
 
     fn stored(values: Vec<Option<String>>, version: i64) -> StoredRecord {
@@ -555,6 +567,7 @@ mod tests {
             values,
             source: "GAJ".into(),
             version,
+            lineage: Default::default(),
         }
     }
 
@@ -571,23 +584,35 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let library = Library::open(dir.path(), &POPULATION).await.unwrap();
         let before_first = Utc::now();
-        let mut w = library.writer("GAJ", 1, true).await.unwrap();
+        let mut w = library
+            .writer("GAJ", 1, crate::Authority::all(library.schema()))
+            .await
+            .unwrap();
         w.upsert(values("a", "甲", "文三路1号")).unwrap();
         w.upsert(values("b", "乙", "文三路2号")).unwrap();
         w.upsert(values("c", "丙", "文三路3号")).unwrap();
         assert_eq!(w.commit("test", 1).await.unwrap().version, 1);
         let after_first = Utc::now();
-        let mut w = library.writer("GAJ", 2, true).await.unwrap();
+        let mut w = library
+            .writer("GAJ", 2, crate::Authority::all(library.schema()))
+            .await
+            .unwrap();
         w.upsert(values("a", "甲", "延安路9号")).unwrap();
         assert!(w.delete("b").unwrap());
         w.upsert(values("d", "丁", "文三路4号")).unwrap();
         assert_eq!(w.commit("test", 2).await.unwrap().version, 2);
-        let mut w = library.writer("GAJ", 3, true).await.unwrap();
+        let mut w = library
+            .writer("GAJ", 3, crate::Authority::all(library.schema()))
+            .await
+            .unwrap();
         w.upsert(values("a", "甲", "文三路1号")).unwrap();
         w.upsert(values("b", "乙乙", "文三路2号")).unwrap();
         w.upsert(values("c", "丙丙", "文三路3号")).unwrap();
         assert_eq!(w.commit("test", 3).await.unwrap().version, 3);
-        let mut w = library.writer("GAJ", 4, true).await.unwrap();
+        let mut w = library
+            .writer("GAJ", 4, crate::Authority::all(library.schema()))
+            .await
+            .unwrap();
         assert!(w.delete("d").unwrap());
         assert_eq!(w.commit("test", 4).await.unwrap().version, 4);
         (dir, library, [before_first, after_first])

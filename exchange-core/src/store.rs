@@ -253,7 +253,9 @@ impl Library {
         let mut history = table.history(Some(depth));
         while let Some(info) = history.try_next().await? {
             if info.info.get("huitong_run").and_then(|v| v.as_i64()) == Some(run) {
-                return Ok(info.read_version.map(|v| v as i64 + 1));
+                // Commits stamp their own version; delta-rs leaves `readVersion` unset.
+                let version = info.info.get("huitong_version").and_then(|v| v.as_i64());
+                return Ok(version.or(info.read_version.map(|v| v as i64 + 1)));
             }
         }
         Ok(None)
@@ -879,6 +881,7 @@ impl LibraryWriter<'_> {
         }
         let mut metadata = HashMap::new();
         metadata.insert("huitong_run".to_string(), serde_json::Value::from(self.origin.run));
+        metadata.insert("huitong_version".to_string(), serde_json::Value::from(self.version));
         metadata.insert(
             "huitong_source".to_string(),
             serde_json::Value::from(self.origin.source.clone()),
@@ -1068,5 +1071,31 @@ mod tests {
             ],
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_found_by_its_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::open(dir.path(), &POPULATION).await.unwrap();
+        let all = Authority::all(&POPULATION);
+        write(
+            &library,
+            "GAJ",
+            41,
+            all.clone(),
+            row(&[("id_number", "11010519491231002X"), ("name", "张三")]),
+        )
+        .await;
+        write(
+            &library,
+            "GAJ",
+            42,
+            all,
+            row(&[("id_number", "11010519491231002X"), ("name", "李四")]),
+        )
+        .await;
+        assert_eq!(library.version_committed_by_run(41, 10).await.unwrap(), Some(1));
+        assert_eq!(library.version_committed_by_run(42, 10).await.unwrap(), Some(2));
+        assert_eq!(library.version_committed_by_run(43, 10).await.unwrap(), None);
     }
 }

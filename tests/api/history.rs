@@ -191,7 +191,8 @@ async fn history_as_of_and_diff_after_a_second_sync() {
     let moved1 = with(&moved0["record"], "address", MOVED_TO);
     let born1 = json!({"id_number": born, "name": "钱新生", "gender": "男", "birth_date": "2025-05-01",
                        "ethnicity": "汉族", "region_code": "330106", "address": "浙江省杭州市西湖区文三路1号",
-                       "phone": null});
+                       "phone": null, "current_address": null, "marital_status": null, "education": null,
+                       "status": null});
 
     // History, oldest first, as the provider sees it (plain).
     let h = json_of(history(&app, &moved, "provider_admin").await, 200).await;

@@ -558,65 +558,14 @@ pub async fn resolve(
     Ok(HttpResponse::Ok().json(objection))
 }
 
-/// A record as of a library version: its last row at or before `version` (a deletion reads
-/// as `None`), from the library's log.
+/// A record as of a library version (a deletion reads as `None`).
 async fn record_as_of(
     library: &Library,
     key: &str,
     version: i64,
 ) -> Result<Option<exchange_core::StoredRecord>, Problem> {
-    use arrow::array::{Array, Int64Array, StringArray};
-    use arrow::datatypes::DataType;
-    let internal = |e: &dyn std::fmt::Display| Problem::internal(&e.to_string());
-    let schema = library.schema();
-    let table = library.table().await.map_err(|e| internal(&e))?;
-    let ctx = datafusion::prelude::SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(|e| internal(&e))?;
-    let provider = table.table_provider().await.map_err(|e| internal(&e))?;
-    ctx.register_table("library", provider).map_err(|e| internal(&e))?;
-    let columns: Vec<String> = schema.fields.iter().map(|f| f.name.to_string()).collect();
-    let sql = format!(
-        "SELECT {}, _op, _version, _source FROM library WHERE {} = '{}' AND _version <= {version} AND _op IN ('I', 'U', 'D') \
-         ORDER BY _version DESC LIMIT 1",
-        columns.join(", "),
-        schema.key,
-        key.replace('\'', "''"),
-    );
-    let batches = ctx
-        .sql(&sql)
+    library
+        .record_as_of(key, version)
         .await
-        .map_err(|e| internal(&e))?
-        .collect()
-        .await
-        .map_err(|e| internal(&e))?;
-    let Some(batch) = batches.into_iter().find(|b| b.num_rows() > 0) else {
-        return Ok(None);
-    };
-    let text = |i: usize| -> Result<Option<String>, Problem> {
-        let column = arrow::compute::cast(batch.column(i), &DataType::Utf8).map_err(|e| internal(&e))?;
-        let column = column
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| internal(&"a library column did not cast to text"))?;
-        Ok((!column.is_null(0)).then(|| column.value(0).to_string()))
-    };
-    let n = columns.len();
-    if text(n)?.as_deref() == Some("D") {
-        return Ok(None);
-    }
-    let values = (0..n).map(text).collect::<Result<Vec<_>, _>>()?;
-    let row_version = batch
-        .column(n + 1)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| internal(&"_version is not Int64"))?
-        .value(0);
-    Ok(Some(exchange_core::StoredRecord {
-        values,
-        source: text(n + 2)?.unwrap_or_default(),
-        version: row_version,
-        lineage: Default::default(),
-    }))
+        .map_err(|e| Problem::internal(&e))
 }

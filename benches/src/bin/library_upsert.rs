@@ -80,7 +80,10 @@ async fn timed_write(
     row: impl Fn(u64) -> Vec<Option<String>>,
 ) -> Result<Duration, String> {
     let started = Instant::now();
-    let mut writer = library.writer("bench", run, true).await.map_err(|e| e.to_string())?;
+    let mut writer = library
+        .writer("bench", run, exchange_core::Authority::all(library.schema()))
+        .await
+        .map_err(|e| e.to_string())?;
     for i in 0..rows {
         let outcome = writer.upsert(row(i)).map_err(|e| e.to_string())?;
         if outcome != expected {
@@ -112,7 +115,10 @@ async fn run(data_dir: PathBuf, rows: u64, batch: u64, rounds: u64) -> Result<bo
     if have < rows {
         let started = Instant::now();
         eprintln!("building the population library: {have} → {rows} records");
-        let mut writer = library.writer("bench", 0, true).await.map_err(|e| e.to_string())?;
+        let mut writer = library
+            .writer("bench", 0, exchange_core::Authority::all(library.schema()))
+            .await
+            .map_err(|e| e.to_string())?;
         for n in have..rows {
             writer.upsert(record(n)).map_err(|e| e.to_string())?;
             if n % 1024 == 0 {
