@@ -28,6 +28,7 @@ pub mod normalize;
 pub mod region;
 pub mod schema;
 pub mod store;
+pub mod theme;
 pub mod uscc;
 
 pub use domain::{OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
@@ -39,4 +40,5 @@ pub use lineage::{Lineage, Origin};
 pub use region::RegionCode;
 pub use schema::{FieldKind, LibraryField, LibrarySchema};
 pub use store::{Authority, CommitOutcome, Library, LibraryWriter, Upsert, WriteStats};
+pub use theme::{ThemeDefinition, ThemeField};
 pub use uscc::{Uscc, UsccError};

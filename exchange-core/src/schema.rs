@@ -266,12 +266,14 @@ pub static LIBRARIES: &[&LibrarySchema] = &[&POPULATION, &LEGAL_ENTITY, &CREDIT,
 pub const SYSTEM_COLUMNS: [&str; 6] = ["_op", "_version", "_source", "_run", "_ingested_at", "_lineage"];
 
 impl LibrarySchema {
-    /// Looks a library up by name.
+    /// Looks a library up by name: a base library, or a theme registered with
+    /// [`crate::theme::register_theme`].
     pub fn by_name(name: &str) -> crate::Result<&'static LibrarySchema> {
         LIBRARIES
             .iter()
             .copied()
             .find(|s| s.name == name)
+            .or_else(|| crate::theme::registered_theme(name))
             .ok_or_else(|| crate::Error::UnknownLibrary(name.to_string()))
     }
 
