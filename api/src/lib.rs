@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod cli;
 pub mod demo;
+pub mod libraries;
 pub mod openapi;
 pub mod problem;
 pub mod quality;

@@ -1,7 +1,6 @@
 //! Building the application: open the catalog, libraries, audit writer and quotas, bind the
 //! listener, and wire every route in one place.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -11,6 +10,8 @@ use actix_web::{App, HttpRequest, HttpServer, Route, web};
 use catalog::Catalog;
 use exchange_core::Library;
 use exchange_core::schema::LIBRARIES;
+
+use crate::libraries::Libraries;
 use policy::{AuditLog, Authenticator, CatalogCache, Quotas, TokenSigner};
 
 use crate::Failure;
@@ -23,8 +24,8 @@ use crate::sync::SyncService;
 pub struct AppState {
     /// The metadata DB.
     pub catalog: Catalog,
-    /// The libraries by name.
-    pub libraries: HashMap<&'static str, Arc<Library>>,
+    /// The libraries by name: the base libraries and the declared themes.
+    pub libraries: Libraries,
     /// The audit writer.
     pub audit: AuditLog,
     /// Per-credential and per-grant quotas.
@@ -48,13 +49,13 @@ pub struct AppState {
 }
 
 /// Opens the catalog and the libraries of a data dir; used by the server and the CLI.
-pub async fn open_stores(settings: &Settings) -> crate::Result<(Catalog, HashMap<&'static str, Arc<Library>>)> {
+pub async fn open_stores(settings: &Settings) -> crate::Result<(Catalog, Libraries)> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| Failure::msg(format!("creating data dir {}: {e}", settings.data_dir.display())))?;
     let catalog = Catalog::connect(&settings.database_url()).await?;
-    let mut libraries = HashMap::new();
+    let libraries = Libraries::new();
     for schema in LIBRARIES {
-        libraries.insert(schema.name, Arc::new(Library::open(&settings.data_dir, schema).await?));
+        libraries.insert(Arc::new(Library::open(&settings.data_dir, schema).await?));
     }
     Ok((catalog, libraries))
 }
@@ -74,11 +75,7 @@ impl Application {
     }
 
     /// As [`Application::build`], with stores already open.
-    pub async fn build_with(
-        settings: &Settings,
-        catalog: Catalog,
-        libraries: HashMap<&'static str, Arc<Library>>,
-    ) -> crate::Result<Self> {
+    pub async fn build_with(settings: &Settings, catalog: Catalog, libraries: Libraries) -> crate::Result<Self> {
         let audit = AuditLog::start(catalog.clone()).await?;
         let audit_key = load_or_create_secret(settings, "audit.key")?;
         let jwt_key = load_or_create_secret(settings, "jwt.key")?;

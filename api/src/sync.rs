@@ -1,7 +1,7 @@
 //! Connector runs in the server: started by hand (`POST /api/v1/connectors/{id}/runs`) or by
 //! the scheduler, at most one at a time per connector, each on its own task.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use catalog::{Catalog, Connector, RunStatus, SyncRun};
 use connectors::{ConnectorConfig, Schedule};
 use exchange_core::{Library, UpdateCycle};
 
+use crate::libraries::Libraries;
 use crate::settings::SyncSettings;
 
 /// Why a run could not start.
@@ -28,7 +29,7 @@ pub enum StartError {
 /// Starts and tracks connector runs.
 pub struct SyncService {
     catalog: Catalog,
-    libraries: HashMap<&'static str, Arc<Library>>,
+    libraries: Libraries,
     running: Mutex<HashSet<i64>>,
     settings: SyncSettings,
 }
@@ -44,7 +45,7 @@ impl connectors::Progress for Logged {
 
 impl SyncService {
     /// A service over the server's catalog and libraries.
-    pub fn new(catalog: Catalog, libraries: HashMap<&'static str, Arc<Library>>, settings: SyncSettings) -> Self {
+    pub fn new(catalog: Catalog, libraries: Libraries, settings: SyncSettings) -> Self {
         Self {
             catalog,
             libraries,
@@ -61,7 +62,6 @@ impl SyncService {
             .library
             .as_deref()
             .and_then(|name| self.libraries.get(name))
-            .cloned()
             .ok_or_else(|| {
                 StartError::NoLibrary(format!(
                     "resource {} of connector {} is not served from a library",

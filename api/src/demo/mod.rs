@@ -6,18 +6,16 @@ pub mod seed;
 
 pub use seed::{BASE_RESOURCES, CREDIT_CODE, LEGAL_ENTITY_CODE, LICENSE_CODE, POPULATION_CODE, SPATIAL_CODE};
 
-use std::collections::HashMap;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use catalog::{Catalog, Connector, NewConnector};
-use exchange_core::Library;
 use indicatif::{ProgressBar, ProgressStyle};
 use policy::Role;
 use serde_json::json;
 
 use crate::cli::DemoArgs;
+use crate::libraries::Libraries;
 use crate::settings::Settings;
 use crate::startup::{Application, open_stores};
 use crate::{Failure, Result};
@@ -27,7 +25,7 @@ pub struct PreparedDemo {
     /// The metadata DB.
     pub catalog: Catalog,
     /// The open libraries.
-    pub libraries: HashMap<&'static str, Arc<Library>>,
+    pub libraries: Libraries,
     /// Keys by demo role (`consumer_granted`, …).
     pub keys: serde_json::Value,
     /// A few keys present in each library, by library name.
@@ -317,11 +315,7 @@ impl connectors::Progress for Bar {
 }
 
 /// Runs one connector with a progress bar and prints its outcome.
-pub async fn sync_with_progress(
-    catalog: &Catalog,
-    libraries: &HashMap<&'static str, Arc<Library>>,
-    connector: &Connector,
-) -> Result<()> {
+pub async fn sync_with_progress(catalog: &Catalog, libraries: &Libraries, connector: &Connector) -> Result<()> {
     let resource = catalog.resource_by_code(&connector.resource_code).await?;
     let library = resource
         .meta
@@ -337,7 +331,7 @@ pub async fn sync_with_progress(
     bar.enable_steady_tick(Duration::from_millis(100));
     let outcome = connectors::run_connector(
         catalog,
-        library,
+        &library,
         connector,
         "cli",
         &Bar(bar.clone(), Default::default()),

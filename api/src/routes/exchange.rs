@@ -138,12 +138,12 @@ pub async fn get_record(
 /// Authenticates, finds the resource, its library and the caller's grant, checks the quotas
 /// and asks policy; refusals are problems with a stable code. Catalog reads come from the
 /// [`policy::CatalogCache`], so a lookup does not touch the metadata DB.
-pub(crate) async fn authorize<'s>(
+pub(crate) async fn authorize(
     req: &HttpRequest,
-    state: &'s AppState,
+    state: &AppState,
     resource_code: &str,
     call: &mut CallRecord,
-) -> Result<(Arc<Resource>, &'s Library, Access), Problem> {
+) -> Result<(Arc<Resource>, Arc<Library>, Access), Problem> {
     let credential = crate::auth::Caller::from_request(req, state).await?.0;
     call.caller(&credential);
     let resource = state.catalog_cache.resource(resource_code).await.map_err(|e| match e {
@@ -246,7 +246,7 @@ async fn serve_record(
     call: &mut CallRecord,
 ) -> Result<HttpResponse, Problem> {
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;
-    let key = parse_key(library, key)?;
+    let key = parse_key(&library, key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
     let row_filter = crate::query::grant_filter(&access, library.schema())?;
     // A record outside the grant's row filter is answered exactly as a missing one.
@@ -267,7 +267,7 @@ async fn serve_record(
     Ok(HttpResponse::Ok().json(json!({
         "resource_code": resource.code,
         "library_version": stored.version,
-        "record": project(&access, library, &stored),
+        "record": project(&access, &library, &stored),
         "masked": call.entry.items_masked,
     })))
 }
@@ -415,7 +415,7 @@ async fn serve_changes(
                     "op": "upsert",
                     "key": key,
                     "version": stored.version,
-                    "record": project(&access, library, stored),
+                    "record": project(&access, &library, stored),
                 }));
             }
             let next = match last {
@@ -544,7 +544,7 @@ async fn serve_batch(
     let results: Vec<Value> = keys
         .iter()
         .map(|raw| {
-            let key = match parse_key(library, raw) {
+            let key = match parse_key(&library, raw) {
                 Ok(key) => key,
                 Err(problem) => {
                     return Ok(json!({"key": raw, "status": "invalid_key", "detail": problem.detail}));
@@ -559,7 +559,7 @@ async fn serve_batch(
                         "key": raw,
                         "status": "found",
                         "library_version": stored.version,
-                        "record": project(&access, library, &stored),
+                        "record": project(&access, &library, &stored),
                     })
                 }
                 None => json!({"key": raw, "status": "not_found"}),
@@ -674,7 +674,7 @@ async fn serve_verify(
         })?;
         claims.push((item, position, normalized));
     }
-    let key = parse_key(library, &body.key)?;
+    let key = parse_key(&library, &body.key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
     let row_filter = crate::query::grant_filter(&access, library.schema())?;
     let stored = visible(
@@ -699,13 +699,12 @@ async fn serve_verify(
     })))
 }
 
-fn library_of<'a>(state: &'a AppState, resource: &Resource) -> Result<&'a Library, Problem> {
+fn library_of(state: &AppState, resource: &Resource) -> Result<Arc<Library>, Problem> {
     resource
         .meta
         .library
         .as_deref()
         .and_then(|name| state.libraries.get(name))
-        .map(|l| l.as_ref())
         .ok_or_else(|| {
             Problem::new(
                 StatusCode::NOT_FOUND,

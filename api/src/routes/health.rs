@@ -17,9 +17,9 @@ use crate::startup::AppState;
 )]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let mut libraries = serde_json::Map::new();
-    for (name, library) in &state.libraries {
+    for (name, library) in state.libraries.all() {
         libraries.insert(
-            (*name).to_string(),
+            name.to_string(),
             json!({
                 "version": library.version().ok(),
                 "records": library.len().ok(),

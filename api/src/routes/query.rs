@@ -118,11 +118,6 @@ async fn prepare(
 ) -> Result<Read, Problem> {
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;
     let schema = library.schema();
-    let library = state
-        .libraries
-        .get(schema.name)
-        .cloned()
-        .ok_or_else(|| Problem::internal(&"an authorized library is not open"))?;
     let view = View::new(&access, schema).map_err(|e| {
         tracing::error!(grant = ?access.grant_id, error = %e, "a grant's row filter does not compile");
         Problem::internal(&e)

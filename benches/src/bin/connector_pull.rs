@@ -107,7 +107,7 @@ async fn main() -> ExitCode {
         })
         .await
         .expect("connector");
-    let library = &libraries["population"];
+    let library = &libraries.get("population").expect("population library");
     let started = Instant::now();
     tracing::debug!("run starts");
     let run = connectors::run_connector(&catalog, library, &connector, "cli", &connectors::NoProgress)

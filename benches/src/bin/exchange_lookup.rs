@@ -41,7 +41,7 @@ async fn prepare(data_dir: PathBuf, rows: u64) -> Result<(), String> {
     let demo = huitong::demo::prepare(&settings, 20_000, 20_161_205)
         .await
         .map_err(|e| e.to_string())?;
-    let library = demo.libraries["population"].clone();
+    let library = demo.libraries.get("population").expect("population library");
     let have = library.len().map_err(|e| e.to_string())?;
     if have < rows {
         let started = std::time::Instant::now();
