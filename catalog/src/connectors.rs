@@ -57,7 +57,7 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
@@ -65,7 +65,7 @@ impl RunStatus {
         }
     }
 
-    fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s {
             "running" => Ok(RunStatus::Running),
             "succeeded" => Ok(RunStatus::Succeeded),

@@ -23,6 +23,7 @@ mod objections;
 mod quality;
 mod resources;
 mod responsibilities;
+mod themes;
 mod transfer;
 
 use std::str::FromStr;
@@ -45,6 +46,10 @@ pub use resources::{
     ResourceSummary, Visibility,
 };
 pub use responsibilities::{NewResponsibility, Responsibility, ResponsibilityKind};
+pub use themes::{
+    MAX_REJECTIONS_KEPT, Materialization, MaterializationCounts, MaterializationOutcome, NewTheme, Refresh, Rejection,
+    Theme,
+};
 pub use transfer::{ImportError, ImportOutcome, read_rows};
 
 /// Which database engine holds the catalog.
