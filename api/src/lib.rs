@@ -2,7 +2,7 @@
 //!
 //! The server and command-line tool of the Huitong data-sharing and exchange platform:
 //! configuration ([`settings`]), the HTTP application ([`startup`], [`routes`]), problem+json
-//! errors ([`problem`]), the OpenAPI document ([`openapi`]), the CLI ([`cli`]) and the demo ([`demo`]). Logic lives in the library
+//! errors ([`problem`]), the OpenAPI document ([`openapi`]), the CLI ([`cli`]), the demo ([`demo`]) and themed libraries ([`themes`]). Logic lives in the library
 //! crates below; this crate wires them.
 #![deny(missing_docs)]
 // `Problem` (problem+json) is the error of every handler and is built only on the way out of a
@@ -21,6 +21,7 @@ pub mod routes;
 pub mod settings;
 pub mod startup;
 pub mod sync;
+pub mod themes;
 
 /// `Result` for start-up and command paths.
 pub type Result<T, E = Failure> = std::result::Result<T, E>;

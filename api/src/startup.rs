@@ -19,6 +19,7 @@ use crate::problem::Problem;
 use crate::routes;
 use crate::settings::Settings;
 use crate::sync::SyncService;
+use crate::themes::ThemeService;
 
 /// Shared by every request.
 pub struct AppState {
@@ -40,6 +41,8 @@ pub struct AppState {
     pub objection_deadline_working_days: u32,
     /// Connector runs, by hand and on schedule.
     pub sync: Arc<SyncService>,
+    /// Themed libraries: declarations and materializations.
+    pub themes: Arc<ThemeService>,
     /// Authenticates API keys (and bearer tokens' credentials) with a short-lived cache.
     pub auth: Authenticator,
     /// Issues and verifies OAuth2 access tokens.
@@ -48,7 +51,8 @@ pub struct AppState {
     pub session_lifetime: chrono::Duration,
 }
 
-/// Opens the catalog and the libraries of a data dir; used by the server and the CLI.
+/// Opens the catalog and the libraries of a data dir — the base libraries, then the themes the
+/// catalog declares; used by the server and the CLI.
 pub async fn open_stores(settings: &Settings) -> crate::Result<(Catalog, Libraries)> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(|e| Failure::msg(format!("creating data dir {}: {e}", settings.data_dir.display())))?;
@@ -57,6 +61,9 @@ pub async fn open_stores(settings: &Settings) -> crate::Result<(Catalog, Librari
     for schema in LIBRARIES {
         libraries.insert(Arc::new(Library::open(&settings.data_dir, schema).await?));
     }
+    crate::themes::open_declared(&catalog, &libraries, &settings.data_dir)
+        .await
+        .map_err(|e| Failure::msg(format!("opening the themed libraries: {e}")))?;
     Ok((catalog, libraries))
 }
 
@@ -79,11 +86,16 @@ impl Application {
         let audit = AuditLog::start(catalog.clone()).await?;
         let audit_key = load_or_create_secret(settings, "audit.key")?;
         let jwt_key = load_or_create_secret(settings, "jwt.key")?;
-        let sync = Arc::new(SyncService::new(
+        let themes = Arc::new(ThemeService::new(
             catalog.clone(),
             libraries.clone(),
+            settings.data_dir.clone(),
             settings.sync.clone(),
         ));
+        themes.clone().spawn_scheduler();
+        let sync = Arc::new(
+            SyncService::new(catalog.clone(), libraries.clone(), settings.sync.clone()).with_themes(themes.clone()),
+        );
         sync.clone().spawn_scheduler();
         let rate = &settings.rate_limit;
         let quotas = Quotas::new(rate.requests_per_second, rate.burst, rate.requests_per_day);
@@ -104,6 +116,7 @@ impl Application {
             demand_deadline_working_days: settings.catalog.demand_deadline_working_days,
             objection_deadline_working_days: settings.catalog.objection_deadline_working_days,
             sync,
+            themes,
             auth: Authenticator::new(
                 catalog.clone(),
                 std::time::Duration::from_secs(settings.auth.cache_seconds),
@@ -230,7 +243,7 @@ where
 pub fn endpoints() -> Vec<Endpoint> {
     use routes::{
         audit, catalog, connectors, credentials, demands, exchange, health, history, lab, oauth, objections, quality,
-        query, session,
+        query, session, themes,
     };
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
@@ -308,6 +321,10 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(GET, "/api/v1/quality/resources/{code}", quality::resource),
         endpoint(GET, "/console/quality", crate::quality::page::ranking_page),
         endpoint(GET, "/console/quality/{name}", crate::quality::page::detail_page),
+        endpoint(GET, "/api/v1/themes", themes::list),
+        endpoint(POST, "/api/v1/themes", themes::declare),
+        endpoint(GET, "/api/v1/themes/{name}", themes::get),
+        endpoint(POST, "/api/v1/themes/{name}/materializations", themes::materialize),
     ]
 }
 

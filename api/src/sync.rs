@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use catalog::{Catalog, Connector, RunStatus, SyncRun};
 use connectors::{ConnectorConfig, Schedule};
-use exchange_core::{Library, UpdateCycle};
+use exchange_core::Library;
 
 use crate::libraries::Libraries;
 use crate::settings::SyncSettings;
+use crate::themes::ThemeService;
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,7 @@ pub struct SyncService {
     libraries: Libraries,
     running: Mutex<HashSet<i64>>,
     settings: SyncSettings,
+    themes: Option<Arc<ThemeService>>,
 }
 
 struct Logged;
@@ -51,7 +53,14 @@ impl SyncService {
             libraries,
             running: Mutex::new(HashSet::new()),
             settings,
+            themes: None,
         }
+    }
+
+    /// After a run changes a library, the themes reading it follow ([`ThemeService::library_changed`]).
+    pub fn with_themes(mut self, themes: Arc<ThemeService>) -> Self {
+        self.themes = Some(themes);
+        self
     }
 
     /// The library a connector feeds.
@@ -89,10 +98,20 @@ impl SyncService {
             let outcome = connectors::execute_run(&this.catalog, &library, &connector, run_id, &Logged).await;
             this.running.lock().expect("lock").remove(&connector.id);
             match outcome {
-                // Scored once the connector is free again: a scan of a large library must not
-                // hold up the connector's next run.
-                Ok(_) => crate::quality::after_commit(&this.catalog, &this.libraries, &connector).await,
-                Err(e) => tracing::warn!(connector = %connector.name, run = run_id, error = %e, "connector run failed"),
+                // Themes follow a changed input; quality is scored once the connector is free
+                // again: a scan of a large library must not hold up the connector's next run.
+                Ok(run) => {
+                    let c = run.counts;
+                    if c.inserted + c.updated + c.deleted > 0
+                        && let Some(themes) = &this.themes
+                    {
+                        themes.library_changed(library.schema().name);
+                    }
+                    crate::quality::after_commit(&this.catalog, &this.libraries, &connector).await;
+                }
+                Err(e) => {
+                    tracing::warn!(connector = %connector.name, run = run_id, error = %e, "connector run failed");
+                }
             }
         });
         Ok(self.catalog.run_by_id(run_id).await?)
@@ -113,17 +132,10 @@ impl SyncService {
             Schedule::Every(seconds) => seconds,
             Schedule::Catalog => {
                 let resource = self.catalog.resource_by_code(&connector.resource_code).await?;
-                const DAY: u64 = 86_400;
-                match resource.meta.update_cycle {
-                    UpdateCycle::RealTime => self.settings.realtime_interval_seconds,
-                    UpdateCycle::Daily => DAY,
-                    UpdateCycle::Weekly => 7 * DAY,
-                    UpdateCycle::Monthly => 30 * DAY,
-                    UpdateCycle::Quarterly => 91 * DAY,
-                    UpdateCycle::HalfYearly => 182 * DAY,
-                    UpdateCycle::Yearly => 365 * DAY,
-                    UpdateCycle::Irregular => return Ok(None),
-                }
+                return Ok(crate::themes::cycle_interval(
+                    resource.meta.update_cycle,
+                    self.settings.realtime_interval_seconds,
+                ));
             }
         };
         Ok(Some(Duration::from_secs(seconds.max(1))))
