@@ -91,6 +91,10 @@ use crate::routes;
         routes::quality::resource,
         crate::quality::page::ranking_page,
         crate::quality::page::detail_page,
+        routes::themes::list,
+        routes::themes::declare,
+        routes::themes::get,
+        routes::themes::materialize,
     ),
     components(
         schemas(Problem),
@@ -122,6 +126,8 @@ use crate::routes;
         (name = "exchange", description = "共享交换 The exchange API for government consumers: every call decided by \
             policy from the catalog's grants, masked by sensitivity, held to its quota, and audited (全程留痕)."),
         (name = "connectors", description = "Connectors (数据源接入): configuration, run history, quarantined rows, manual runs."),
+        (name = "themes", description = "主题库/专题库 Themed libraries: SQL over the base libraries (and other themes), \
+            materialized into a library of their own on change, on a cycle or by hand; catalogued and served like a base library."),
         (name = "lab", description = "数据实验室 The data lab: read-only SQL over views of the resources policy lets the caller read \
             (granted items only, masked, row-filtered); audited like every exchange call."),
         (name = "audit", description = "审计 The audit trail (全程留痕、可追溯): the calls each reader may see, as JSON pages or CSV, and the \
@@ -553,6 +559,20 @@ pub struct ConnectorView {
     pub next_run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The latest run.
     pub last_run: Option<catalog::SyncRun>,
+}
+
+/// A themed library as shown by the API: its declaration, its library's served version and
+/// record count, and (from `GET /api/v1/themes/{name}`) its latest materializations.
+#[derive(Serialize, ToSchema)]
+pub struct ThemeView {
+    /// The declaration and its bookkeeping.
+    #[serde(flatten)]
+    pub theme: catalog::Theme,
+    /// The theme library as served.
+    pub library: LibraryHealth,
+    /// Materializations, newest first (only from `GET /api/v1/themes/{name}`).
+    #[schema(required = false)]
+    pub materializations: Vec<catalog::Materialization>,
 }
 
 /// A connector's run history.

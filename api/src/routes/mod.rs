@@ -14,3 +14,4 @@ pub mod objections;
 pub mod quality;
 pub mod query;
 pub mod session;
+pub mod themes;
