@@ -16,3 +16,4 @@ mod objections;
 mod openapi;
 mod quality;
 mod query;
+mod themes;
