@@ -188,10 +188,33 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 ]
             };
             let mut failed = false;
+            let mut synced = Vec::new();
             for connector in &connectors {
-                failed |= crate::demo::sync_with_progress(&catalog, &libraries, connector)
-                    .await
-                    .is_err();
+                match crate::demo::sync_with_progress(&catalog, &libraries, connector).await {
+                    Ok(()) => synced.extend(catalog.resource_by_code(&connector.resource_code).await?.meta.library),
+                    Err(_) => failed = true,
+                }
+            }
+            // Without a server, the themes that follow these libraries are refreshed here.
+            let refreshed = crate::themes::follow_changes(&catalog, &libraries, &synced)
+                .await
+                .map_err(|e| Failure::msg(e.to_string()))?;
+            for (theme, m) in refreshed {
+                let c = m.counts;
+                match &m.error {
+                    None => println!(
+                        "  ✔ theme {theme}: {} new, {} updated, {} deleted, {} rejected → v{}",
+                        c.inserted,
+                        c.updated,
+                        c.deleted,
+                        c.rejected,
+                        m.library_version.unwrap_or_default()
+                    ),
+                    Some(error) => {
+                        failed = true;
+                        println!("  ✘ theme {theme} not refreshed: {error}");
+                    }
+                }
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }

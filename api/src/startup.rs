@@ -92,6 +92,10 @@ impl Application {
             settings.data_dir.clone(),
             settings.sync.clone(),
         ));
+        themes
+            .settle_interrupted()
+            .await
+            .map_err(|e| Failure::msg(format!("settling interrupted materializations: {e}")))?;
         themes.clone().spawn_scheduler();
         let sync = Arc::new(
             SyncService::new(catalog.clone(), libraries.clone(), settings.sync.clone()).with_themes(themes.clone()),

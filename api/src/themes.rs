@@ -665,18 +665,27 @@ impl ThemeService {
         Some(started + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX))
     }
 
+    /// Marks failed the materializations an earlier process left running. Called when the
+    /// server starts: it then holds the libraries, so no other process is materializing.
+    pub async fn settle_interrupted(&self) -> Result<(), ThemeError> {
+        let settled = self.catalog.settle_interrupted_materializations().await?;
+        if settled > 0 {
+            tracing::warn!(
+                settled,
+                "materializations interrupted by the end of an earlier process marked failed"
+            );
+        }
+        Ok(())
+    }
+
     /// Runs the theme scheduler until the process ends (when the connector scheduler runs):
-    /// every tick, materializes the themes whose cycle is due. Also settles materializations
-    /// an earlier process left running.
+    /// every tick, materializes the themes whose cycle is due.
     pub fn spawn_scheduler(self: Arc<Self>) {
         if !self.settings.scheduler {
             return;
         }
         let tick = Duration::from_secs(self.settings.tick_seconds.max(1));
         tokio::spawn(async move {
-            if let Err(e) = self.catalog.settle_interrupted_materializations().await {
-                tracing::warn!(error = %e, "cannot settle interrupted materializations");
-            }
             let mut timer = tokio::time::interval(tick);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -706,6 +715,30 @@ impl ThemeService {
         }
         Ok(())
     }
+}
+
+/// After `huitong sync` (no server): materializes the `on_change` themes that read any of
+/// `changed`, each after the themes it reads; returns the materializations done.
+pub async fn follow_changes(
+    catalog: &Catalog,
+    libraries: &Libraries,
+    changed: &[String],
+) -> Result<Vec<(String, Materialization)>, ThemeError> {
+    let mut changed = changed.to_vec();
+    let mut done = Vec::new();
+    // Declaration order is an order in which every theme comes after the themes it reads.
+    let mut themes = catalog.themes().await?;
+    themes.sort_by_key(|t| t.id);
+    for theme in themes {
+        if theme.refresh == Refresh::OnChange && theme.inputs.iter().any(|i| changed.contains(i)) {
+            let m = materialize(catalog, libraries, &theme, "on_change").await?;
+            if m.counts.inserted + m.counts.updated + m.counts.deleted > 0 {
+                changed.push(theme.name.clone());
+            }
+            done.push((theme.name, m));
+        }
+    }
+    Ok(done)
 }
 
 /// For the demo and scripts, without HTTP: declares the theme unless the catalog already has
