@@ -502,3 +502,152 @@ async fn bad_declarations_are_refused_naming_the_part_at_fault() {
     let listed = json_of(app.get("/api/v1/themes", &app.key("consumer_granted")).await, 200).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
 }
+
+/// Rows without a key, with a value that does not normalize as its declared field requires, or
+/// repeating a key are counted as rejected with the reason; the rest are written.
+#[tokio::test]
+async fn rows_a_theme_cannot_hold_are_rejected_with_their_reason() {
+    let app = spawn_app(MetaDb::Sqlite).await;
+    let admin = app.key("platform_admin");
+    let health = json_of(
+        app.client.get(format!("{}/health", app.address)).send().await.unwrap(),
+        200,
+    )
+    .await;
+    let people = health["libraries"]["population"]["records"].as_i64().unwrap();
+    let (bad_date, twice) = (&app.sample_ids[0], &app.sample_ids[1]);
+    let sql = format!(
+        "SELECT id_number, CASE WHEN id_number = '{bad_date}' THEN 'not a date' \
+         ELSE CAST(birth_date AS VARCHAR) END AS birth_date FROM population \
+         UNION ALL SELECT CAST(NULL AS VARCHAR) AS id_number, '1990-01-02' AS birth_date \
+         UNION ALL SELECT id_number, CAST(birth_date AS VARCHAR) AS birth_date FROM population \
+         WHERE id_number = '{twice}'"
+    );
+    let declaration = json!({
+        "name": "birthdays", "label_zh": "出生日期专题库", "sql": sql, "key": "id_number",
+        "fields": [
+            {"name": "id_number", "label_zh": "公民身份号码", "kind": "id_number", "sensitivity": "L3"},
+            {"name": "birth_date", "label_zh": "出生日期", "kind": "date", "sensitivity": "L2"}
+        ],
+        "refresh": "irregular"
+    });
+    json_of(app.post("/api/v1/themes", &admin, &declaration).await, 201).await;
+    let done = json_of(
+        app.post("/api/v1/themes/birthdays/materializations", &admin, &Value::Null)
+            .await,
+        201,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let counts = &done["counts"];
+    assert_eq!(counts["read"], people + 2, "{done}");
+    assert_eq!(counts["rejected"], 3, "{done}");
+    assert_eq!(counts["inserted"], people - 1, "{done}");
+    let mut rejections: Vec<(Value, Value, String)> = done["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].clone(),
+                r["field"].clone(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    rejections.sort_by_key(|r| r.0.to_string());
+    let expected = [
+        (json!(bad_date), "birth_date", "not a recognizable date"),
+        (json!(twice), "id_number", "more than once"),
+        (Value::Null, "id_number", "has no id_number"),
+    ];
+    for (key, field, reason) in expected {
+        assert!(
+            rejections
+                .iter()
+                .any(|r| r.0 == key && r.1 == field && r.2.contains(reason)),
+            "{key} {field} {reason}: {rejections:?}"
+        );
+    }
+    let theme = json_of(app.get("/api/v1/themes/birthdays", &admin).await, 200).await;
+    assert_eq!(theme["library"]["records"], people - 1);
+    assert_eq!(theme["refresh"], "irregular");
+}
+
+/// Without a server: the demo's way of declaring and materializing a theme; the theme's library
+/// is opened again with the data dir, and `huitong sync` refreshes it when its input changes.
+#[tokio::test]
+async fn a_theme_is_reopened_with_its_data_dir_and_follows_huitong_sync() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let settings = huitong::settings::Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..huitong::settings::Settings::default()
+    };
+    let declaration: huitong::themes::ThemeDeclaration = serde_json::from_value(elderly()).unwrap();
+    let demo = huitong::demo::prepare(&settings, huitong_tests::TEST_ROWS, 7)
+        .await
+        .unwrap();
+    let (theme, first) =
+        huitong::themes::declare_and_materialize(&demo.catalog, &demo.libraries, dir.path(), &declaration, "DSJ")
+            .await
+            .unwrap();
+    assert_eq!(first.status, catalog::RunStatus::Succeeded, "{first:?}");
+    assert_eq!(first.trigger, "declare");
+    assert!(first.counts.inserted > 100, "{first:?}");
+    // Declared again (the demo run twice): the declaration stands, nothing changes.
+    let (_, again) =
+        huitong::themes::declare_and_materialize(&demo.catalog, &demo.libraries, dir.path(), &declaration, "DSJ")
+            .await
+            .unwrap();
+    assert_eq!(
+        (again.counts.unchanged, again.library_version),
+        (first.counts.inserted, first.library_version)
+    );
+    drop(demo);
+
+    // Reopened with the data dir: the theme's library is there with its records. An elderly
+    // person leaves the household register.
+    let removed = {
+        let (_catalog, libraries) = huitong::startup::open_stores(&settings).await.unwrap();
+        let elderly = libraries.get("elderly").expect("the theme is opened with the data dir");
+        assert_eq!(elderly.len().unwrap() as i64, first.counts.inserted);
+        let source = dir.path().join("sources").join("gongan_hukou.db");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", source.display()))
+            .await
+            .unwrap();
+        let ids: Vec<String> = sqlx::query_scalar("SELECT sfzh FROM hukou ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let removed = ids
+            .into_iter()
+            .find(|id| elderly.get(id).unwrap().is_some())
+            .expect("an elderly person with a clean ID number");
+        sqlx::query("DELETE FROM hukou WHERE sfzh = $1")
+            .bind(&removed)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        removed
+    };
+
+    let args = [
+        "huitong",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "sync",
+        "gaj-hukou",
+    ];
+    assert_eq!(
+        huitong::cli::run(huitong::cli::Cli::parse_from(args)).await.unwrap(),
+        std::process::ExitCode::SUCCESS
+    );
+    let (catalog, libraries) = huitong::startup::open_stores(&settings).await.unwrap();
+    let elderly = libraries.get("elderly").unwrap();
+    assert!(elderly.get(&removed).unwrap().is_none());
+    assert_eq!(elderly.len().unwrap() as i64, first.counts.inserted - 1);
+    let latest = &catalog.materializations(theme.id, 1).await.unwrap()[0];
+    assert_eq!(latest.trigger, "on_change");
+    assert_eq!((latest.counts.deleted, latest.counts.inserted), (1, 0), "{latest:?}");
+}
