@@ -220,6 +220,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Catalog(CatalogCommand::Import { file }) => {
             let catalog = catalog::Catalog::connect(&settings.database_url()).await?;
+            // Resources may name themed libraries: their schemas must be known to validate them.
+            crate::themes::register_declared(&catalog)
+                .await
+                .map_err(|e| Failure::msg(e.to_string()))?;
             let actor = format!("huitong catalog import {}", file.display());
             match catalog.import_catalog(&actor, &file).await? {
                 catalog::ImportOutcome::Imported {

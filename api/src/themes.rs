@@ -372,6 +372,15 @@ pub async fn declare(
     Ok(theme)
 }
 
+/// Registers the schema of every theme the catalog declares, without opening their libraries
+/// (for commands that validate resources bound to themes but serve nothing).
+pub async fn register_declared(catalog: &Catalog) -> Result<(), ThemeError> {
+    for theme in catalog.themes().await? {
+        exchange_core::theme::register_theme(&theme.definition())?;
+    }
+    Ok(())
+}
+
 /// Opens the library of every theme the catalog declares (at start-up, after the base
 /// libraries, which themes read).
 pub async fn open_declared(catalog: &Catalog, libraries: &Libraries, data_dir: &Path) -> Result<(), ThemeError> {

@@ -604,6 +604,24 @@ async fn a_theme_is_reopened_with_its_data_dir_and_follows_huitong_sync() {
         (again.counts.unchanged, again.library_version),
         (first.counts.inserted, first.library_version)
     );
+    // A theme over the theme: how many elderly people each region has.
+    let regions: huitong::themes::ThemeDeclaration = serde_json::from_value(json!({
+        "name": "elderly_by_region", "label_zh": "分区老年人口统计",
+        "sql": "SELECT region_code, CAST(COUNT(*) AS VARCHAR) AS people FROM elderly GROUP BY region_code",
+        "key": "region_code",
+        "fields": [
+            {"name": "region_code", "label_zh": "行政区划代码", "kind": "region_code", "sensitivity": "L1"},
+            {"name": "people", "label_zh": "老年人口数", "kind": "text", "sensitivity": "L1"}
+        ]
+    }))
+    .unwrap();
+    let (regions, counted) =
+        huitong::themes::declare_and_materialize(&demo.catalog, &demo.libraries, dir.path(), &regions, "DSJ")
+            .await
+            .unwrap();
+    assert_eq!(regions.inputs, ["elderly"]);
+    assert_eq!(counted.status, catalog::RunStatus::Succeeded, "{counted:?}");
+    assert!(counted.counts.inserted > 1, "{counted:?}");
     drop(demo);
 
     // Reopened with the data dir: the theme's library is there with its records. An elderly
@@ -650,4 +668,8 @@ async fn a_theme_is_reopened_with_its_data_dir_and_follows_huitong_sync() {
     let latest = &catalog.materializations(theme.id, 1).await.unwrap()[0];
     assert_eq!(latest.trigger, "on_change");
     assert_eq!((latest.counts.deleted, latest.counts.inserted), (1, 0), "{latest:?}");
+    // The theme over it followed in turn: the removed person's region counts one fewer.
+    let latest = &catalog.materializations(regions.id, 1).await.unwrap()[0];
+    assert_eq!(latest.trigger, "on_change");
+    assert_eq!(latest.counts.updated + latest.counts.deleted, 1, "{latest:?}");
 }
