@@ -165,9 +165,11 @@ async fn wait_for_materialization(app: &TestApp, since: i64, version: i64) -> Va
     panic!("the theme did not follow population v{version} within ten minutes");
 }
 
-#[tokio::test]
-async fn a_theme_is_materialized_served_under_its_grant_and_follows_its_input() {
-    let app = spawn_app(MetaDb::Sqlite).await;
+huitong_tests::on_both_databases! {
+    a_theme_is_materialized_served_under_its_grant_and_follows_its_input => theme_lifecycle;
+}
+
+async fn theme_lifecycle(app: &TestApp) {
     let admin = app.key("platform_admin");
 
     // Declared: open and empty, reading population.
@@ -179,7 +181,7 @@ async fn a_theme_is_materialized_served_under_its_grant_and_follows_its_input() 
     assert!(declared["last_materialized_at"].is_null());
 
     // Materialized by hand: exactly the population records born before 1966.
-    let expected = expected_elderly(&app).await;
+    let expected = expected_elderly(app).await;
     assert!(expected.len() > 100, "the demo has elderly people: {}", expected.len());
     let first = json_of(
         app.post("/api/v1/themes/elderly/materializations", &admin, &Value::Null)
@@ -213,9 +215,9 @@ async fn a_theme_is_materialized_served_under_its_grant_and_follows_its_input() 
 
     // Served like a base library once catalogued and granted: the grant's plain id number,
     // the name masked, the region as stored; a younger person is not in the theme.
-    let code = catalogue_and_grant(&app).await;
+    let code = catalogue_and_grant(app).await;
     let wjw = app.key("consumer_granted");
-    assert_eq!(ids(&app, &code, &wjw, None).await, expected);
+    assert_eq!(ids(app, &code, &wjw, None).await, expected);
     let someone = expected.iter().next().unwrap();
     let record = json_of(app.lookup(&code, someone, Some(&wjw)).await, 200).await;
     assert_eq!(record["record"]["id_number"], someone.as_str());
@@ -279,7 +281,7 @@ async fn a_theme_is_materialized_served_under_its_grant_and_follows_its_input() 
     let run = app.run_connector("gaj-hukou", &admin).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let followed = wait_for_materialization(
-        &app,
+        app,
         again["id"].as_i64().unwrap(),
         run["library_version"].as_i64().unwrap(),
     )
@@ -294,9 +296,9 @@ async fn a_theme_is_materialized_served_under_its_grant_and_follows_its_input() 
         (Some(1), Some(1)),
         "{followed}"
     );
-    let expected_now = expected_elderly(&app).await;
+    let expected_now = expected_elderly(app).await;
     assert!(expected_now.contains(&corrected) && !expected_now.contains(&removed));
-    assert_eq!(ids(&app, &code, &wjw, None).await, expected_now);
+    assert_eq!(ids(app, &code, &wjw, None).await, expected_now);
     assert_problem(app.lookup(&code, &removed, Some(&wjw)).await, 404, "record_not_found").await;
     let moved_in = json_of(app.lookup(&code, &corrected, Some(&wjw)).await, 200).await;
     assert_eq!(moved_in["record"]["birth_date"], "1950-03-01");
