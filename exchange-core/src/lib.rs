@@ -10,6 +10,8 @@
 //! - Library schemas ([`schema::POPULATION`], …) and the [`Library`] store: a Delta table of
 //!   record versions plus a serving index for key lookups; its [`history`]: records and the
 //!   whole library as of a version or a time, and the net change between two versions.
+//! - Themed libraries' schemas (主题库), declared at run time and registered once
+//!   ([`theme::register_theme`]); [`LibrarySchema::by_name`] finds them beside the base libraries.
 //!
 //! ```
 //! use exchange_core::IdNumber;
