@@ -461,7 +461,13 @@ async fn run(
     let names: Vec<&str> = schema.fields.iter().map(|f| f.name).collect();
     let positions = match_columns(&plan, &names)?;
     let mut stream = ctx.execute_logical_plan(plan).await?.execute_stream().await?;
-    let mut writer = library.writer(&theme.department_code, run_id, true).await?;
+    let mut writer = library
+        .writer(
+            &theme.department_code,
+            run_id,
+            exchange_core::Authority::snapshot(library.schema()),
+        )
+        .await?;
     let mut counts = MaterializationCounts::default();
     let mut rejections = Vec::new();
     let mut reject = |counts: &mut MaterializationCounts, rejection: Rejection| {

@@ -71,27 +71,43 @@ pub struct WriteStats {
 
 /// Which fields of a library a write's department is the authoritative source of (一数一源).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authority(Vec<bool>);
+pub struct Authority {
+    owned: Vec<bool>,
+    /// An empty incoming value clears the field (a derived library rewritten whole).
+    clears: bool,
+}
 
 impl Authority {
-    /// Authoritative for every field.
+    /// Authoritative for every field; an empty incoming value leaves the field as it is.
     pub fn all(schema: &LibrarySchema) -> Self {
-        Self(vec![true; schema.fields.len()])
+        Self::by_field(schema, |_| true)
+    }
+
+    /// Authoritative for every field, and each row is the whole record: an empty value clears
+    /// the field. For libraries derived whole from others (themes).
+    pub fn snapshot(schema: &LibrarySchema) -> Self {
+        Self {
+            clears: true,
+            ..Self::all(schema)
+        }
     }
 
     /// Authoritative for no field: the write only fills gaps.
     pub fn none(schema: &LibrarySchema) -> Self {
-        Self(vec![false; schema.fields.len()])
+        Self::by_field(schema, |_| false)
     }
 
     /// Field by field, from a predicate on the field name.
     pub fn by_field(schema: &LibrarySchema, mut owns: impl FnMut(&str) -> bool) -> Self {
-        Self(schema.fields.iter().map(|f| owns(f.name)).collect())
+        Self {
+            owned: schema.fields.iter().map(|f| owns(f.name)).collect(),
+            clears: false,
+        }
     }
 
     /// Whether the write is authoritative for field `i`.
     pub fn owns(&self, i: usize) -> bool {
-        self.0.get(i).copied().unwrap_or(false)
+        self.owned.get(i).copied().unwrap_or(false)
     }
 }
 
@@ -726,6 +742,7 @@ impl LibraryWriter<'_> {
             ..
         } = current;
         let unchanged_lineage = lineage.clone();
+        let values_before = merged.clone();
         // Values that lost a conflict, by the department that supplied them.
         let mut losers: Vec<(String, Vec<Option<String>>)> = Vec::new();
         let width = values.len();
@@ -742,7 +759,13 @@ impl LibraryWriter<'_> {
             losers[slot].1[i] = Some(value);
         };
         for (i, incoming) in values.iter().enumerate() {
-            let Some(incoming) = incoming else { continue };
+            let Some(incoming) = incoming else {
+                if self.authority.clears && merged[i].is_some() {
+                    merged[i] = None;
+                    lineage.set(i, None);
+                }
+                continue;
+            };
             let owns = self.authority.owns(i);
             match &merged[i] {
                 None => {
@@ -782,7 +805,7 @@ impl LibraryWriter<'_> {
             current_source.clone()
         };
         lineage.compact();
-        if lineage == unchanged_lineage && source == current_source {
+        if merged == values_before && lineage == unchanged_lineage && source == current_source {
             self.stats.unchanged += 1;
             return Ok(Upsert::Unchanged);
         }
@@ -1097,5 +1120,22 @@ mod tests {
         assert_eq!(library.version_committed_by_run(41, 10).await.unwrap(), Some(1));
         assert_eq!(library.version_committed_by_run(42, 10).await.unwrap(), Some(2));
         assert_eq!(library.version_committed_by_run(43, 10).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_write_clears_what_it_leaves_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::open(dir.path(), &POPULATION).await.unwrap();
+        let key = "11010519491231002X";
+        let full = row(&[("id_number", key), ("name", "张三"), ("phone", "13800000001")]);
+        let without_phone = row(&[("id_number", key), ("name", "张三")]);
+        write(&library, "DSJ", 1, Authority::snapshot(&POPULATION), full.clone()).await;
+        let s = write(&library, "DSJ", 2, Authority::all(&POPULATION), without_phone.clone()).await;
+        assert_eq!(s.unchanged, 1, "an ordinary write leaves the phone");
+        let s = write(&library, "DSJ", 3, Authority::snapshot(&POPULATION), without_phone).await;
+        assert_eq!(s.updated, 1);
+        let record = library.get(key).unwrap().unwrap();
+        assert_eq!(record.values, row(&[("id_number", key), ("name", "张三")]));
+        assert!(record.lineage.field(POPULATION.position("phone").unwrap()).is_none());
     }
 }

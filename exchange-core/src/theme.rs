@@ -86,6 +86,15 @@ impl ThemeDefinition {
             if f.label_zh.trim().is_empty() {
                 return invalid("fields", format!("{} needs its Chinese label (label_zh)", f.name));
             }
+            if f.kind == FieldKind::Code {
+                return invalid(
+                    "fields",
+                    format!(
+                        "{}: a theme's field cannot be of kind code (it has no value list); use text",
+                        f.name
+                    ),
+                );
+            }
         }
         if !self.fields.iter().any(|f| f.name == self.key) {
             return invalid("key", format!("the key {} is not one of the fields", self.key));
@@ -124,6 +133,7 @@ impl ThemeDefinition {
                 kind: f.kind,
                 sensitivity: f.sensitivity,
                 required,
+                allowed: &[],
             })
             .collect();
         let fields: &'static [LibraryField] = Box::leak(fields.into_boxed_slice());
@@ -131,6 +141,7 @@ impl ThemeDefinition {
             name: leak_str(&self.name),
             label_zh: leak_str(&self.label_zh),
             key: fields[0].name,
+            key_parts: &[],
             fields,
         }))
     }

@@ -152,7 +152,7 @@ async fn the_five_base_libraries_are_listed_with_keys_they_hold() {
         assert_eq!(credentials["resource_codes"][schema.name], code, "{}", schema.name);
         let keys = credentials["sample_keys"][schema.name].as_array().unwrap();
         assert!(!keys.is_empty(), "{}", schema.name);
-        let library = &libraries[schema.name];
+        let library = libraries.get(schema.name).unwrap();
         for key in keys {
             let key = key.as_str().unwrap();
             let record = library
@@ -163,7 +163,7 @@ async fn the_five_base_libraries_are_listed_with_keys_they_hold() {
         }
     }
     // A licence's key is its type and number; its holder is a person or an organization.
-    let license = &libraries["license"];
+    let license = libraries.get("license").unwrap();
     let key = credentials["sample_keys"]["license"][0].as_str().unwrap();
     let record = license.get(key).unwrap().unwrap();
     let (kind, number) = key.split_once(':').unwrap();

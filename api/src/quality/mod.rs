@@ -10,8 +10,7 @@
 pub mod page;
 pub mod rules;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use crate::libraries::Libraries;
 
 use catalog::{Catalog, Connector, NewQualityReport, QualityReport, QualityScope, Resource, ResourceStatus};
 use exchange_core::{FieldKind, IdNumber, Library, LibraryField, UpdateCycle, Uscc};
@@ -33,9 +32,6 @@ pub enum EvaluationError {
     #[error("the quality scan stopped: {0}")]
     Scan(String),
 }
-
-/// Libraries by name, as the server and the CLI hold them.
-pub type Libraries = HashMap<&'static str, Arc<Library>>;
 
 /// The library a reference field points into, by the field's kind: a non-key ID number into
 /// population, a non-key credit code into legal entities, a subject into either (by what it
@@ -321,10 +317,9 @@ pub async fn evaluate_library(
 ) -> Result<Vec<QualityReport>, EvaluationError> {
     let library = libraries
         .get(name)
-        .cloned()
         .ok_or_else(|| exchange_core::Error::UnknownLibrary(name.to_string()))?;
-    let population = libraries.get("population").cloned();
-    let legal_entity = libraries.get("legal_entity").cloned();
+    let population = libraries.get("population");
+    let legal_entity = libraries.get("legal_entity");
     let scanned = library.clone();
     let scan = tokio::task::spawn_blocking(move || scan(&scanned, population.as_deref(), legal_entity.as_deref()))
         .await

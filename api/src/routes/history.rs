@@ -130,9 +130,9 @@ pub(crate) async fn serve_record_as_of(
 ) -> Result<HttpResponse, Problem> {
     let as_of = AsOf::parse(&parse_query::<AsOfQuery>(req)?)?;
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;
-    let key = parse_key(library, key)?;
+    let key = parse_key(&library, key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
-    let version = as_of.version(library).await?;
+    let version = as_of.version(&library).await?;
     let row_filter = crate::query::grant_filter(&access, library.schema())?;
     let stored = library.record_as_of(&key, version).await.map_err(library_problem)?;
     let stored = visible(row_filter.as_deref(), stored).ok_or_else(|| record_not_found(resource_code))?;
@@ -141,7 +141,7 @@ pub(crate) async fn serve_record_as_of(
         "resource_code": resource.code,
         "as_of_version": version,
         "library_version": stored.version,
-        "record": project(&access, library, &stored),
+        "record": project(&access, &library, &stored),
         "masked": call.entry.items_masked,
     })))
 }
@@ -189,7 +189,7 @@ async fn serve_history(
     call: &mut CallRecord,
 ) -> Result<HttpResponse, Problem> {
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;
-    let key = parse_key(library, key)?;
+    let key = parse_key(&library, key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
     let row_filter = crate::query::grant_filter(&access, library.schema())?;
     let history = library.record_history(&key).await.map_err(library_problem)?;
@@ -211,7 +211,7 @@ async fn serve_history(
             "op": version.op.as_str(),
             "source": version.source,
             "ingested_at": version.ingested_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "record": record.map(|r| Value::Object(project(&access, library, &r))),
+            "record": record.map(|r| Value::Object(project(&access, &library, &r))),
         }));
     }
     if versions.is_empty() {
@@ -327,7 +327,7 @@ async fn serve_diff(
         .map_err(library_problem)?;
     let mut changes = Vec::with_capacity(page.changes.len());
     for change in &page.changes {
-        if let Some(entry) = visible_change(&access, library, row_filter.as_deref(), change) {
+        if let Some(entry) = visible_change(&access, &library, row_filter.as_deref(), change) {
             changes.push(entry);
         }
     }

@@ -5,6 +5,7 @@
 //! described in [`catalog::Objection`]'s module.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -108,7 +109,7 @@ async fn raise(req: &HttpRequest, state: &AppState, body: &RaiseObjection, call:
             })?;
         }
     }
-    let key = parse_key(library, &body.key)?;
+    let key = parse_key(&library, &body.key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
     let row_filter = crate::query::grant_filter(&access, schema)?;
     let stored = visible(
@@ -400,7 +401,7 @@ async fn serve_correct(req: &HttpRequest, state: &AppState, id: i64, body: &Corr
     }
     let source = caller.0.department_code.clone().unwrap_or_default();
     let fields: Vec<&String> = body.values.keys().collect();
-    let mut writer = correction_writer(library, &source, &fields)
+    let mut writer = correction_writer(&library, &source, &fields)
         .await
         .map_err(|e| Problem::internal(&e))?;
     if writer.upsert(row).map_err(|e| Problem::internal(&e))? == Upsert::Unchanged {
@@ -446,11 +447,10 @@ async fn correction_writer<'l>(
     library.writer(department_code, 0, authority).await
 }
 
-fn library_named<'s>(state: &'s AppState, name: &str) -> Result<&'s Library, Problem> {
+fn library_named(state: &AppState, name: &str) -> Result<Arc<Library>, Problem> {
     state
         .libraries
         .get(name)
-        .map(|l| l.as_ref())
         .ok_or_else(|| Problem::internal(&format!("library {name} of an objection is not open")))
 }
 
@@ -518,8 +518,8 @@ pub async fn resolve(
             objection.record_version
         )));
     }
-    let disputed = record_as_of(library, &objection.record_key, objection.record_version).await?;
-    let now = record_as_of(library, &objection.record_key, asked).await?;
+    let disputed = record_as_of(&library, &objection.record_key, objection.record_version).await?;
+    let now = record_as_of(&library, &objection.record_key, asked).await?;
     let position = objection.field.as_deref().and_then(|f| library.schema().position(f));
     let changed = match (&disputed, &now) {
         (Some(before), Some(after)) => match position {
