@@ -142,7 +142,7 @@ async fn dirty_rows_are_normalized_or_quarantined_with_their_reason() {
 }
 
 #[tokio::test]
-async fn the_five_base_libraries_are_listed_with_keys_they_hold() {
+async fn the_five_base_libraries_and_two_themes_are_listed_with_keys_they_hold() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = demo_no_serve(dir.path()).await;
     let mut settings = huitong::settings::Settings::load(None).unwrap();
@@ -162,6 +162,33 @@ async fn the_five_base_libraries_are_listed_with_keys_they_hold() {
             assert_eq!(record.values[0].as_deref(), Some(key));
         }
     }
+    // The two themes are served through their resources, with keys they hold.
+    for (theme, code) in [("newborn", "2-01-001-000001"), ("enterprise_credit", "2-03-001-000001")] {
+        assert_eq!(credentials["resource_codes"][theme], code, "{theme}");
+        let keys = credentials["sample_keys"][theme].as_array().unwrap();
+        assert!(!keys.is_empty(), "{theme}");
+        let library = libraries.get(theme).unwrap_or_else(|| panic!("{theme} is not open"));
+        for key in keys {
+            assert!(library.get(key.as_str().unwrap()).unwrap().is_some(), "{theme}: {key}");
+        }
+    }
+    // Every newborn has a birth certificate and a household registration.
+    let newborn = libraries.get("newborn").unwrap();
+    let child = credentials["sample_keys"]["newborn"][0].as_str().unwrap();
+    let record = newborn.get(child).unwrap().unwrap();
+    let certificate = record.values[newborn.schema().position("birth_certificate_no").unwrap()]
+        .clone()
+        .unwrap();
+    assert!(
+        libraries
+            .get("license")
+            .unwrap()
+            .get(&format!("CSYXZM:{certificate}"))
+            .unwrap()
+            .is_some(),
+        "{certificate}"
+    );
+    assert!(libraries.get("population").unwrap().get(child).unwrap().is_some());
     // A licence's key is its type and number; its holder is a person or an organization.
     let license = libraries.get("license").unwrap();
     let key = credentials["sample_keys"]["license"][0].as_str().unwrap();

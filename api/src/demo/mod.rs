@@ -3,6 +3,7 @@
 pub mod bases;
 pub mod generate;
 pub mod seed;
+pub mod themes;
 
 pub use seed::{BASE_RESOURCES, CREDIT_CODE, LEGAL_ENTITY_CODE, LICENSE_CODE, POPULATION_CODE, SPATIAL_CODE};
 
@@ -30,6 +31,8 @@ pub struct PreparedDemo {
     pub keys: serde_json::Value,
     /// A few keys present in each library, by library name.
     pub sample_keys: std::collections::BTreeMap<String, Vec<String>>,
+    /// The resource serving each library (base and themed), by library name.
+    pub resource_codes: std::collections::BTreeMap<String, String>,
 }
 
 /// Generates (or reuses) the sources, seeds the catalog, syncs every connector and issues the
@@ -81,12 +84,21 @@ pub async fn prepare_day(
     let keys = issue_demo_keys(&catalog).await?;
     let mut sample_keys = sources.bases.sample_keys.clone();
     sample_keys.insert("population".into(), sources.sample_ids.clone());
+    let mut resource_codes: std::collections::BTreeMap<String, String> = BASE_RESOURCES
+        .iter()
+        .map(|(code, schema)| (schema.name.to_string(), code.to_string()))
+        .collect();
+    for (code, library, keys) in themes::build(&catalog, &libraries, &data_dir).await? {
+        resource_codes.insert(library.to_string(), code.to_string());
+        sample_keys.insert(library.to_string(), keys);
+    }
     Ok((
         PreparedDemo {
             catalog,
             libraries,
             keys,
             sample_keys,
+            resource_codes,
         },
         day,
     ))
@@ -97,10 +109,7 @@ pub fn credentials_json(base_url: &str, demo: &PreparedDemo) -> serde_json::Valu
     json!({
         "base_url": base_url,
         "keys": demo.keys,
-        "resource_codes": BASE_RESOURCES
-            .iter()
-            .map(|(code, schema)| (schema.name.to_string(), json!(code)))
-            .collect::<serde_json::Map<_, _>>(),
+        "resource_codes": demo.resource_codes,
         "sample_keys": demo.sample_keys,
     })
 }

@@ -32,7 +32,7 @@ pub const BASE_RESOURCES: [(&str, &LibrarySchema); 5] = [
 ];
 
 /// A base resource's data items: the library's fields, each authoritative for its provider.
-fn library_items(schema: &LibrarySchema) -> Vec<DataItem> {
+pub(crate) fn library_items(schema: &LibrarySchema) -> Vec<DataItem> {
     let specs: Vec<ItemSpec> = schema
         .fields
         .iter()
@@ -240,6 +240,20 @@ fn specs() -> Vec<Spec> {
                 ("talent_category", "人才类别", "string", L2, false),
                 ("employer_uscc", "就业单位统一社会信用代码", "string", L1, false),
                 ("settle_date", "落户日期", "date", L2, false),
+            ]),
+        },
+        Spec {
+            code: "2-03-001-000001",
+            name: "企业信用画像主题信息",
+            provider: "FGW",
+            summary: "市场主体登记信息与行政许可、行政处罚等信用记录的汇总画像。",
+            share: S::Unconditional,
+            method: M::Api,
+            open: O::NotOpen,
+            cycle: C::Daily,
+            items: items(&[
+                ("uscc", "统一社会信用代码", "string", L1, true),
+                ("name", "名称", "string", L1, false),
             ]),
         },
         Spec {
