@@ -85,6 +85,10 @@ use crate::routes;
         routes::connectors::start,
         routes::connectors::run,
         routes::connectors::quarantine,
+        routes::libraries::list,
+        routes::libraries::get,
+        routes::libraries::lineage,
+        routes::libraries::conflicts,
         routes::quality::list,
         routes::quality::evaluate,
         routes::quality::library,
@@ -135,6 +139,8 @@ use crate::routes;
         (name = "credentials", description = "Credentials (凭证): API keys with a role and a department; issue, rotate (轮换), revoke."),
         (name = "authentication", description = "身份认证 OAuth2 client credentials (an API key exchanged for a short-lived \
             JWT access token) and the web console's session cookie."),
+        (name = "libraries", description = "基础库、主题库 The libraries: schemas with each field's authoritative department \
+            (一数一源), a record's per-field lineage (数据血缘), and values that lost conflicts between sources."),
         (name = "quality", description = "数据质量 Data quality: each library and resource scored 0–100 on completeness, validity, \
             uniqueness, consistency and timeliness after every committed run, with the rule behind each score and the trend \
             across runs (docs/quality.md)."),

@@ -246,8 +246,8 @@ where
 /// `#[utoipa::path]` on its handler and its name in [`crate::openapi::ApiDoc`].
 pub fn endpoints() -> Vec<Endpoint> {
     use routes::{
-        audit, catalog, connectors, credentials, demands, exchange, health, history, lab, oauth, objections, quality,
-        query, session, themes,
+        audit, catalog, connectors, credentials, demands, exchange, health, history, lab, libraries, oauth, objections,
+        quality, query, session, themes,
     };
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
@@ -319,6 +319,14 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/api/v1/connectors/{id}/runs/{run}/quarantine",
             connectors::quarantine,
         ),
+        endpoint(GET, "/api/v1/libraries", libraries::list),
+        endpoint(GET, "/api/v1/libraries/{name}", libraries::get),
+        endpoint(
+            GET,
+            "/api/v1/libraries/{name}/records/{key}/lineage",
+            libraries::lineage,
+        ),
+        endpoint(GET, "/api/v1/libraries/{name}/conflicts", libraries::conflicts),
         endpoint(GET, "/api/v1/quality", quality::list),
         endpoint(POST, "/api/v1/quality/evaluations", quality::evaluate),
         endpoint(GET, "/api/v1/quality/libraries/{name}", quality::library),

@@ -38,6 +38,9 @@ pub enum RecordOp {
     Update,
     /// The key was deleted (删除).
     Delete,
+    /// Values that lost a one-source-per-field conflict (一数一源冲突); only in
+    /// [`Library::conflicts`], never in a record's history.
+    Conflict,
 }
 
 impl RecordOp {
@@ -46,6 +49,7 @@ impl RecordOp {
             "I" => Ok(RecordOp::Insert),
             "U" => Ok(RecordOp::Update),
             "D" => Ok(RecordOp::Delete),
+            "C" => Ok(RecordOp::Conflict),
             other => Err(Error::index(format!("unexpected _op {other:?} in a record's history"))),
         }
     }
@@ -56,6 +60,7 @@ impl RecordOp {
             RecordOp::Insert => "insert",
             RecordOp::Update => "update",
             RecordOp::Delete => "delete",
+            RecordOp::Conflict => "conflict",
         }
     }
 }
@@ -169,6 +174,27 @@ impl RecordsAsOf {
 }
 
 impl Library {
+    /// The values that lost one-source-per-field conflicts (op `C` rows), newest first, then
+    /// by key: `limit` of them from `offset`, for one key or all. Each carries the key and the
+    /// losing fields only, under the department that supplied them; the record as of the same
+    /// version holds the values that won.
+    pub async fn conflicts(&self, key: Option<&str>, offset: usize, limit: usize) -> Result<Vec<RecordVersion>> {
+        let table = self.table().await?;
+        let ctx = self.history_session(&table).await?;
+        let key_column = ident(self.schema().key);
+        let only = key
+            .map(|k| format!(" AND {key_column} = {}", literal(k)))
+            .unwrap_or_default();
+        let df = ctx
+            .sql(&format!(
+                "SELECT {} FROM library WHERE _op = 'C'{only} ORDER BY _version DESC, {key_column} \
+                 LIMIT {limit} OFFSET {offset}",
+                self.row_columns()
+            ))
+            .await?;
+        self.versions(df).await
+    }
+
     /// Every version of the record under `key` (normalized by the caller), oldest first;
     /// empty when the library never held it.
     pub async fn record_history(&self, key: &str) -> Result<Vec<RecordVersion>> {

@@ -1094,6 +1094,24 @@ mod tests {
             ],
             "{text}"
         );
+        let mut listed: Vec<(i64, String)> = library
+            .conflicts(None, 0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.version, c.source))
+            .collect();
+        listed.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let want = [(5, "GAJ"), (3, "MZJ"), (2, "GAJ"), (2, "WJW")].map(|(v, s)| (v, s.to_string()));
+        assert_eq!(listed, want);
+        assert_eq!(library.conflicts(Some(key), 3, 10).await.unwrap().len(), 1);
+        assert!(
+            library
+                .conflicts(Some("110105194912310037"), 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ mod exchange;
 mod health;
 mod history;
 mod lab;
+mod libraries;
 mod objections;
 mod openapi;
 mod quality;

@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod health;
 pub mod history;
 pub mod lab;
+pub mod libraries;
 pub mod oauth;
 pub mod objections;
 pub mod quality;
