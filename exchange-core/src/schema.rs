@@ -75,6 +75,9 @@ pub struct LibrarySchema {
     pub name: &'static str,
     /// Chinese name.
     pub label_zh: &'static str,
+    /// The schema's version: raised whenever its fields change (docs/libraries.md keeps the
+    /// history). A library stored under another shape is refused on open.
+    pub version: u32,
     /// The key field (the first of `fields`).
     pub key: &'static str,
     /// When the key is compound: the fields it is made of, joined by `:` in this order (the
@@ -119,6 +122,7 @@ use Sensitivity::{L1, L2, L3, L4};
 pub static POPULATION: LibrarySchema = LibrarySchema {
     name: "population",
     label_zh: "人口基础库",
+    version: 2,
     key: "id_number",
     key_parts: &[],
     fields: &[
@@ -164,6 +168,7 @@ pub static POPULATION: LibrarySchema = LibrarySchema {
 pub static LEGAL_ENTITY: LibrarySchema = LibrarySchema {
     name: "legal_entity",
     label_zh: "法人基础库",
+    version: 1,
     key: "uscc",
     key_parts: &[],
     fields: &[
@@ -200,6 +205,7 @@ pub static LEGAL_ENTITY: LibrarySchema = LibrarySchema {
 pub static CREDIT: LibrarySchema = LibrarySchema {
     name: "credit",
     label_zh: "社会信用基础库",
+    version: 1,
     key: "record_id",
     key_parts: &[],
     fields: &[
@@ -225,6 +231,7 @@ pub static CREDIT: LibrarySchema = LibrarySchema {
 pub static LICENSE: LibrarySchema = LibrarySchema {
     name: "license",
     label_zh: "电子证照基础库",
+    version: 1,
     key: "license_id",
     key_parts: &["license_type", "license_no"],
     fields: &[
@@ -245,6 +252,7 @@ pub static LICENSE: LibrarySchema = LibrarySchema {
 pub static SPATIAL: LibrarySchema = LibrarySchema {
     name: "spatial",
     label_zh: "自然资源和空间地理基础库",
+    version: 1,
     key: "address_id",
     key_parts: &[],
     fields: &[
@@ -454,6 +462,44 @@ mod tests {
                 Ok(v) => assert_eq!(got.unwrap().as_deref(), Some(*v), "{}.{name} {raw}", schema.name),
                 Err(reason) => assert!(got.unwrap_err().contains(reason), "{}.{name} {raw}", schema.name),
             }
+        }
+    }
+
+    /// docs/libraries.md is the schema reference: it must say what the code says.
+    #[test]
+    fn the_schema_reference_matches_the_code() {
+        let doc = include_str!("../../docs/libraries.md");
+        for schema in LIBRARIES {
+            let heading = format!("## {} `{}` (version {})", schema.label_zh, schema.name, schema.version);
+            let section = doc
+                .split_once(&heading)
+                .unwrap_or_else(|| panic!("docs/libraries.md has no section {heading:?}"))
+                .1;
+            let section = section.split("\n## ").next().unwrap_or_default();
+            for f in schema.fields {
+                let kind = serde_json::to_value(f.kind).unwrap();
+                let row = format!(
+                    "| `{}` | {} | `{}` | {} | {} | {} |",
+                    f.name,
+                    f.label_zh,
+                    kind.as_str().unwrap(),
+                    f.sensitivity.code(),
+                    if f.required { "yes" } else { "" },
+                    f.allowed.join(" / ")
+                );
+                assert!(
+                    section.contains(&row),
+                    "docs/libraries.md, {}: expected the row\n{row}",
+                    schema.name
+                );
+            }
+            let rows = section.lines().filter(|l| l.starts_with("| `")).count();
+            assert_eq!(
+                rows,
+                schema.fields.len(),
+                "docs/libraries.md lists other fields of {}",
+                schema.name
+            );
         }
     }
 

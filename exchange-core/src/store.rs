@@ -170,11 +170,12 @@ impl Library {
             return Err(Error::InvalidValue {
                 field: "library",
                 message: format!(
-                    "the {} library at {} was written with another schema ({}); this build expects ({}). \
-                     Move the directory away and sync again",
+                    "the {} library at {} was written with another schema ({}); this build expects schema \
+                     version {} ({}). Move the directory away and sync again",
                     schema.name,
                     dir.display(),
                     actual.join(", "),
+                    schema.version,
                     expected.join(", ")
                 ),
             });

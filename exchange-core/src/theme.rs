@@ -140,6 +140,7 @@ impl ThemeDefinition {
         Box::leak(Box::new(LibrarySchema {
             name: leak_str(&self.name),
             label_zh: leak_str(&self.label_zh),
+            version: 1,
             key: fields[0].name,
             key_parts: &[],
             fields,

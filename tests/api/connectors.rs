@@ -947,6 +947,13 @@ async fn the_change_feed_returns_exactly_the_changes_of_a_second_demo_sync() {
     assert_eq!(run["status"], "succeeded", "{run}");
     let (_, inserted, updated, _, _, deleted) = counts(&run);
     assert_eq!((inserted, updated, deleted), (2, 2, 1), "{run}");
+    // The other departments feeding population sync too, as the demo does, and change nothing.
+    for connector in ["mzj-jiuzhu", "wjw-qianyue", "rsj-canbao"] {
+        let run = app.run_connector(connector, &app.key("platform_admin")).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let (_, inserted, updated, _, _, deleted) = counts(&run);
+        assert_eq!((inserted, updated, deleted), (0, 0, 0), "{connector}: {run}");
+    }
 
     let mut changes: Vec<Value> = Vec::new();
     let mut cursor: Option<String> = None;

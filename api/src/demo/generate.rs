@@ -78,12 +78,15 @@ pub struct Sources {
     pub seed: u64,
     /// Clean ID numbers that end up in the library.
     pub sample_ids: Vec<String>,
+    /// Clean ID numbers only the household register holds (no other department's source).
+    #[serde(default)]
+    pub register_only_ids: Vec<String>,
     /// The sources of the other base libraries.
     pub bases: super::bases::BaseSources,
 }
 
 /// Bumped whenever the generator's output changes, so old sources are rebuilt.
-const GENERATOR_VERSION: u32 = 3;
+const GENERATOR_VERSION: u32 = 4;
 
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Manifest {
@@ -205,19 +208,17 @@ pub struct NextDay {
 }
 
 /// Applies a day of changes to the household register in `sources`: two of the sample people
-/// move, one leaves the register, two newborns are registered. Each call is a new day: the
+/// move, one person only the register holds leaves it, two newborns are registered. Each call is a new day: the
 /// newborns' sequence numbers continue from the register's highest row id.
 pub async fn next_day(sources: &Sources) -> Result<NextDay> {
     let sql_err = |e: sqlx::Error| Failure::msg(e.to_string());
     let url = format!("sqlite://{}", sources.gongan.display());
     let mut conn = SqliteConnection::connect(&url).await.map_err(sql_err)?;
     let mut tx = conn.begin().await.map_err(sql_err)?;
-    let present: Vec<String> = sqlx::query_scalar("SELECT sfzh FROM hukou WHERE sfzh IN ($1, $2, $3, $4, $5)")
-        .bind(sources.sample_ids.first())
-        .bind(sources.sample_ids.get(1))
+    let present: Vec<String> = sqlx::query_scalar("SELECT sfzh FROM hukou WHERE sfzh IN ($1, $2, $3)")
         .bind(sources.sample_ids.get(2))
         .bind(sources.sample_ids.get(3))
-        .bind(sources.sample_ids.get(4))
+        .bind(sources.register_only_ids.first())
         .fetch_all(&mut *tx)
         .await
         .map_err(sql_err)?;
@@ -237,7 +238,10 @@ pub async fn next_day(sources: &Sources) -> Result<NextDay> {
             .map_err(sql_err)?;
         day.moved.push(id.clone());
     }
-    for id in present.iter().filter(|id| sources.sample_ids.get(4) == Some(id)) {
+    for id in present
+        .iter()
+        .filter(|id| sources.register_only_ids.first() == Some(id))
+    {
         sqlx::query("DELETE FROM hukou WHERE sfzh = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -295,6 +299,7 @@ async fn generate(dir: &Path, rows: usize, seed: u64) -> Result<Sources> {
     )
     .await?;
     let mut sample_ids = Vec::new();
+    let mut register_only_ids = Vec::new();
     let sql_err = |e: sqlx::Error| Failure::msg(e.to_string());
     let mut tx = conn.begin().await.map_err(sql_err)?;
     for (i, p) in people.iter().enumerate() {
@@ -317,6 +322,11 @@ async fn generate(dir: &Path, rows: usize, seed: u64) -> Result<Sources> {
             d if d < 0.045 => name = format!(" {} ", p.name),
             d if d < 0.050 => id = id.to_lowercase(),
             _ if sample_ids.len() < 5 && i % 7 == 3 => sample_ids.push(p.id.clone()),
+            // Not in the civil-affairs (every 5th), health (every 4th) or insurance (every 6th)
+            // sources.
+            _ if register_only_ids.len() < 3 && i % 4 != 0 && i % 5 != 0 && i % 6 != 0 && i % 7 == 5 => {
+                register_only_ids.push(p.id.clone())
+            }
             _ => {}
         }
         sqlx::query("INSERT INTO hukou VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
@@ -430,5 +440,6 @@ async fn generate(dir: &Path, rows: usize, seed: u64) -> Result<Sources> {
         rows,
         seed,
         sample_ids,
+        register_only_ids,
     })
 }

@@ -62,6 +62,8 @@ pub struct LibraryInfo {
     pub label_zh: &'static str,
     /// `base` (基础库) or `theme` (主题库).
     pub class: &'static str,
+    /// The schema's version (docs/libraries.md).
+    pub schema_version: u32,
     /// The key field.
     pub key: &'static str,
     /// The fields a compound key is made of, joined by `:`.
@@ -90,6 +92,7 @@ async fn info(state: &AppState, library: &Library) -> Result<LibraryInfo, Proble
         name: schema.name,
         label_zh: schema.label_zh,
         class: if is_base(schema) { "base" } else { "theme" },
+        schema_version: schema.version,
         key: schema.key,
         key_parts: schema.key_parts,
         version: library.version().map_err(internal)?,
