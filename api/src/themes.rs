@@ -626,9 +626,16 @@ impl ThemeService {
             Err(e) => return Err(e.into()),
         };
         let done = materialize(&self.catalog, &self.libraries, &theme, trigger).await?;
-        if done.status == RunStatus::Succeeded && done.counts.inserted + done.counts.updated + done.counts.deleted > 0 {
-            // Themes over this theme follow it.
-            self.library_changed(&theme.name);
+        if done.status == RunStatus::Succeeded {
+            // Scored like a base library after its runs (a failure is logged, not the
+            // materialization's).
+            if let Err(e) = crate::quality::evaluate_library(&self.catalog, &self.libraries, &theme.name).await {
+                tracing::warn!(theme = %theme.name, error = %e, "theme quality not scored");
+            }
+            if done.counts.inserted + done.counts.updated + done.counts.deleted > 0 {
+                // Themes over this theme follow it.
+                self.library_changed(&theme.name);
+            }
         }
         Ok(done)
     }

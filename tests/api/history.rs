@@ -376,6 +376,12 @@ async fn history_as_of_and_diff_after_a_second_sync() {
         ("diff", "from_version=0&to_version=1&limit=0", "limit"),
         ("diff", "from_version=0&to_version=1&cursor=zz", "cursor"),
         ("export", "format=csv&as_of_version=x", "as_of_version"),
+        ("export", "format=csv&as_of=yesterday", "as_of"),
+        (
+            "export",
+            "format=csv&as_of_version=1&as_of=2026-01-01T00:00:00Z",
+            "as_of",
+        ),
         (
             "export",
             &format!("format=csv&as_of_version={}", v2 + 1),
@@ -474,6 +480,11 @@ async fn set_and_check_exports(app: &TestApp, then: i64, now: i64, ndjson: &str,
     let (_, _, current) = export(app, "format=ndjson").await;
     assert_ne!(current, ndjson, "the library changed since");
     let (status, version, text) = export(app, &format!("format=ndjson&as_of_version={now}")).await;
+    assert_eq!((status, version.as_deref()), (200, Some(now.to_string().as_str())));
+    assert_eq!(text, current);
+    // As of a time: the version current then (now, every commit is in the past).
+    let instant = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (status, version, text) = export(app, &format!("format=ndjson&as_of={instant}")).await;
     assert_eq!((status, version.as_deref()), (200, Some(now.to_string().as_str())));
     assert_eq!(text, current);
     // Version 0 is the empty library.

@@ -469,3 +469,66 @@ async fn refusals_are_problems() {
         "synced just now: {spatial}"
     );
 }
+
+/// Themed libraries are scored like base libraries: after each materialization, from their
+/// records and the materialization's counts, fresh against their resource's update cycle.
+#[tokio::test]
+async fn themed_libraries_are_scored_after_each_materialization() {
+    let app = spawn_app_with(options(huitong_tests::TEST_ROWS)).await;
+    let newborn = library_report(&app, "newborn").await;
+    assert_eq!(newborn["report"]["library"], "newborn", "{newborn}");
+    let points = newborn["trend"].as_array().unwrap().len();
+    assert_eq!(
+        dimension(&newborn, "timeliness")["score"],
+        100.0,
+        "just materialized: {newborn}"
+    );
+    // Newborns whose household-register row was quarantined came from other departments,
+    // without household details.
+    let completeness = dimension(&newborn, "completeness");
+    let (filled, total) = (
+        completeness["figures"]["weighted_filled"].as_f64().unwrap(),
+        completeness["figures"]["weighted_total"].as_f64().unwrap(),
+    );
+    assert!(filled > 0.0 && total >= filled, "{newborn}");
+    assert_eq!(
+        completeness["score"].as_f64().unwrap(),
+        (1000.0 * filled / total).round() / 10.0,
+        "{newborn}"
+    );
+    let resource = json_of(
+        app.get(
+            "/api/v1/quality/resources/2-01-001-000001",
+            &app.key("consumer_granted"),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(resource["report"]["library"], "newborn", "{resource}");
+
+    let done = json_of(
+        app.post(
+            "/api/v1/themes/newborn/materializations",
+            &app.key("platform_admin"),
+            &Value::Null,
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        library_report(&app, "newborn").await["trend"].as_array().unwrap().len(),
+        points + 1
+    );
+    let ranking = json_of(app.get("/api/v1/quality", &app.key("consumer_granted")).await, 200).await;
+    assert!(
+        ranking["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "enterprise_credit"),
+        "{ranking}"
+    );
+}

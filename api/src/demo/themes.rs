@@ -100,6 +100,16 @@ pub async fn build(
         let library = libraries
             .get(&theme.name)
             .ok_or_else(|| Failure::msg(format!("theme {} is not open", theme.name)))?;
+        let resource = catalog.resource_by_code(code).await?;
+        if resource.meta.library.as_deref() != Some(theme.name.as_str()) {
+            let mut input = resource.meta.clone();
+            input.library = Some(theme.name.clone());
+            input.items = super::seed::library_items(library.schema());
+            catalog.update_resource("demo seed", code, &input).await?;
+        }
+        if let Err(e) = crate::quality::evaluate_library(catalog, libraries, &theme.name).await {
+            tracing::warn!(theme = %theme.name, error = %e, "theme quality not scored");
+        }
         let schema: &'static LibrarySchema = library.schema();
         println!(
             "  ✔ theme {} ({}): {} records, v{}",
@@ -108,13 +118,6 @@ pub async fn build(
             library.len()?,
             run.library_version.unwrap_or_default()
         );
-        let resource = catalog.resource_by_code(code).await?;
-        if resource.meta.library.as_deref() != Some(schema.name) {
-            let mut input = resource.meta.clone();
-            input.library = Some(schema.name.to_string());
-            input.items = super::seed::library_items(schema);
-            catalog.update_resource("demo seed", code, &input).await?;
-        }
         let (first, _) = library.reader()?.changed_since(-1, None, 5, usize::MAX)?;
         let keys = first.into_iter().map(|(key, _)| key).collect();
         out.push((code, schema.name, keys));

@@ -272,6 +272,43 @@ async fn run_tally(catalog: &Catalog, connectors: &[&Connector]) -> Result<(RunT
     Ok((tally, age))
 }
 
+/// A themed library's last successful materialization as a run: rows its SQL produced, rows
+/// refused (by field where the kept reasons name one), and its age. `None` for a base library.
+async fn theme_tally(catalog: &Catalog, library: &str) -> Result<Option<(RunTally, Option<i64>)>, catalog::Error> {
+    let theme = match catalog.theme_by_name(library).await {
+        Ok(theme) => theme,
+        Err(catalog::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let runs = catalog.materializations(theme.id, 20).await?;
+    let Some(last) = runs.iter().find(|m| m.status == catalog::RunStatus::Succeeded) else {
+        return Ok(Some((RunTally::default(), None)));
+    };
+    let mut tally = RunTally {
+        runs: 1,
+        read: last.counts.read.max(0) as u64,
+        ..RunTally::default()
+    };
+    let mut attributed = 0u64;
+    for rejection in &last.rejections {
+        if rejection.reason.contains(catalog::DUPLICATE_REASON_MARK) {
+            tally.duplicates += 1;
+        } else if let Some(field) = &rejection.field {
+            *tally.rejected_by_field.entry(field.clone()).or_default() += 1;
+        } else {
+            continue;
+        }
+        attributed += 1;
+    }
+    tally.rejected_rows = (last.counts.rejected.max(0) as u64).saturating_sub(attributed);
+    let age = last
+        .finished_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| (chrono::Utc::now() - t.to_utc()).num_seconds().max(0));
+    Ok(Some((tally, age)))
+}
+
 /// Scores one scope from the scan: `fields` are the positions of its fields in the schema.
 fn score(
     library: &Library,
@@ -339,7 +376,12 @@ pub async fn evaluate_library(
         .iter()
         .filter(|c| bound.iter().any(|r| r.code == c.resource_code))
         .collect();
-    let (runs, age) = run_tally(catalog, &library_connectors).await?;
+    // A themed library has materializations instead of connector runs.
+    let theme = theme_tally(catalog, name).await?;
+    let (runs, age) = match &theme {
+        Some(tally) => tally.clone(),
+        None => run_tally(catalog, &library_connectors).await?,
+    };
     let all: Vec<usize> = (0..schema.fields.len()).collect();
     let (overall, dimensions) = score(&library, &scan, &all, &runs, strictest(&bound), age);
     reports.push(
@@ -361,7 +403,10 @@ pub async fn evaluate_library(
             .filter(|&i| resource.item(schema.fields[i].name).is_some())
             .collect();
         let own: Vec<&Connector> = connectors.iter().filter(|c| c.resource_code == resource.code).collect();
-        let (runs, age) = run_tally(catalog, &own).await?;
+        let (runs, age) = match &theme {
+            Some(tally) => tally.clone(),
+            None => run_tally(catalog, &own).await?,
+        };
         let (overall, dimensions) = score(&library, &scan, &positions, &runs, resource.meta.update_cycle, age);
         reports.push(
             store(

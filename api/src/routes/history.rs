@@ -76,32 +76,39 @@ fn parse_query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, P
 }
 
 /// Which version `as_of_version` / `as_of` name; the time is resolved against the library.
-enum AsOf {
+pub(crate) enum AsOf {
     Version(i64),
     Time(chrono::DateTime<chrono::Utc>),
 }
 
 impl AsOf {
     fn parse(query: &AsOfQuery) -> Result<Self, Problem> {
-        match (&query.as_of_version, &query.as_of) {
+        Self::optional(query.as_of_version.as_deref(), query.as_of.as_deref())?.ok_or_else(|| {
+            invalid_parameter(
+                "as_of_version",
+                "as_of_version or as_of: which version of the record to return",
+            )
+        })
+    }
+
+    /// `as_of_version` or `as_of` (not both), if either is given.
+    pub(crate) fn optional(version: Option<&str>, time: Option<&str>) -> Result<Option<Self>, Problem> {
+        match (version, time) {
             (Some(_), Some(_)) => Err(invalid_parameter("as_of", "give as_of_version or as_of, not both")),
-            (Some(v), None) => Ok(AsOf::Version(parse_version("as_of_version", v)?)),
+            (Some(v), None) => Ok(Some(AsOf::Version(parse_version("as_of_version", v)?))),
             (None, Some(t)) => chrono::DateTime::parse_from_rfc3339(t.trim())
-                .map(|t| AsOf::Time(t.to_utc()))
+                .map(|t| Some(AsOf::Time(t.to_utc())))
                 .map_err(|e| {
                     invalid_parameter(
                         "as_of",
                         format!("as_of: an RFC 3339 time such as 2026-11-23T08:00:00Z ({e})"),
                     )
                 }),
-            (None, None) => Err(invalid_parameter(
-                "as_of_version",
-                "as_of_version or as_of: which version of the record to return",
-            )),
+            (None, None) => Ok(None),
         }
     }
 
-    async fn version(&self, library: &Library) -> Result<i64, Problem> {
+    pub(crate) async fn version(&self, library: &Library) -> Result<i64, Problem> {
         match self {
             AsOf::Version(v) => Ok(*v),
             AsOf::Time(t) => library.version_at(*t).await.map_err(library_problem),

@@ -171,20 +171,30 @@ pub(crate) fn library_subject(name: &str, field: &str) -> Result<Subject, Proble
 }
 
 fn library_name(name: &str, field: &str) -> Result<&'static str, Problem> {
-    LIBRARIES
-        .iter()
-        .find(|s| s.name == name)
+    exchange_core::LibrarySchema::by_name(name)
         .map(|s| s.name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = LIBRARIES.iter().map(|s| s.name).collect();
+        .map_err(|_| {
             Problem::new(
                 StatusCode::NOT_FOUND,
                 "library_not_found",
                 "No such library",
-                format!("no library is named {name:?}; the libraries are {}", known.join(", ")),
+                format!(
+                    "no library is named {name:?}; the libraries are {}",
+                    library_names().join(", ")
+                ),
             )
             .with_field(field)
         })
+}
+
+/// The base libraries, then the declared themes.
+fn library_names() -> Vec<&'static str> {
+    let mut themes: Vec<&'static str> = exchange_core::theme::registered_themes()
+        .iter()
+        .map(|s| s.name)
+        .collect();
+    themes.sort_unstable();
+    LIBRARIES.iter().map(|s| s.name).chain(themes).collect()
 }
 
 /// The resource `code` as the caller may see it, or 404 `resource_not_found`.
@@ -351,7 +361,7 @@ pub async fn evaluate(req: HttpRequest, state: web::Data<AppState>, body: web::B
     };
     let names: Vec<&'static str> = match &body.library {
         Some(name) => vec![library_name(name, "library")?],
-        None => LIBRARIES.iter().map(|s| s.name).collect(),
+        None => library_names(),
     };
     let mut items = Vec::new();
     for name in names {

@@ -69,6 +69,10 @@ pub struct ExportQuery {
     #[param(value_type = Option<i64>)]
     #[serde(default)]
     pub as_of_version: Option<String>,
+    /// Export the library as it was at this instant (RFC 3339): the version current then.
+    #[param(value_type = Option<String>, format = DateTime)]
+    #[serde(default)]
+    pub as_of: Option<String>,
 }
 
 fn invalid(code: &'static str, field: &str, detail: impl Into<String>) -> Problem {
@@ -303,7 +307,7 @@ async fn serve_records(
 
 /// `GET /api/v1/exchange/{resource_code}/export?format=parquet|csv|ndjson`: every record the
 /// caller may see (projected, masked, row-filtered), streamed, for resources shared in bulk;
-/// with `as_of_version`, the library as it was at that version.
+/// with `as_of_version` or `as_of` (a time), the library as it was then.
 #[utoipa::path(
     get,
     path = "/api/v1/exchange/{resource_code}/export",
@@ -396,11 +400,7 @@ async fn serve_export(
 ) -> Result<HttpResponse, Problem> {
     let format = Format::parse(query.format.trim())
         .ok_or_else(|| invalid("invalid_query", "format", "format: one of parquet, csv, ndjson"))?;
-    let as_of = query
-        .as_of_version
-        .as_deref()
-        .map(|raw| crate::routes::history::parse_version("as_of_version", raw))
-        .transpose()?;
+    let as_of = crate::routes::history::AsOf::optional(query.as_of_version.as_deref(), query.as_of.as_deref())?;
     let read = prepare(
         req,
         state,
@@ -424,6 +424,10 @@ async fn serve_export(
         ));
     }
     let current = read.library.version().map_err(|e| Problem::internal(&e))?;
+    let as_of = match as_of {
+        Some(as_of) => Some(as_of.version(&read.library).await?),
+        None => None,
+    };
     // An older version is read from the library's log; the current one from the index.
     let (version, log) = match as_of {
         Some(version) if version != current => {
