@@ -2,7 +2,8 @@
 //! departments feed the population library, 公安局 is the authority of every field, and the
 //! others' differing values are kept as conflicts.
 
-use huitong_tests::{MetaDb, assert_problem, json_of, person_id, spawn_app};
+use huitong::demo::POPULATION_CODE;
+use huitong_tests::{MetaDb, SpawnOptions, assert_problem, json_of, person_id, spawn_app, spawn_app_with};
 use serde_json::Value;
 
 #[tokio::test]
@@ -254,4 +255,132 @@ async fn lineage_and_conflicts_are_for_the_platform_and_the_librarys_providers()
         "library_not_found",
     )
     .await;
+}
+
+/// 一数一源 through the catalog: when 卫健委 registers a resource on the population library that
+/// claims the phone, and 公安局's resource stops claiming it, the phone is 卫健委's — in the
+/// schema's authorities, in where an objection on it goes, and in how the next sync writes it.
+#[tokio::test]
+async fn a_field_claimed_by_another_department_is_routed_and_written_as_theirs() {
+    let app = spawn_app_with(SpawnOptions {
+        catalog_cache_seconds: 0.0,
+        ..SpawnOptions::on(MetaDb::Sqlite)
+    })
+    .await;
+    let population = app.catalog.resource_by_code(POPULATION_CODE).await.unwrap();
+    let mut gaj = population.meta.clone();
+    for item in &mut gaj.items {
+        item.authoritative = item.name != "phone";
+    }
+    app.catalog
+        .update_resource("test", POPULATION_CODE, &gaj)
+        .await
+        .unwrap();
+    let mut wjw = population.meta.clone();
+    wjw.code = None;
+    wjw.name = "签约居民联系电话".into();
+    wjw.provider_code = "WJW".into();
+    wjw.connector = None;
+    wjw.items = population
+        .meta
+        .items
+        .iter()
+        .filter(|i| i.name == "id_number" || i.name == "phone")
+        .cloned()
+        .map(|mut i| {
+            i.authoritative = i.name == "phone";
+            i
+        })
+        .collect();
+    let claimed = app.catalog.create_resource("test", &wjw).await.unwrap();
+
+    let schema = json_of(
+        app.get("/api/v1/libraries/population", &app.key("consumer_granted"))
+            .await,
+        200,
+    )
+    .await;
+    let authority = |field: &str| {
+        schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == field)
+            .unwrap()["authority"]
+            .clone()
+    };
+    assert_eq!(authority("phone")["department_code"], "WJW");
+    assert_eq!(authority("phone")["resource_code"], claimed.code);
+    assert_eq!(authority("name")["department_code"], "GAJ");
+
+    // An objection on the phone goes to 卫健委; one on the name still to 公安局.
+    for (field, routed) in [("phone", "WJW"), ("name", "GAJ")] {
+        let body = serde_json::json!({
+            "resource_code": POPULATION_CODE, "key": app.sample_ids[0], "field": field, "reason": "与本人核实不一致",
+        });
+        let raised = json_of(
+            app.post("/api/v1/objections", &app.key("consumer_granted"), &body)
+                .await,
+            201,
+        )
+        .await;
+        assert_eq!(raised["routed_to_department"], routed, "{field}: {raised}");
+    }
+
+    // 卫健委's next sync writes the phones as the authority's: every record it changed now has
+    // its phone from 卫健委, and nothing else of those records changed hands.
+    let (before, _) = health_version(&app).await;
+    let run = app.run_connector("wjw-qianyue", &app.key("platform_admin")).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let changes = json_of(
+        app.get(
+            &format!("/api/v1/exchange/{POPULATION_CODE}/changes?since_version={before}&limit=1000"),
+            &app.key("consumer_granted"),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let changed = changes["changes"].as_array().unwrap();
+    assert!(
+        !changed.is_empty(),
+        "the authority takes over the phones it holds: {run}"
+    );
+    for change in changed.iter().take(20) {
+        let key = change["key"].as_str().unwrap();
+        let lineage = json_of(
+            app.get(
+                &format!("/api/v1/libraries/population/records/{key}/lineage"),
+                &app.key("platform_admin"),
+            )
+            .await,
+            200,
+        )
+        .await;
+        let origin = |field: &str| {
+            lineage["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["field"] == field)
+                .unwrap()["origin"]["source"]
+                .clone()
+        };
+        assert_eq!(origin("phone"), "WJW", "{lineage}");
+        assert_ne!(origin("id_number"), "WJW", "{lineage}");
+    }
+}
+
+async fn health_version(app: &huitong_tests::TestApp) -> (i64, i64) {
+    let health: Value = app
+        .client
+        .get(format!("{}/health", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = &health["libraries"]["population"];
+    (p["version"].as_i64().unwrap(), p["records"].as_i64().unwrap())
 }
