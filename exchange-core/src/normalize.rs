@@ -159,7 +159,57 @@ pub fn normalize_industry_code(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Every real date, written in any of the formats departments use, parses back to itself.
+        #[test]
+        fn every_date_in_every_practical_format_parses_back(days in 0i64..(200 * 366), format in 0usize..7) {
+            let date = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap() + chrono::Duration::days(days);
+            let text = date
+                .and_hms_opt(8, 30, 0)
+                .unwrap()
+                .format(["%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d", "%Y年%m月%d日", "%Y年%-m月%-d日", "%Y-%m-%d %H:%M:%S"][format])
+                .to_string();
+            prop_assert_eq!(parse_date(&text), Some(date), "{}", text);
+        }
+
+        /// Every mobile, however it is typed, normalizes to its 11 digits; every landline to
+        /// `area-local`.
+        #[test]
+        fn every_phone_as_typed_normalizes(
+            prefix in proptest::sample::select(vec!["138", "150", "177", "186", "199"]),
+            rest in "[0-9]{8}",
+            style in 0usize..4,
+            area in proptest::sample::select(vec!["010", "021", "0571", "0898"]),
+            local in "[2-8][0-9]{6,7}",
+        ) {
+            let mobile = format!("{prefix}{rest}");
+            let typed = match style {
+                0 => mobile.clone(),
+                1 => format!("+86 {} {} {}", &mobile[..3], &mobile[3..7], &mobile[7..]),
+                2 => format!("{}-{}-{}", &mobile[..3], &mobile[3..7], &mobile[7..]),
+                _ => mobile.chars().map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap()).collect(),
+            };
+            prop_assert_eq!(normalize_phone(&typed), Some(mobile.clone()));
+            prop_assert_eq!(normalize_mobile(&typed), Some(mobile));
+            let landline = format!("{area}-{local}");
+            prop_assert_eq!(normalize_phone(&format!("({area}){local}")), Some(landline.clone()));
+            prop_assert_eq!(normalize_phone(&landline), Some(landline));
+        }
+
+        /// A decimal's canonical form is a fixed point and keeps its value.
+        #[test]
+        fn decimals_normalize_to_a_fixed_point(int in 0u64..10_000_000_000, frac in 0u32..1000, zeros in 0usize..3) {
+            let raw = format!("{}{int}.{frac:03}", "0".repeat(zeros));
+            let canonical = normalize_decimal(&raw).unwrap();
+            prop_assert_eq!(normalize_decimal(&canonical), Some(canonical.clone()));
+            let value: f64 = canonical.parse().unwrap();
+            prop_assert!((value - (int as f64 + f64::from(frac) / 1000.0)).abs() < 1e-3);
+        }
+    }
 
     #[test]
     fn folds_full_width_digits_letters_and_spaces() {

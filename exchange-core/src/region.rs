@@ -147,7 +147,43 @@ pub fn townships() -> &'static [Division] {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn listed_code() -> impl Strategy<Value = String> {
+        let all: Vec<String> = counties()
+            .iter()
+            .chain(townships())
+            .map(|d| d.code.clone())
+            .chain(TABLE.names.keys().filter(|k| k.len() <= 4).cloned())
+            .collect();
+        proptest::sample::select(all)
+    }
+
+    proptest! {
+        #[test]
+        fn every_listed_code_parses_and_round_trips(code in listed_code(), full_width: bool, pad: bool) {
+            let mut raw: String = if full_width {
+                code.chars().map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap()).collect()
+            } else {
+                code.clone()
+            };
+            if pad {
+                raw = format!(" {raw}\u{3000}");
+            }
+            let parsed = RegionCode::parse(&raw).unwrap();
+            prop_assert_eq!(parsed.as_str(), code.as_str());
+            prop_assert_eq!(RegionCode::parse(&parsed.to_string()).unwrap(), parsed.clone());
+            prop_assert!(!parsed.name().is_empty());
+        }
+
+        #[test]
+        fn a_code_of_another_length_is_malformed(digits in "[0-9]{1,12}") {
+            prop_assume!(![2, 4, 6, 9].contains(&digits.len()));
+            prop_assert!(matches!(RegionCode::parse(&digits), Err(RegionCodeError::Malformed(_))));
+        }
+    }
 
     #[test]
     fn parses_township_codes() {
