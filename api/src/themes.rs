@@ -368,7 +368,7 @@ pub async fn declare(
             other => other.into(),
         })?;
     libraries.insert(library);
-    tracing::info!(theme = %theme.name, inputs = ?theme.inputs, "theme declared");
+    tracing::debug!(theme = %theme.name, inputs = ?theme.inputs, "theme declared");
     Ok(theme)
 }
 

@@ -354,12 +354,13 @@ pub async fn sync_with_progress(catalog: &Catalog, libraries: &Libraries, connec
         Ok(run) => {
             let c = run.counts;
             println!(
-                "  ✔ sync {}: {} read, {} new, {} updated, {} unchanged, {} quarantined → {} v{}",
+                "  ✔ sync {}: {} read, {} new, {} updated, {} unchanged, {} deleted, {} quarantined → {} v{}",
                 connector.name,
                 c.read,
                 c.inserted,
                 c.updated,
                 c.unchanged,
+                c.deleted,
                 c.rejected,
                 resource.meta.library.as_deref().unwrap_or_default(),
                 run.library_version.unwrap_or_default()

@@ -422,7 +422,7 @@ pub async fn evaluate_library(
             .await?,
         );
     }
-    tracing::info!(
+    tracing::debug!(
         library = name,
         records = scan.records,
         reports = reports.len(),
