@@ -31,6 +31,8 @@ pub struct TestApp {
     pub settings: Settings,
     /// The metadata DB, to look behind the API.
     pub catalog: catalog::Catalog,
+    /// The libraries the server holds, to write behind the API as a step of the server would.
+    pub libraries: huitong::libraries::Libraries,
     /// Keys by demo role.
     pub keys: Value,
     /// ID numbers present in the population library.
@@ -149,6 +151,7 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         .await
         .expect("demo prepares");
     let catalog = demo.catalog.clone();
+    let libraries = demo.libraries.clone();
     let app = Application::build_with(&settings, demo.catalog, demo.libraries)
         .await
         .expect("app builds");
@@ -159,6 +162,7 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         data_dir,
         settings,
         catalog,
+        libraries,
         keys: demo.keys,
         sample_ids: demo.sample_keys["population"].clone(),
         sample_keys: demo.sample_keys,

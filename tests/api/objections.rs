@@ -566,3 +566,47 @@ async fn an_objection_is_resolved_by_a_connector_run() {
         "浙江省杭州市余杭区文一西路969号"
     );
 }
+
+/// A correction whose library commit landed but whose later steps failed (the objection left
+/// open) is finished by retrying it: the library's last correction names the objection, so the
+/// retry marks it corrected with that commit's version and writes nothing again. The same
+/// values for another objection are still "nothing to correct".
+#[tokio::test]
+async fn a_retried_correction_finishes_what_a_failed_one_committed() {
+    let app = huitong_tests::spawn_app(huitong_tests::MetaDb::Sqlite).await;
+    let gaj = app.key("provider_admin");
+    let key = app.sample_ids[0].clone();
+    let id = raise(&app, "consumer_granted", &objection_on(&key, Some("name"))).await["id"]
+        .as_i64()
+        .unwrap();
+    let other = raise(&app, "consumer_granted", &objection_on(&key, Some("name"))).await["id"]
+        .as_i64()
+        .unwrap();
+
+    // The first attempt's commit, as the server makes it, without the steps after it.
+    let library = app.libraries.get("population").unwrap();
+    let schema = library.schema();
+    let mut row = vec![None; schema.fields.len()];
+    row[0] = Some(key.clone());
+    row[schema.position("name").unwrap()] = Some("欧阳更正".to_string());
+    let authority = exchange_core::Authority::by_field(schema, |f| f == "name");
+    let mut writer = library.writer("GAJ", 0, authority).await.unwrap();
+    writer.upsert(row).unwrap();
+    let committed = writer.commit("huitong-corrections", id).await.unwrap().version;
+    let open = json_of(app.get(&format!("{OBJECTIONS}/{id}"), &gaj).await, 200).await;
+    assert_eq!(open["status"], "open");
+
+    let body = json!({"values": {"name": "欧阳更正"}});
+    // Not for the other objection: its correction was never made.
+    assert_problem(
+        app.post(&format!("{OBJECTIONS}/{other}/correct"), &gaj, &body).await,
+        422,
+        "correction_unchanged",
+    )
+    .await;
+    let retried = json_of(app.post(&format!("{OBJECTIONS}/{id}/correct"), &gaj, &body).await, 200).await;
+    assert_eq!(retried["status"], "corrected", "{retried}");
+    assert_eq!(retried["corrected_version"], committed, "{retried}");
+    assert_eq!(library.version().unwrap(), committed, "nothing written again");
+    assert_eq!(provider_view(&app, &key).await["record"]["name"], "欧阳更正");
+}

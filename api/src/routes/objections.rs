@@ -404,20 +404,33 @@ async fn serve_correct(req: &HttpRequest, state: &AppState, id: i64, body: &Corr
     let mut writer = correction_writer(&library, &source, &fields)
         .await
         .map_err(|e| Problem::internal(&e))?;
-    if writer.upsert(row).map_err(|e| Problem::internal(&e))? == Upsert::Unchanged {
+    let version = if writer.upsert(row).map_err(|e| Problem::internal(&e))? == Upsert::Unchanged {
+        // The record holds these values. When the library's last correction answers this very
+        // objection, an earlier attempt committed it and failed after (the objection was not
+        // marked): the retry finishes it. Otherwise there is nothing to correct.
+        let answered = writer
+            .watermark(CORRECTIONS_APP)
+            .await
+            .map_err(|e| Problem::internal(&e))?
+            == Some(id);
         // Dropped without a commit: the library is as it was.
-        return Err(unprocessable(
-            "correction_unchanged",
-            "Nothing to correct",
-            "values",
-            "the record holds these values already; confirm the objection instead".into(),
-        ));
-    }
-    let version = writer
-        .commit(CORRECTIONS_APP, id)
-        .await
-        .map_err(|e| Problem::internal(&e))?
-        .version;
+        drop(writer);
+        if !answered {
+            return Err(unprocessable(
+                "correction_unchanged",
+                "Nothing to correct",
+                "values",
+                "the record holds these values already; confirm the objection instead".into(),
+            ));
+        }
+        corrected_version(&library, &objection.record_key, &source, &fields)?
+    } else {
+        writer
+            .commit(CORRECTIONS_APP, id)
+            .await
+            .map_err(|e| Problem::internal(&e))?
+            .version
+    };
     call.entry.row_count = Some(1);
     let objection = state
         .catalog
@@ -434,6 +447,24 @@ async fn serve_correct(req: &HttpRequest, state: &AppState, id: i64, body: &Corr
         )
         .await?;
     Ok(HttpResponse::Ok().json(objection))
+}
+
+/// The library version of an earlier correction by `source` of `fields` of the record `key`:
+/// the version its lineage gives the corrected fields (a manual correction is run 0).
+fn corrected_version(library: &Library, key: &str, source: &str, fields: &[&String]) -> Result<i64, Problem> {
+    let record = library
+        .get(key)
+        .map_err(|e| Problem::internal(&e))?
+        .ok_or_else(|| Problem::internal(&"the corrected record is gone"))?;
+    let schema = library.schema();
+    Ok(fields
+        .iter()
+        .filter_map(|f| schema.position(f))
+        .filter_map(|i| record.lineage.field(i))
+        .filter(|o| o.source == source && o.run == 0)
+        .map(|o| o.version)
+        .max()
+        .unwrap_or(record.version))
 }
 
 /// The one place a manual correction opens a library write: as the routed department, outside
