@@ -271,6 +271,21 @@ impl TestApp {
         panic!("run {run} of {connector} did not end within ten minutes");
     }
 
+    /// The population library's version and record count, as `/health` reports them.
+    pub async fn population_health(&self) -> (i64, i64) {
+        let health: Value = self
+            .client
+            .get(format!("{}/health", self.address))
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("health is JSON");
+        let p = &health["libraries"]["population"];
+        (p["version"].as_i64().unwrap(), p["records"].as_i64().unwrap())
+    }
+
     /// The data dir's path.
     pub fn data_path(&self) -> PathBuf {
         self.data_dir.path().to_path_buf()

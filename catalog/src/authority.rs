@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::{Catalog, ResourceStatus, Result};
+use crate::{Catalog, Resource, ResourceStatus, Result};
 
 /// The authoritative department of one library field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -23,24 +23,7 @@ pub struct FieldAuthority {
 impl Catalog {
     /// The authoritative department of each field of `library` that has one, in field-name order.
     pub async fn field_authorities(&self, library: &str) -> Result<Vec<FieldAuthority>> {
-        let mut claims: Vec<FieldAuthority> = Vec::new();
-        for resource in self.resources().await? {
-            if resource.meta.library.as_deref() != Some(library) || resource.status == ResourceStatus::Retired {
-                continue;
-            }
-            for item in resource.meta.items.iter().filter(|i| i.authoritative) {
-                if claims.iter().all(|c| c.field != item.name) {
-                    claims.push(FieldAuthority {
-                        field: item.name.clone(),
-                        department_code: resource.meta.provider_code.clone(),
-                        department_id: resource.provider_id,
-                        resource_code: resource.code.clone(),
-                    });
-                }
-            }
-        }
-        claims.sort_by(|a, b| a.field.cmp(&b.field));
-        Ok(claims)
+        Ok(field_authorities_in(&self.resources().await?, library))
     }
 
     /// The authoritative department of one field, if the catalog names one.
@@ -51,4 +34,27 @@ impl Catalog {
             .into_iter()
             .find(|c| c.field == field))
     }
+}
+
+/// [`Catalog::field_authorities`] over resources already read (by code, as
+/// [`Catalog::resources`] returns them), for callers that need several libraries' at once.
+pub fn field_authorities_in(resources: &[Resource], library: &str) -> Vec<FieldAuthority> {
+    let mut claims: Vec<FieldAuthority> = Vec::new();
+    for resource in resources {
+        if resource.meta.library.as_deref() != Some(library) || resource.status == ResourceStatus::Retired {
+            continue;
+        }
+        for item in resource.meta.items.iter().filter(|i| i.authoritative) {
+            if claims.iter().all(|c| c.field != item.name) {
+                claims.push(FieldAuthority {
+                    field: item.name.clone(),
+                    department_code: resource.meta.provider_code.clone(),
+                    department_id: resource.provider_id,
+                    resource_code: resource.code.clone(),
+                });
+            }
+        }
+    }
+    claims.sort_by(|a, b| a.field.cmp(&b.field));
+    claims
 }

@@ -31,7 +31,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use authority::FieldAuthority;
+pub use authority::{FieldAuthority, field_authorities_in};
 pub use connectors::{Connector, NewConnector, QuarantinedRow, RunCounts, RunStatus, SyncRun};
 pub use demands::{Demand, DemandDecision, DemandStatus, DemandView, NewDemand, add_working_days};
 pub use departments::{Department, LEVELS, NewDepartment};

@@ -316,6 +316,7 @@ impl Library {
                 version,
             },
             authority,
+            inserted_lineage: HashMap::new(),
             reader,
             seen: KeySet::default(),
             rows: PendingRows::new(self.schema),
@@ -623,7 +624,7 @@ impl PendingRows {
         &mut self,
         op: &str,
         source: &str,
-        lineage: Option<&Lineage>,
+        lineage: Option<&str>,
         values: impl IntoIterator<Item = Option<S>>,
     ) {
         let mut values = values.into_iter();
@@ -641,7 +642,7 @@ impl PendingRows {
         }
         self.ops.append_value(op);
         self.sources.append_value(source);
-        self.lineages.append_option(lineage.map(Lineage::to_text));
+        self.lineages.append_option(lineage);
         self.len += 1;
     }
 
@@ -683,6 +684,8 @@ pub struct LibraryWriter<'a> {
     /// This write's department, run and version: the origin of every value it writes.
     origin: Origin,
     authority: Authority,
+    /// The lineage text of a new record, by the set of fields it fills.
+    inserted_lineage: HashMap<u128, String>,
     /// The index as of the start of the write; `None` when the library was empty (a first load
     /// looks nothing up).
     reader: Option<IndexReader>,
@@ -732,8 +735,24 @@ impl LibraryWriter<'_> {
         }
         let Some(current) = self.current(key)? else {
             self.stats.inserted += 1;
-            let lineage = Lineage::uniform(&values, self.origin.clone());
-            self.rows.push("I", &self.origin.source, Some(&lineage), values);
+            // A new record's lineage is this write's origin for every filled field: its text
+            // depends only on which fields are filled, so it is built once per pattern (up to
+            // 128 fields; a wider record builds its own).
+            let origin = &self.origin;
+            let text: std::borrow::Cow<'_, str> = if values.len() <= 128 {
+                let filled = values
+                    .iter()
+                    .enumerate()
+                    .fold(0u128, |mask, (i, v)| if v.is_some() { mask | 1 << i } else { mask });
+                self.inserted_lineage
+                    .entry(filled)
+                    .or_insert_with(|| Lineage::uniform(&values, origin.clone()).to_text())
+                    .as_str()
+                    .into()
+            } else {
+                Lineage::uniform(&values, origin.clone()).to_text().into()
+            };
+            self.rows.push("I", &origin.source, Some(&text), values);
             return Ok(Upsert::Inserted);
         };
         let StoredRecord {
@@ -811,7 +830,7 @@ impl LibraryWriter<'_> {
             return Ok(Upsert::Unchanged);
         }
         self.stats.updated += 1;
-        self.rows.push("U", &source, Some(&lineage), merged);
+        self.rows.push("U", &source, Some(&lineage.to_text()), merged);
         Ok(Upsert::Updated)
     }
 

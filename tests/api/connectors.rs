@@ -640,20 +640,6 @@ async fn the_scheduler_runs_connectors_on_their_schedule() {
     assert!(demo["items"].as_array().unwrap().iter().all(|r| r["trigger"] == "cli"));
 }
 
-async fn population_health(app: &TestApp) -> (i64, i64) {
-    let health: Value = app
-        .client
-        .get(format!("{}/health", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let p = &health["libraries"]["population"];
-    (p["version"].as_i64().unwrap(), p["records"].as_i64().unwrap())
-}
-
 /// Grants `department` of `app` every population item in plain, through the demand workflow;
 /// returns a consumer key of that department.
 async fn plain_grant(app: &TestApp, department: &str) -> String {
@@ -723,10 +709,10 @@ async fn one_huitong_follows_another_through_its_change_feed() {
 
     save_connector(&city, "province-population", config(&plain_key)).await;
     let first = city.run_connector("province-population", &city_admin).await;
-    let (_, province_records) = population_health(&province).await;
+    let (_, province_records) = province.population_health().await;
     assert_eq!(first["status"], "succeeded", "{first}");
     assert_eq!(counts(&first).1, province_records, "every province record arrives");
-    assert_eq!(population_health(&city).await.1, province_records);
+    assert_eq!(city.population_health().await.1, province_records);
     for id in &province.sample_ids {
         assert_eq!(record(&city, id).await, record(&province, id).await, "{id}");
     }
@@ -771,7 +757,7 @@ async fn the_change_feed_pages_by_key_under_policy() {
     let app = huitong_tests::spawn_app(huitong_tests::MetaDb::Sqlite).await;
     let path = format!("/api/v1/exchange/{POPULATION_CODE}/changes");
     let granted = app.key("consumer_granted");
-    let (version, records) = population_health(&app).await;
+    let (version, records) = app.population_health().await;
     let mut cursor: Option<String> = None;
     let mut keys = Vec::new();
     loop {
@@ -932,7 +918,7 @@ async fn gbk_csv_and_xlsx_files_feed_the_library() {
 #[tokio::test]
 async fn the_change_feed_returns_exactly_the_changes_of_a_second_demo_sync() {
     let app = huitong_tests::spawn_app(huitong_tests::MetaDb::Sqlite).await;
-    let (before, _) = population_health(&app).await;
+    let (before, _) = app.population_health().await;
     let sources =
         huitong::demo::generate::ensure_sources(&app.data_path().join("sources"), huitong_tests::TEST_ROWS, 7)
             .await

@@ -12,15 +12,6 @@ use sqlx::Connection;
 const MOVED_TO: &str = "浙江省杭州市余杭区文一西路969号";
 const TEMPORARY: &str = "浙江省杭州市临平区临时地址1号";
 
-async fn population_version(app: &TestApp) -> i64 {
-    let health = json_of(
-        app.client.get(format!("{}/health", app.address)).send().await.unwrap(),
-        200,
-    )
-    .await;
-    health["libraries"]["population"]["version"].as_i64().unwrap()
-}
-
 /// The answer of `records/{key}` (with `query` when not empty) as `role`.
 async fn record(app: &TestApp, key: &str, query: &str, role: &str) -> reqwest::Response {
     let path = format!("/api/v1/exchange/{POPULATION_CODE}/records/{key}");
@@ -140,7 +131,7 @@ async fn history_as_of_and_diff_after_a_second_sync() {
         app.sample_ids[3].clone(),
     );
     let born = person_id(16_000_001);
-    let v0 = population_version(&app).await;
+    let v0 = app.population_health().await.0;
     let plain = |key: String| {
         let app = &app;
         async move { json_of(record(app, &key, "", "provider_admin").await, 200).await }
@@ -525,7 +516,7 @@ async fn a_grants_row_filter_bounds_history_and_diff() {
         .unwrap();
     let tjj = app.issue_key(policy::Role::Consumer, Some("TJJ")).await;
     let (outsider, insider) = (person_id(16_000_003), person_id(16_000_004));
-    let v0 = population_version(&app).await;
+    let v0 = app.population_health().await.0;
     change_source(
         &app,
         &[

@@ -329,7 +329,7 @@ async fn a_field_claimed_by_another_department_is_routed_and_written_as_theirs()
 
     // 卫健委's next sync writes the phones as the authority's: every record it changed now has
     // its phone from 卫健委, and nothing else of those records changed hands.
-    let (before, _) = health_version(&app).await;
+    let (before, _) = app.population_health().await;
     let run = app.run_connector("wjw-qianyue", &app.key("platform_admin")).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let changes = json_of(
@@ -369,18 +369,4 @@ async fn a_field_claimed_by_another_department_is_routed_and_written_as_theirs()
         assert_eq!(origin("phone"), "WJW", "{lineage}");
         assert_ne!(origin("id_number"), "WJW", "{lineage}");
     }
-}
-
-async fn health_version(app: &huitong_tests::TestApp) -> (i64, i64) {
-    let health: Value = app
-        .client
-        .get(format!("{}/health", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let p = &health["libraries"]["population"];
-    (p["version"].as_i64().unwrap(), p["records"].as_i64().unwrap())
 }

@@ -525,12 +525,7 @@ async fn bad_declarations_are_refused_naming_the_part_at_fault() {
 async fn rows_a_theme_cannot_hold_are_rejected_with_their_reason() {
     let app = spawn_app(MetaDb::Sqlite).await;
     let admin = app.key("platform_admin");
-    let health = json_of(
-        app.client.get(format!("{}/health", app.address)).send().await.unwrap(),
-        200,
-    )
-    .await;
-    let people = health["libraries"]["population"]["records"].as_i64().unwrap();
+    let (_, people) = app.population_health().await;
     let (bad_date, twice) = (&app.sample_ids[0], &app.sample_ids[1]);
     let sql = format!(
         "SELECT id_number, CASE WHEN id_number = '{bad_date}' THEN 'not a date' \

@@ -533,7 +533,7 @@ pub async fn detail_page(
 ) -> Result<HttpResponse, Problem> {
     let caller = Caller::from_request(&req, &state).await?;
     let lang = Lang::from(query.lang.as_deref());
-    let subject = match library_subject(&name, "name") {
+    let subject = match library_subject(&state, &name, "name") {
         Ok(subject) => subject,
         Err(_) => resource_subject(&state, &caller, &name).await?,
     };

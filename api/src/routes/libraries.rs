@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Caller, forbidden};
 use crate::problem::Problem;
 use crate::routes::exchange::parse_key;
+use crate::routes::history::{invalid_parameter, library_problem};
 use crate::startup::AppState;
 
 type Reply = Result<HttpResponse, Problem>;
@@ -84,9 +85,9 @@ pub struct LibraryList {
     pub items: Vec<LibraryInfo>,
 }
 
-async fn info(state: &AppState, library: &Library) -> Result<LibraryInfo, Problem> {
+fn info(resources: &[catalog::Resource], library: &Library) -> Result<LibraryInfo, Problem> {
     let schema = library.schema();
-    let claims = state.catalog.field_authorities(schema.name).await?;
+    let claims = catalog::field_authorities_in(resources, schema.name);
     let internal = |e: exchange_core::Error| Problem::internal(&e);
     Ok(LibraryInfo {
         name: schema.name,
@@ -116,11 +117,13 @@ async fn info(state: &AppState, library: &Library) -> Result<LibraryInfo, Proble
     })
 }
 
-fn is_base(schema: &LibrarySchema) -> bool {
+/// Whether `schema` is a base library's (not a theme's).
+pub(crate) fn is_base(schema: &LibrarySchema) -> bool {
     exchange_core::schema::LIBRARIES.iter().any(|l| l.name == schema.name)
 }
 
-fn library(state: &AppState, name: &str) -> Result<Arc<Library>, Problem> {
+/// The open library `name` (base or themed), or 404 `library_not_found` naming `name`.
+pub(crate) fn library(state: &AppState, name: &str) -> Result<Arc<Library>, Problem> {
     state.libraries.get(name).ok_or_else(|| {
         Problem::new(
             StatusCode::NOT_FOUND,
@@ -145,12 +148,13 @@ fn library(state: &AppState, name: &str) -> Result<Arc<Library>, Problem> {
 )]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     Caller::from_request(&req, &state).await?;
+    let resources = state.catalog.resources().await?;
     let mut all = state.libraries.all();
     all.sort_by_key(|(name, library)| (!is_base(library.schema()), *name));
-    let mut items = Vec::with_capacity(all.len());
-    for (_, library) in all {
-        items.push(info(&state, &library).await?);
-    }
+    let items = all
+        .iter()
+        .map(|(_, library)| info(&resources, library))
+        .collect::<Result<_, _>>()?;
     Ok(HttpResponse::Ok().json(LibraryList { items }))
 }
 
@@ -170,7 +174,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Reply {
 pub async fn get(req: HttpRequest, state: web::Data<AppState>, name: web::Path<String>) -> Reply {
     Caller::from_request(&req, &state).await?;
     let library = library(&state, &name)?;
-    Ok(HttpResponse::Ok().json(info(&state, &library).await?))
+    let resources = state.catalog.resources().await?;
+    Ok(HttpResponse::Ok().json(info(&resources, &library)?))
 }
 
 /// Lineage and conflicts are for the platform, and for provider admins of a department that
@@ -353,19 +358,13 @@ pub async fn conflicts(
         .into_inner();
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query",
-            format!("limit is 1 to 1000, got {limit}"),
-        )
-        .with_field("limit"));
+        return Err(invalid_parameter("limit", format!("limit is 1 to 1000, got {limit}")));
     }
     let key = query.key.as_deref().map(|k| parse_key(&library, k)).transpose()?;
     let rows = library
         .conflicts(key.as_deref(), query.offset, limit + 1)
         .await
-        .map_err(|e| Problem::internal(&e))?;
+        .map_err(library_problem)?;
     let more = rows.len() > limit;
     let schema = library.schema();
     let items = rows

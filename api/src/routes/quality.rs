@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use catalog::{QualityScope, Resource, ResourceStatus};
-use exchange_core::schema::LIBRARIES;
 use policy::Role;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -165,36 +164,15 @@ pub(crate) enum Subject {
     Resource(String),
 }
 
-/// The library named `name`, or 404 `library_not_found` naming `field`.
-pub(crate) fn library_subject(name: &str, field: &str) -> Result<Subject, Problem> {
-    library_name(name, field).map(Subject::Library)
+/// The library named `name` (base or themed), or 404 `library_not_found` naming `field`.
+pub(crate) fn library_subject(state: &AppState, name: &str, field: &str) -> Result<Subject, Problem> {
+    library_name(state, name, field).map(Subject::Library)
 }
 
-fn library_name(name: &str, field: &str) -> Result<&'static str, Problem> {
-    exchange_core::LibrarySchema::by_name(name)
-        .map(|s| s.name)
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "library_not_found",
-                "No such library",
-                format!(
-                    "no library is named {name:?}; the libraries are {}",
-                    library_names().join(", ")
-                ),
-            )
-            .with_field(field)
-        })
-}
-
-/// The base libraries, then the declared themes.
-fn library_names() -> Vec<&'static str> {
-    let mut themes: Vec<&'static str> = exchange_core::theme::registered_themes()
-        .iter()
-        .map(|s| s.name)
-        .collect();
-    themes.sort_unstable();
-    LIBRARIES.iter().map(|s| s.name).chain(themes).collect()
+fn library_name(state: &AppState, name: &str, field: &str) -> Result<&'static str, Problem> {
+    crate::routes::libraries::library(state, name)
+        .map(|l| l.schema().name)
+        .map_err(|p| p.with_field(field))
 }
 
 /// The resource `code` as the caller may see it, or 404 `resource_not_found`.
@@ -278,7 +256,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     get,
     path = "/api/v1/quality/libraries/{name}",
     tag = "quality",
-    params(("name" = String, Path, description = "The library: population, legal_entity, credit, license, spatial"), TrendQuery),
+    params(("name" = String, Path, description = "The library: a base library (population, legal_entity, credit, license, spatial) or a themed one"), TrendQuery),
     responses(
         (status = 200, description = "The latest report and the trend", body = QualityDetail),
         (status = 401, response = crate::openapi::Unauthenticated),
@@ -295,7 +273,7 @@ pub async fn library(
 ) -> Reply {
     Caller::from_request(&req, &state).await?;
     let trend = check_trend(query.trend)?;
-    let subject = library_subject(&name, "name")?;
+    let subject = library_subject(&state, &name, "name")?;
     Ok(HttpResponse::Ok().json(detail(&state, &subject, trend).await?))
 }
 
@@ -360,8 +338,13 @@ pub async fn evaluate(req: HttpRequest, state: web::Data<AppState>, body: web::B
         serde_json::from_slice(&body).map_err(|e| crate::problem::bad_request_body("invalid_body", e.to_string()))?
     };
     let names: Vec<&'static str> = match &body.library {
-        Some(name) => vec![library_name(name, "library")?],
-        None => library_names(),
+        Some(name) => vec![library_name(&state, name, "library")?],
+        None => {
+            // Base libraries first, then themes, each by name.
+            let mut all = state.libraries.all();
+            all.sort_by_key(|(name, library)| (!crate::routes::libraries::is_base(library.schema()), *name));
+            all.into_iter().map(|(name, _)| name).collect()
+        }
     };
     let mut items = Vec::new();
     for name in names {
