@@ -5,7 +5,7 @@
 use sqlx::AssertSqlSafe;
 use std::path::PathBuf;
 
-use huitong::settings::{ExchangeSettings, RateLimitSettings, Settings, SyncSettings};
+use huitong::settings::{ExchangeSettings, OpenSettings, RateLimitSettings, Settings, SyncSettings};
 use huitong::startup::Application;
 use serde_json::Value;
 
@@ -103,6 +103,8 @@ pub struct SpawnOptions {
     /// catalog_cache_seconds`). Tests that write the catalog behind the server's back, as
     /// another process would, set 0 so the next call sees the write.
     pub catalog_cache_seconds: f64,
+    /// The open-data API's quotas.
+    pub open: OpenSettings,
 }
 
 impl SpawnOptions {
@@ -114,6 +116,7 @@ impl SpawnOptions {
             demo_rows: TEST_ROWS,
             sync: SyncSettings::default(),
             catalog_cache_seconds: ExchangeSettings::default().catalog_cache_seconds,
+            open: OpenSettings::default(),
         }
     }
 
@@ -142,6 +145,7 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         exchange: ExchangeSettings {
             catalog_cache_seconds: options.catalog_cache_seconds,
         },
+        open: options.open,
         ..Settings::default()
     };
     if options.meta == MetaDb::Postgres {

@@ -99,6 +99,13 @@ use crate::routes;
         routes::themes::declare,
         routes::themes::get,
         routes::themes::materialize,
+        routes::open::download,
+        routes::open::records,
+        routes::open::apply,
+        routes::open::sign_up,
+        routes::open::me,
+        routes::open::applications,
+        routes::open::decide,
     ),
     components(
         schemas(Problem),
@@ -145,6 +152,10 @@ use crate::routes;
             uniqueness, consistency and timeliness after every committed run, with the rule behind each score and the trend \
             across runs (docs/quality.md)."),
         (name = "console", description = "The web console's pages (HTML): the data quality report with its charts."),
+        (name = "open data", description = "数据开放 The open-data API for the public and developers (社会开发者): open datasets' \
+            open items (L1 plain, L2 masked; L3/L4 never) read and downloaded as CSV, JSON, NDJSON, Parquet or XLSX, anonymously \
+            under a per-address quota or with a developer key; sign-up; applications for conditionally open datasets (有条件开放) \
+            and the providers' answers. Audited like exchange calls."),
         (name = "health", description = "Liveness and the libraries' served versions."),
         (name = "docs", description = "This document."),
     )
@@ -829,4 +840,28 @@ pub struct RotatedCredential {
     pub old_key_expires_at: Option<String>,
     /// Whether the old key was revoked at once (no grace period).
     pub old_key_revoked: bool,
+}
+
+/// A developer signed up (开发者注册): the account and its key, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct DeveloperSignedUp {
+    /// The account.
+    pub developer: catalog::Developer,
+    /// The developer's credential (role `open_data_developer`).
+    pub credential: policy::Credential,
+    /// The full key (`ht_…`), shown this once.
+    pub key: String,
+    /// When the key ends (UTC, RFC 3339); null: until revoked.
+    pub expires_at: Option<String>,
+}
+
+/// A developer's account and applications.
+#[derive(Serialize, ToSchema)]
+pub struct DeveloperAnswer {
+    /// The account; null for a developer key issued without one (by an administrator).
+    pub developer: Option<catalog::Developer>,
+    /// The credential.
+    pub credential: policy::Credential,
+    /// Its applications for conditionally open datasets, newest first.
+    pub applications: Vec<catalog::OpenApplication>,
 }

@@ -36,6 +36,72 @@ pub struct Settings {
     /// Authentication: the key cache, access tokens, console sessions.
     #[serde(default)]
     pub auth: AuthSettings,
+    /// The open-data API (/open/v1) and portal.
+    #[serde(default)]
+    pub open: OpenSettings,
+}
+
+/// Quotas of the open-data API: anonymous callers per client address, developers per key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSettings {
+    /// Sustained requests per second of one anonymous client address.
+    #[serde(default = "default_anonymous_per_second")]
+    pub anonymous_per_second: f64,
+    /// Requests in a burst from one anonymous client address.
+    #[serde(default = "default_anonymous_burst")]
+    pub anonymous_burst: u32,
+    /// Requests per calendar day (China Standard Time) of one anonymous client address.
+    #[serde(default = "default_anonymous_per_day")]
+    pub anonymous_per_day: Option<u64>,
+    /// Sustained requests per second of one developer key.
+    #[serde(default = "default_developer_per_second")]
+    pub developer_per_second: f64,
+    /// Requests in a burst of one developer key.
+    #[serde(default = "default_developer_burst")]
+    pub developer_burst: u32,
+    /// Requests per calendar day of one developer key.
+    #[serde(default = "default_developer_per_day")]
+    pub developer_per_day: Option<u64>,
+    /// How long a developer key lasts, in days (0: until revoked).
+    #[serde(default = "default_developer_key_days")]
+    pub developer_key_days: u64,
+}
+
+impl Default for OpenSettings {
+    fn default() -> Self {
+        Self {
+            anonymous_per_second: default_anonymous_per_second(),
+            anonymous_burst: default_anonymous_burst(),
+            anonymous_per_day: default_anonymous_per_day(),
+            developer_per_second: default_developer_per_second(),
+            developer_burst: default_developer_burst(),
+            developer_per_day: default_developer_per_day(),
+            developer_key_days: default_developer_key_days(),
+        }
+    }
+}
+
+fn default_anonymous_per_second() -> f64 {
+    2.0
+}
+fn default_anonymous_burst() -> u32 {
+    30
+}
+fn default_anonymous_per_day() -> Option<u64> {
+    Some(1_000)
+}
+fn default_developer_per_second() -> f64 {
+    20.0
+}
+fn default_developer_burst() -> u32 {
+    100
+}
+fn default_developer_per_day() -> Option<u64> {
+    Some(50_000)
+}
+fn default_developer_key_days() -> u64 {
+    365
 }
 
 /// How callers are authenticated.
@@ -260,6 +326,7 @@ impl Default for Settings {
             catalog: CatalogSettings::default(),
             sync: SyncSettings::default(),
             auth: AuthSettings::default(),
+            open: OpenSettings::default(),
         }
     }
 }

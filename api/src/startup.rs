@@ -31,6 +31,12 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Per-credential and per-grant quotas.
     pub quotas: Arc<Quotas>,
+    /// Open-data quotas of anonymous callers, keyed by client address.
+    pub open_anonymous: Arc<Quotas>,
+    /// Open-data quotas of developer keys.
+    pub open_developers: Arc<Quotas>,
+    /// How long a developer key issued at sign-up lasts (`None`: until revoked).
+    pub developer_key_lifetime: Option<chrono::Duration>,
     /// Resources and grants as the exchange hot path reads them.
     pub catalog_cache: CatalogCache,
     /// Secret for the keyed hashes of looked-up keys in the audit trail.
@@ -106,6 +112,17 @@ impl Application {
         quotas.restore_today(&catalog).await?;
         let quotas = Arc::new(quotas);
         spawn_quota_saver(quotas.clone(), catalog.clone());
+        let open = &settings.open;
+        let open_anonymous = Quotas::new(open.anonymous_per_second, open.anonymous_burst, open.anonymous_per_day)
+            .with_prefix("open-anonymous:");
+        open_anonymous.restore_today(&catalog).await?;
+        let open_anonymous = Arc::new(open_anonymous);
+        spawn_quota_saver(open_anonymous.clone(), catalog.clone());
+        let open_developers =
+            Quotas::new(open.developer_per_second, open.developer_burst, open.developer_per_day).with_prefix("open:");
+        open_developers.restore_today(&catalog).await?;
+        let open_developers = Arc::new(open_developers);
+        spawn_quota_saver(open_developers.clone(), catalog.clone());
         let catalog_cache = CatalogCache::new(
             catalog.clone(),
             std::time::Duration::from_secs_f64(settings.exchange.catalog_cache_seconds.max(0.0)),
@@ -115,6 +132,10 @@ impl Application {
             libraries,
             audit,
             quotas,
+            open_anonymous,
+            open_developers,
+            developer_key_lifetime: (open.developer_key_days > 0)
+                .then(|| seconds(open.developer_key_days.saturating_mul(86_400))),
             catalog_cache,
             audit_key,
             demand_deadline_working_days: settings.catalog.demand_deadline_working_days,
@@ -247,7 +268,7 @@ where
 pub fn endpoints() -> Vec<Endpoint> {
     use routes::{
         audit, catalog, connectors, credentials, demands, exchange, health, history, lab, libraries, oauth, objections,
-        quality, query, session, themes,
+        open, quality, query, session, themes,
     };
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
@@ -333,6 +354,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(GET, "/api/v1/quality/resources/{code}", quality::resource),
         endpoint(GET, "/console/quality", crate::quality::page::ranking_page),
         endpoint(GET, "/console/quality/{name}", crate::quality::page::detail_page),
+        endpoint(GET, "/open/v1/datasets/{id}/download", open::download),
+        endpoint(GET, "/open/v1/datasets/{id}/records", open::records),
+        endpoint(POST, "/open/v1/datasets/{id}/applications", open::apply),
+        endpoint(POST, "/open/v1/developers", open::sign_up),
+        endpoint(GET, "/open/v1/developers/me", open::me),
+        endpoint(GET, "/api/v1/open-applications", open::applications),
+        endpoint(POST, "/api/v1/open-applications/{id}/decision", open::decide),
         endpoint(GET, "/api/v1/themes", themes::list),
         endpoint(POST, "/api/v1/themes", themes::declare),
         endpoint(GET, "/api/v1/themes/{name}", themes::get),

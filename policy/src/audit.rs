@@ -52,6 +52,10 @@ pub struct AuditEntry {
     pub row_count: Option<i64>,
     /// The demand the grant answers.
     pub demand_id: Option<i64>,
+    /// Keyed hash of the client address, for calls without a credential (anonymous open data).
+    pub client_hash: Option<String>,
+    /// The open-data application (开放申请) that allowed the call.
+    pub application_id: Option<i64>,
 }
 
 /// A stored record as hashed: field order is part of the chain format.
@@ -76,6 +80,10 @@ struct Canonical<'a> {
     row_count: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     demand_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_hash: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application_id: Option<i64>,
 }
 
 impl Canonical<'_> {
@@ -158,8 +166,8 @@ async fn writer(catalog: Catalog, mut rx: mpsc::Receiver<Pending>, mut head: (i6
 
 /// Columns of `audit_log`, in insert order.
 const COLUMNS: &str = "seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
-    status, outcome, items_plain, items_masked, grant_id, latency_us, prev_hash, hash, row_count, demand_id";
-const COLUMN_COUNT: usize = 18;
+    status, outcome, items_plain, items_masked, grant_id, latency_us, prev_hash, hash, row_count, demand_id, client_hash, application_id";
+const COLUMN_COUNT: usize = 20;
 
 /// Records per INSERT statement: one statement per record cost more than the fsync.
 const ROWS_PER_STATEMENT: usize = 64;
@@ -245,7 +253,9 @@ async fn write_group(
                 .bind(&record.prev_hash)
                 .bind(&record.hash)
                 .bind(entry.row_count)
-                .bind(entry.demand_id);
+                .bind(entry.demand_id)
+                .bind(entry.client_hash.as_deref())
+                .bind(entry.application_id);
         }
         query.execute(&mut *tx).await?;
     }
@@ -271,6 +281,8 @@ fn canonical<'a>(seq: i64, at: &'a str, entry: &'a AuditEntry, plain: &'a str, m
         latency_us: entry.latency_us,
         row_count: entry.row_count,
         demand_id: entry.demand_id,
+        client_hash: entry.client_hash.as_deref(),
+        application_id: entry.application_id,
     }
 }
 
@@ -298,7 +310,7 @@ pub async fn verify(catalog: &Catalog) -> Result<ChainReport> {
     let mut rows = sqlx::query(
         "SELECT seq, at, request_id, credential_id, department, resource_code, endpoint, \
          subject_hash, status, outcome, items_plain, items_masked, grant_id, latency_us, \
-         prev_hash, hash, row_count, demand_id FROM audit_log ORDER BY seq",
+         prev_hash, hash, row_count, demand_id, client_hash, application_id FROM audit_log ORDER BY seq",
     )
     .fetch(catalog.pool());
     let mut expected_prev = GENESIS_HASH.to_string();
@@ -327,8 +339,12 @@ pub async fn verify(catalog: &Catalog) -> Result<ChainReport> {
         let (at, request_id, endpoint, outcome) =
             (text("at")?, text("request_id")?, text("endpoint")?, text("outcome")?);
         let (items_plain, items_masked) = (text("items_plain")?, text("items_masked")?);
-        let (department, resource_code, subject_hash) =
-            (opt("department")?, opt("resource_code")?, opt("subject_hash")?);
+        let (department, resource_code, subject_hash, client_hash) = (
+            opt("department")?,
+            opt("resource_code")?,
+            opt("subject_hash")?,
+            opt("client_hash")?,
+        );
         let canonical = Canonical {
             seq,
             at: &at,
@@ -346,6 +362,8 @@ pub async fn verify(catalog: &Catalog) -> Result<ChainReport> {
             latency_us: row.try_get("latency_us")?,
             row_count: row.try_get("row_count")?,
             demand_id: row.try_get("demand_id")?,
+            client_hash: client_hash.as_deref(),
+            application_id: row.try_get("application_id")?,
         };
         let hash: String = row.try_get("hash")?;
         if canonical.hash(&prev_hash) != hash {
@@ -393,6 +411,10 @@ pub struct AuditRecord {
     pub grant_id: Option<i64>,
     /// The demand behind that grant.
     pub demand_id: Option<i64>,
+    /// Keyed hash of the client address (anonymous open-data calls).
+    pub client_hash: Option<String>,
+    /// The open-data application that allowed the call.
+    pub application_id: Option<i64>,
     /// Time spent serving, in microseconds.
     pub latency_us: i64,
     /// The record's hash (the next record's `prev_hash`).
@@ -453,7 +475,8 @@ pub async fn query(catalog: &Catalog, query: &AuditQuery) -> Result<Vec<AuditRec
     let limit_placeholder = 2 + texts.len() + numbers.len();
     let sql = format!(
         "SELECT seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
-         status, outcome, items_plain, items_masked, row_count, grant_id, demand_id, latency_us, hash \
+         status, outcome, items_plain, items_masked, row_count, grant_id, demand_id, client_hash, application_id, \
+         latency_us, hash \
          FROM audit_log WHERE {} ORDER BY seq LIMIT ${limit_placeholder}",
         conditions.join(" AND ")
     );
@@ -484,6 +507,8 @@ pub async fn query(catalog: &Catalog, query: &AuditQuery) -> Result<Vec<AuditRec
                 row_count: row.try_get("row_count")?,
                 grant_id: row.try_get("grant_id")?,
                 demand_id: row.try_get("demand_id")?,
+                client_hash: row.try_get("client_hash")?,
+                application_id: row.try_get("application_id")?,
                 latency_us: row.try_get("latency_us")?,
                 hash: row.try_get("hash")?,
             })

@@ -103,6 +103,25 @@ pub async fn issue(
     Ok(IssuedKey { credential, key })
 }
 
+/// Signs up an open-data developer (社会开发者): a new `open_data_developer` key and the account
+/// behind it, in one transaction (an email already signed up is a conflict, and nothing is
+/// stored).
+pub async fn sign_up_developer(
+    catalog: &Catalog,
+    name: &str,
+    email: &str,
+    organization: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<IssuedKey> {
+    let mut tx = catalog.pool().begin().await?;
+    let label = format!("developer:{email}");
+    let (id, key) = insert_key(&mut tx, &label, Role::OpenDataDeveloper, None, expires_at).await?;
+    Catalog::insert_developer(&mut tx, id, name, email, organization).await?;
+    tx.commit().await?;
+    let credential = by_id(catalog, id).await?.credential;
+    Ok(IssuedKey { credential, key })
+}
+
 async fn insert_key(
     conn: &mut sqlx::AnyConnection,
     name: &str,

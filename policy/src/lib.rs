@@ -19,6 +19,7 @@ pub mod authz;
 pub mod cache;
 pub mod credentials;
 pub mod mask;
+pub mod open;
 pub mod quota;
 pub mod sessions;
 pub mod tokens;

@@ -100,6 +100,22 @@ pub struct Quotas {
     grants: RwLock<HashMap<i64, Arc<GrantRate>>>,
     days: Mutex<Days>,
     clock: DefaultClock,
+    /// Prefix of this instance's daily counts as stored (`""` for the exchange API's).
+    prefix: &'static str,
+}
+
+/// The quota key of a client address (anonymous open-data calls): a negative number, so it
+/// never meets a credential id, folded from the address (a collision shares an allowance).
+pub fn address_key(address: std::net::IpAddr) -> i64 {
+    let bits = match address {
+        std::net::IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(u32::from(v4)),
+            None => u128::from(v6),
+        },
+    };
+    let folded = ((bits >> 64) as u64 ^ bits as u64) & (i64::MAX as u64);
+    -(folded as i64) - 1
 }
 
 fn quota(per_second: f64, burst: u32) -> (Quota, u32) {
@@ -134,7 +150,15 @@ impl Quotas {
                 changed: false,
             }),
             clock: DefaultClock::default(),
+            prefix: "",
         }
+    }
+
+    /// The same, its daily counts stored under `prefix` (e.g. `open:`), apart from other
+    /// instances' counts for the same credential.
+    pub fn with_prefix(mut self, prefix: &'static str) -> Self {
+        self.prefix = prefix;
+        self
     }
 
     /// Takes one call from the allowances of `credential_id` and, when the call is made under
@@ -231,7 +255,10 @@ impl Quotas {
         for row in rows {
             let subject: String = row.try_get("subject")?;
             let used: i64 = row.try_get("used")?;
-            if let Some(subject) = Subject::parse(&subject) {
+            let Some(own) = subject.strip_prefix(self.prefix) else {
+                continue;
+            };
+            if let Some(subject) = Subject::parse(own) {
                 counts.insert(subject, u64::try_from(used).unwrap_or(0));
             }
         }
@@ -260,7 +287,7 @@ impl Quotas {
                  ON CONFLICT (day, subject) DO UPDATE SET used = excluded.used",
             )
             .bind(day)
-            .bind(subject.code())
+            .bind(format!("{}{}", self.prefix, subject.code()))
             .bind(i64::try_from(used).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?;
@@ -360,6 +387,34 @@ mod tests {
         after.restore_today(&catalog).await.unwrap();
         assert!(after.check(2, Some(&g)).is_ok(), "one call of three left");
         assert_eq!(after.check(2, Some(&g)).unwrap_err().window, Window::Day);
+    }
+
+    #[tokio::test]
+    async fn prefixed_counts_are_kept_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+        let catalog = Catalog::connect(&url).await.unwrap();
+        let exchange = Quotas::new(1000.0, 1000, Some(2));
+        let open = Quotas::new(1000.0, 1000, Some(2)).with_prefix("open:");
+        assert!(exchange.check(1, None).is_ok());
+        assert!(exchange.check(1, None).is_ok());
+        exchange.persist(&catalog).await.unwrap();
+        open.restore_today(&catalog).await.unwrap();
+        assert!(
+            open.check(1, None).is_ok(),
+            "the exchange API's count is not the open API's"
+        );
+        let restored = Quotas::new(1000.0, 1000, Some(2));
+        restored.restore_today(&catalog).await.unwrap();
+        assert!(restored.check(1, None).is_err());
+    }
+
+    #[test]
+    fn addresses_are_keyed_apart_from_credentials_and_each_other() {
+        let key = |s: &str| address_key(s.parse().unwrap());
+        assert!(key("127.0.0.1") < 0 && key("::1") < 0 && key("255.255.255.255") < 0);
+        assert_ne!(key("10.0.0.1"), key("10.0.0.2"));
+        assert_eq!(key("10.0.0.1"), key("::ffff:10.0.0.1"));
     }
 
     #[test]

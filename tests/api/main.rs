@@ -14,6 +14,7 @@ mod history;
 mod lab;
 mod libraries;
 mod objections;
+mod open;
 mod openapi;
 mod quality;
 mod query;

@@ -260,7 +260,7 @@ async fn exports_parse_back_to_the_paged_records() {
     assert_eq!(got, want, "parquet");
 
     // The same refusals as the records endpoint, and a format it does not write.
-    assert_problem(export(&app, &granted, "format=xlsx").await, 422, "invalid_query").await;
+    assert_problem(export(&app, &granted, "format=xml").await, 422, "invalid_query").await;
     assert_problem(
         export(&app, &granted, "format=csv&fields=ethnicity").await,
         403,

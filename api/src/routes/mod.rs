@@ -12,6 +12,7 @@ pub mod lab;
 pub mod libraries;
 pub mod oauth;
 pub mod objections;
+pub mod open;
 pub mod quality;
 pub mod query;
 pub mod session;

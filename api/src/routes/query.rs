@@ -57,7 +57,7 @@ fn default_limit() -> usize {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
-    /// `parquet`, `csv` or `ndjson`.
+    /// `csv`, `json`, `ndjson`, `parquet` or `xlsx`.
     pub format: String,
     /// Comma-separated items to export (default: every item the caller may see).
     #[serde(default)]
@@ -96,14 +96,14 @@ fn not_granted(field: &str, item: &str) -> Problem {
 }
 
 /// An authorized read: the caller's view, the filter over it and the items to return.
-struct Read {
-    resource: std::sync::Arc<Resource>,
-    library: Arc<Library>,
-    access: Access,
-    view: Arc<View>,
-    filter: Option<Arc<RowFilter>>,
+pub(crate) struct Read {
+    pub(crate) resource: std::sync::Arc<Resource>,
+    pub(crate) library: Arc<Library>,
+    pub(crate) access: Access,
+    pub(crate) view: Arc<View>,
+    pub(crate) filter: Option<Arc<RowFilter>>,
     /// Positions in the view's columns of the items returned.
-    fields: Vec<usize>,
+    pub(crate) fields: Vec<usize>,
 }
 
 impl Read {
@@ -121,6 +121,21 @@ async fn prepare(
     call: &mut CallRecord,
 ) -> Result<Read, Problem> {
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;
+    read_of(state, resource, library, access, filter, fields, call)
+}
+
+/// The read `access` allows of `library`, with the caller's `filter` and `fields` checked
+/// against it: an unknown item is a 422, an item the caller may not read a 403.
+pub(crate) fn read_of(
+    state: &AppState,
+    resource: Arc<Resource>,
+    library: Arc<Library>,
+    access: Access,
+    filter: Option<&str>,
+    fields: Option<&str>,
+    call: &mut CallRecord,
+) -> Result<Read, Problem> {
+    let resource_code = resource.code.as_str();
     let schema = library.schema();
     let view = View::new(&access, schema).map_err(|e| {
         tracing::error!(grant = ?access.grant_id, error = %e, "a grant's row filter does not compile");
@@ -229,13 +244,7 @@ async fn serve_records(
     if !(1..=1000).contains(&query.limit) {
         return Err(invalid("invalid_query", "limit", "limit: between 1 and 1000"));
     }
-    let after = match query.cursor.as_deref() {
-        Some(raw) => Some(
-            parse_cursor(raw)
-                .ok_or_else(|| invalid("invalid_query", "cursor", "cursor: not a cursor this endpoint gave"))?,
-        ),
-        None => None,
-    };
+    let after = cursor_param(query.cursor.as_deref())?;
     let read = prepare(
         req,
         state,
@@ -245,6 +254,46 @@ async fn serve_records(
         call,
     )
     .await?;
+    let (page, version, next_cursor) = records_page(&read, after, query.limit)?;
+    call.entry.row_count = Some(page.len() as i64);
+    Ok(HttpResponse::Ok().json(json!({
+        "resource_code": read.resource.code,
+        "library_version": version,
+        "records": page,
+        "next_cursor": next_cursor,
+        "masked": read.masked_names(),
+    })))
+}
+
+/// Parses a `cursor` parameter.
+pub(crate) fn cursor_param(cursor: Option<&str>) -> Result<Option<String>, Problem> {
+    cursor
+        .map(|raw| {
+            parse_cursor(raw)
+                .ok_or_else(|| invalid("invalid_query", "cursor", "cursor: not a cursor this endpoint gave"))
+        })
+        .transpose()
+}
+
+impl Read {
+    /// The returned items served masked.
+    pub(crate) fn masked_names(&self) -> Vec<&'static str> {
+        self.fields
+            .iter()
+            .map(|i| &self.view.columns[*i])
+            .filter(|c| !c.plain)
+            .map(|c| c.name)
+            .collect()
+    }
+}
+
+/// One page of the read's records after the key `after`, in key order: the records, the
+/// library version read, and the cursor of the next page (`None` at the end).
+pub(crate) fn records_page(
+    read: &Read,
+    after: Option<String>,
+    limit: usize,
+) -> Result<(Vec<Value>, i64, Option<String>), Problem> {
     let version = read.library.version().map_err(|e| Problem::internal(&e))?;
     let mut scan = Scan::new(read.library.reader().map_err(|e| Problem::internal(&e))?, after);
     let names = read.field_names();
@@ -252,7 +301,7 @@ async fn serve_records(
     let mut examined = 0;
     let mut last: Option<String> = None;
     let mut exhausted = false;
-    'pages: while out.len() < query.limit {
+    'pages: while out.len() < limit {
         if examined >= PAGE_BUDGET {
             break;
         }
@@ -277,7 +326,7 @@ async fn serve_records(
                 out.push(Value::Object(record));
             }
             last = Some(key.clone());
-            if out.len() == query.limit {
+            if out.len() == limit {
                 // The rest of the chunk is read again from the cursor on the next page.
                 break 'pages;
             }
@@ -289,23 +338,10 @@ async fn serve_records(
     } else {
         last.map(|k| hex::encode(k.as_bytes()))
     };
-    let masked: Vec<&str> = read
-        .fields
-        .iter()
-        .map(|i| &read.view.columns[*i])
-        .filter(|c| !c.plain)
-        .map(|c| c.name)
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "resource_code": read.resource.code,
-        "library_version": version,
-        "records": out,
-        "next_cursor": next_cursor,
-        "masked": masked,
-    })))
+    Ok((out, version, next_cursor))
 }
 
-/// `GET /api/v1/exchange/{resource_code}/export?format=parquet|csv|ndjson`: every record the
+/// `GET /api/v1/exchange/{resource_code}/export?format=csv|json|ndjson|parquet|xlsx`: every record the
 /// caller may see (projected, masked, row-filtered), streamed, for resources shared in bulk;
 /// with `as_of_version` or `as_of` (a time), the library as it was then.
 #[utoipa::path(
@@ -322,7 +358,9 @@ async fn serve_records(
             content(
                 (Vec<u8> = "application/vnd.apache.parquet"),
                 (String = "text/csv; charset=utf-8"),
+                (String = "application/json"),
                 (String = "application/x-ndjson"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
             ),
             headers(
                 ("Content-Disposition" = String, description = "`attachment; filename=\"<resource_code>-v<version>.<format>\"`"),
@@ -332,7 +370,7 @@ async fn serve_records(
         (status = 401, response = crate::openapi::Unauthenticated),
         (status = 403, description = "Refused by policy (策略拒绝): `no_grant` (conditional share without an active grant), `grant_expired`, `not_shared` (不予共享), `role_forbidden` (platform staff and open-data developers do not consume), `no_department`; `item_not_granted` (`field: fields` or `filter`): the request names an item the caller may not read; `bulk_not_allowed`: the resource is shared by API calls (接口), not in bulk (库表 or 文件)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, response = crate::openapi::ResourceMissing),
-        (status = 422, description = "`invalid_query` (`field: format`): not parquet, csv or ndjson, or a parameter that does not parse; `invalid_query` (`field: as_of_version`): not a version, or one the library has not reached; `invalid_query` (`field: as_of`): not an RFC 3339 time, before the library's first commit, or given with `as_of_version`; `invalid_filter` (`field: filter`); `unknown_item` (`field: fields`)", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_query` (`field: format`): not csv, json, ndjson, parquet or xlsx, or a parameter that does not parse; `invalid_query` (`field: as_of_version`): not a version, or one the library has not reached; `invalid_query` (`field: as_of`): not an RFC 3339 time, before the library's first commit, or given with `as_of_version`; `invalid_filter` (`field: filter`); `unknown_item` (`field: fields`)", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 429, response = crate::openapi::QuotaExceeded),
         (status = 500, response = crate::openapi::ExchangeFault),
         (status = 503, response = crate::openapi::AuditUnavailable),
@@ -352,19 +390,31 @@ pub async fn export(
 
 /// An export file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Parquet,
     Csv,
+    Json,
     Ndjson,
+    Xlsx,
 }
 
+/// Rows an XLSX worksheet holds below its header row.
+pub(crate) const XLSX_MAX_RECORDS: u64 = 1_048_575;
+
 impl Format {
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "parquet" => Some(Format::Parquet),
-            "csv" => Some(Format::Csv),
-            "ndjson" => Some(Format::Ndjson),
-            _ => None,
+    /// The format a `format` parameter names, or a 422 naming it.
+    pub(crate) fn parse(s: &str) -> Result<Self, Problem> {
+        match s.trim() {
+            "parquet" => Ok(Format::Parquet),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            "ndjson" => Ok(Format::Ndjson),
+            "xlsx" => Ok(Format::Xlsx),
+            _ => Err(invalid(
+                "invalid_query",
+                "format",
+                "format: one of csv, json, ndjson, parquet, xlsx",
+            )),
         }
     }
 
@@ -372,7 +422,9 @@ impl Format {
         match self {
             Format::Parquet => "application/vnd.apache.parquet",
             Format::Csv => "text/csv; charset=utf-8",
+            Format::Json => "application/json",
             Format::Ndjson => "application/x-ndjson",
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
         }
     }
 
@@ -380,7 +432,9 @@ impl Format {
         match self {
             Format::Parquet => "parquet",
             Format::Csv => "csv",
+            Format::Json => "json",
             Format::Ndjson => "ndjson",
+            Format::Xlsx => "xlsx",
         }
     }
 }
@@ -398,8 +452,7 @@ async fn serve_export(
     query: &ExportQuery,
     call: &mut CallRecord,
 ) -> Result<HttpResponse, Problem> {
-    let format = Format::parse(query.format.trim())
-        .ok_or_else(|| invalid("invalid_query", "format", "format: one of parquet, csv, ndjson"))?;
+    let format = Format::parse(&query.format)?;
     let as_of = crate::routes::history::AsOf::optional(query.as_of_version.as_deref(), query.as_of.as_deref())?;
     let read = prepare(
         req,
@@ -423,11 +476,43 @@ async fn serve_export(
             ),
         ));
     }
+    export_response(read, format, as_of, ExportOptions::default()).await
+}
+
+/// How an export file is written beyond its format.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ExportOptions {
+    /// CSV: start with a UTF-8 byte-order mark, so Excel shows Chinese text correctly.
+    pub(crate) bom: bool,
+}
+
+/// Streams every record of `read` (at the version `as_of` names, else the current one) as a
+/// file in `format`, with bounded memory: the writer runs a chunk of records at a time on a
+/// blocking thread and waits while the client is slower than it.
+pub(crate) async fn export_response(
+    read: Read,
+    format: Format,
+    as_of: Option<crate::routes::history::AsOf>,
+    options: ExportOptions,
+) -> Result<HttpResponse, Problem> {
     let current = read.library.version().map_err(|e| Problem::internal(&e))?;
     let as_of = match as_of {
         Some(as_of) => Some(as_of.version(&read.library).await?),
         None => None,
     };
+    if format == Format::Xlsx
+        && read.filter.is_none()
+        && read.library.len().map_err(|e| Problem::internal(&e))? > XLSX_MAX_RECORDS
+    {
+        return Err(invalid(
+            "too_many_records_for_xlsx",
+            "format",
+            format!(
+                "an XLSX worksheet holds at most {XLSX_MAX_RECORDS} records and this library holds more; \
+                 download csv or parquet, or narrow it with a filter"
+            ),
+        ));
+    }
     // An older version is read from the library's log; the current one from the index.
     let (version, log) = match as_of {
         Some(version) if version != current => {
@@ -456,26 +541,22 @@ async fn serve_export(
             tx: tx.clone(),
             buf: Vec::with_capacity(SINK_BYTES),
         };
+        let out = Output {
+            view: &view,
+            filter: filter.as_deref(),
+            fields: &fields,
+            format,
+            options,
+        };
         let written = match log {
-            Some(mut records) => write_export(
+            Some(mut records) => out.write(
                 || runtime.block_on(records.next_chunk()).map_err(|e| e.to_string()),
-                &view,
-                filter.as_deref(),
-                &fields,
-                format,
                 sink,
             ),
             None => match library.reader() {
                 Ok(reader) => {
                     let mut scan = Scan::new(reader, None);
-                    write_export(
-                        || scan.next_chunk(CHUNK).map_err(|e| e.to_string()),
-                        &view,
-                        filter.as_deref(),
-                        &fields,
-                        format,
-                        sink,
-                    )
+                    out.write(|| scan.next_chunk(CHUNK).map_err(|e| e.to_string()), sink)
                 }
                 Err(e) => Err(e.to_string()),
             },
@@ -532,66 +613,158 @@ impl Write for ChannelSink {
 enum ExportWriter {
     Parquet(parquet::arrow::ArrowWriter<ChannelSink>),
     Csv(arrow::csv::Writer<ChannelSink>),
+    Json(arrow::json::ArrayWriter<ChannelSink>),
     Ndjson(arrow::json::LineDelimitedWriter<ChannelSink>),
+    Xlsx(Box<XlsxOut>),
+}
+
+/// An XLSX file being written: a constant-memory worksheet (rows go to a temp file as they
+/// are written), zipped into a second temp file at the end and streamed from there.
+struct XlsxOut {
+    workbook: rust_xlsxwriter::Workbook,
+    row: u32,
+    sink: ChannelSink,
 }
 
 /// Rows per Parquet row group: what the writer holds in memory before it flushes.
 const ROW_GROUP_ROWS: usize = 65_536;
 
-/// Writes the records `next_chunk` hands out (empty at the end) as the caller sees them.
-fn write_export(
-    mut next_chunk: impl FnMut() -> Result<Vec<(String, exchange_core::StoredRecord)>, String>,
-    view: &View,
-    filter: Option<&RowFilter>,
-    fields: &[usize],
+/// What one export writes: the view's records, filtered, projected, in a format.
+struct Output<'a> {
+    view: &'a View,
+    filter: Option<&'a RowFilter>,
+    fields: &'a [usize],
     format: Format,
-    sink: ChannelSink,
-) -> Result<(), String> {
-    let schema = Arc::new(view.arrow.project(fields).map_err(|e| e.to_string())?);
-    let mut writer = match format {
-        Format::Parquet => {
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-                .build();
-            ExportWriter::Parquet(
-                parquet::arrow::ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(|e| e.to_string())?,
-            )
+    options: ExportOptions,
+}
+
+impl Output<'_> {
+    /// Writes the records `next_chunk` hands out (empty at the end) as the caller sees them.
+    fn write(
+        &self,
+        mut next_chunk: impl FnMut() -> Result<Vec<(String, exchange_core::StoredRecord)>, String>,
+        mut sink: ChannelSink,
+    ) -> Result<(), String> {
+        let err = |e: &dyn std::fmt::Display| e.to_string();
+        let schema = Arc::new(self.view.arrow.project(self.fields).map_err(|e| err(&e))?);
+        let mut writer = match self.format {
+            Format::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                    .build();
+                ExportWriter::Parquet(
+                    parquet::arrow::ArrowWriter::try_new(sink, schema.clone(), Some(props)).map_err(|e| err(&e))?,
+                )
+            }
+            Format::Csv => {
+                if self.options.bom {
+                    sink.write_all("\u{feff}".as_bytes()).map_err(|e| err(&e))?;
+                }
+                ExportWriter::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(sink))
+            }
+            Format::Json => ExportWriter::Json(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::JsonArray>(sink),
+            ),
+            Format::Ndjson => ExportWriter::Ndjson(
+                arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(sink),
+            ),
+            Format::Xlsx => ExportWriter::Xlsx(Box::new(self.xlsx_start(sink)?)),
+        };
+        let mut write = |batch: &RecordBatch| -> Result<(), String> {
+            match &mut writer {
+                ExportWriter::Parquet(w) => w.write(batch).map_err(|e| err(&e)),
+                ExportWriter::Csv(w) => w.write(batch).map_err(|e| err(&e)),
+                ExportWriter::Json(w) => w.write(batch).map_err(|e| err(&e)),
+                ExportWriter::Ndjson(w) => w.write(batch).map_err(|e| err(&e)),
+                ExportWriter::Xlsx(x) => x.write(batch),
+            }
+        };
+        // The CSV header goes out even when no record does.
+        write(&RecordBatch::new_empty(schema.clone()))?;
+        loop {
+            let chunk = next_chunk()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let (_, batch) = self.view.select(&chunk, self.filter).map_err(|e| err(&e))?;
+            if batch.num_rows() > 0 {
+                write(&batch.project(self.fields).map_err(|e| err(&e))?)?;
+            }
         }
-        Format::Csv => ExportWriter::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(sink)),
-        Format::Ndjson => ExportWriter::Ndjson(
-            arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow::json::writer::LineDelimited>(sink),
-        ),
-    };
-    let mut write = |batch: &RecordBatch| -> Result<(), String> {
-        match &mut writer {
-            ExportWriter::Parquet(w) => w.write(batch).map_err(|e| e.to_string()),
-            ExportWriter::Csv(w) => w.write(batch).map_err(|e| e.to_string()),
-            ExportWriter::Ndjson(w) => w.write(batch).map_err(|e| e.to_string()),
-        }
-    };
-    // The CSV header goes out even when no record does.
-    write(&RecordBatch::new_empty(schema.clone()))?;
-    loop {
-        let chunk = next_chunk()?;
-        if chunk.is_empty() {
-            break;
-        }
-        let (_, batch) = view.select(&chunk, filter).map_err(|e| e.to_string())?;
-        if batch.num_rows() > 0 {
-            write(&batch.project(fields).map_err(|e| e.to_string())?)?;
+        match writer {
+            ExportWriter::Parquet(w) => {
+                let mut sink = w.into_inner().map_err(|e| err(&e))?;
+                sink.flush().map_err(|e| err(&e))
+            }
+            ExportWriter::Csv(w) => w.into_inner().flush().map_err(|e| err(&e)),
+            ExportWriter::Json(mut w) => {
+                w.finish().map_err(|e| err(&e))?;
+                w.into_inner().flush().map_err(|e| err(&e))
+            }
+            ExportWriter::Ndjson(mut w) => {
+                w.finish().map_err(|e| err(&e))?;
+                w.into_inner().flush().map_err(|e| err(&e))
+            }
+            ExportWriter::Xlsx(x) => x.finish(),
         }
     }
-    match writer {
-        ExportWriter::Parquet(w) => {
-            let mut sink = w.into_inner().map_err(|e| e.to_string())?;
-            sink.flush().map_err(|e| e.to_string())
+
+    /// A workbook with one constant-memory worksheet and the header row: each item's Chinese
+    /// label (信息项名称), as departments and the public read it in Excel.
+    fn xlsx_start(&self, sink: ChannelSink) -> Result<XlsxOut, String> {
+        let err = |e: rust_xlsxwriter::XlsxError| e.to_string();
+        let mut workbook = rust_xlsxwriter::Workbook::new();
+        let sheet = workbook.add_worksheet_with_constant_memory().map_err(err)?;
+        sheet.set_name("data").map_err(err)?;
+        let bold = rust_xlsxwriter::Format::new().set_bold();
+        for (col, i) in self.fields.iter().enumerate() {
+            let column = &self.view.columns[*i];
+            let label = self.view.library.fields[column.position].label_zh;
+            sheet
+                .write_string_with_format(0, col as u16, label, &bold)
+                .map_err(err)?;
         }
-        ExportWriter::Csv(w) => w.into_inner().flush().map_err(|e| e.to_string()),
-        ExportWriter::Ndjson(mut w) => {
-            w.finish().map_err(|e| e.to_string())?;
-            w.into_inner().flush().map_err(|e| e.to_string())
+        Ok(XlsxOut { workbook, row: 0, sink })
+    }
+}
+
+impl XlsxOut {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        if self.row as u64 + batch.num_rows() as u64 > XLSX_MAX_RECORDS {
+            return Err(format!(
+                "more than {XLSX_MAX_RECORDS} records match: more than an XLSX worksheet holds"
+            ));
         }
+        let sheet = self.workbook.worksheet_from_index(0).map_err(|e| e.to_string())?;
+        use arrow::array::Array;
+        let columns: Vec<&arrow::array::StringArray> = batch
+            .columns()
+            .iter()
+            .map(|c| c.as_any().downcast_ref().expect("views are text"))
+            .collect();
+        for r in 0..batch.num_rows() {
+            self.row += 1;
+            for (c, column) in columns.iter().enumerate() {
+                if column.is_valid(r) {
+                    sheet
+                        .write_string(self.row, c as u16, column.value(r))
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        let mut file = tempfile::tempfile().map_err(|e| e.to_string())?;
+        self.workbook.save_to_writer(&mut file).map_err(|e| e.to_string())?;
+        use std::io::Seek;
+        file.rewind().map_err(|e| e.to_string())?;
+        std::io::copy(&mut file, &mut self.sink).map_err(|e| e.to_string())?;
+        self.sink.flush().map_err(|e| e.to_string())
     }
 }
