@@ -11,7 +11,9 @@
 
 pub mod auth;
 pub mod cli;
+pub mod console;
 pub mod demo;
+pub mod kpi;
 pub mod libraries;
 pub mod openapi;
 pub mod problem;

@@ -95,6 +95,12 @@ use crate::routes;
         routes::quality::resource,
         crate::quality::page::ranking_page,
         crate::quality::page::detail_page,
+        crate::kpi::route::kpis,
+        crate::console::pages::home,
+        crate::console::pages::kpis,
+        crate::console::login::form,
+        crate::console::login::submit,
+        crate::console::login::logout,
         routes::themes::list,
         routes::themes::declare,
         routes::themes::get,
@@ -151,11 +157,14 @@ use crate::routes;
         (name = "quality", description = "数据质量 Data quality: each library and resource scored 0–100 on completeness, validity, \
             uniqueness, consistency and timeliness after every committed run, with the rule behind each score and the trend \
             across runs (docs/quality.md)."),
-        (name = "console", description = "The web console's pages (HTML): the data quality report with its charts."),
         (name = "open data", description = "数据开放 The open-data API for the public and developers (社会开发者): open datasets' \
             open items (L1 plain, L2 masked; L3/L4 never) read and downloaded as CSV, JSON, NDJSON, Parquet or XLSX, anonymously \
             under a per-address quota or with a developer key; sign-up; applications for conditionally open datasets (有条件开放) \
             and the providers' answers. Audited like exchange calls."),
+        (name = "kpis", description = "考核指标 The assessment KPIs — 按需共享率 on-demand sharing, 开放率 opening, 使用率 usage, \
+            电子证照利用率 e-license utilisation — and calls per resource, per department and per month (docs/console.md)."),
+        (name = "console", description = "The web console's pages (HTML, Chinese first, `?lang=en`): the login, the home page \
+            of a department officer or of platform staff, the KPI charts, the data quality report with its charts."),
         (name = "health", description = "Liveness and the libraries' served versions."),
         (name = "docs", description = "This document."),
     )

@@ -4,6 +4,7 @@ mod audit;
 mod catalog;
 mod catalog_files;
 mod connectors;
+mod console;
 mod crash;
 mod credentials;
 mod demands;

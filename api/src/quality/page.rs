@@ -17,24 +17,24 @@ use crate::startup::AppState;
 
 /// The page language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lang {
+pub(crate) enum Lang {
     Zh,
     En,
 }
 
 impl Lang {
-    fn from(query: Option<&str>) -> Self {
+    pub(crate) fn from(query: Option<&str>) -> Self {
         if query == Some("en") { Lang::En } else { Lang::Zh }
     }
 
-    fn t<'a>(self, zh: &'a str, en: &'a str) -> &'a str {
+    pub(crate) fn t<'a>(self, zh: &'a str, en: &'a str) -> &'a str {
         match self {
             Lang::Zh => zh,
             Lang::En => en,
         }
     }
 
-    fn suffix(self) -> &'static str {
+    pub(crate) fn suffix(self) -> &'static str {
         match self {
             Lang::Zh => "",
             Lang::En => "?lang=en",
@@ -60,7 +60,7 @@ pub struct LangQuery {
 }
 
 /// Escapes text for HTML content and attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -93,7 +93,7 @@ fn html(status: actix_web::http::StatusCode, title: &str, lang: Lang, body: &str
         .body(page)
 }
 
-const STYLE: &str = "body{font-family:system-ui,'PingFang SC','Microsoft YaHei',sans-serif;margin:2rem auto;\
+pub(crate) const STYLE: &str = "body{font-family:system-ui,'PingFang SC','Microsoft YaHei',sans-serif;margin:2rem auto;\
 max-width:72rem;padding:0 1rem;color:#1f2933}h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}\
 table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #d9e2ec;padding:.35rem .5rem;text-align:left;\
 vertical-align:top}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}.big{font-size:2.5rem;font-weight:600}\
@@ -272,7 +272,9 @@ fn nav(lang: Lang, here: &str) -> String {
         Lang::En => format!("<a href=\"{here}\">中文</a>"),
     };
     format!(
-        "<nav><a href=\"/console/quality{}\">{}</a>{other}</nav>",
+        "<nav><a href=\"/console{}\">{}</a><a href=\"/console/quality{}\">{}</a>{other}</nav>",
+        lang.suffix(),
+        lang.t("控制台", "Console"),
         lang.suffix(),
         lang.t("数据质量排名", "Quality ranking")
     )

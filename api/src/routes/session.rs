@@ -110,7 +110,7 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Reply {
 /// `; Secure` when the browser reached us over https: directly, or through a reverse proxy that
 /// says so in `Forwarded: proto=https` / `X-Forwarded-Proto: https`. Trusting the header is
 /// safe here: a client that lies about it only makes its own browser withhold the cookie.
-fn secure_attribute(req: &HttpRequest) -> &'static str {
+pub(crate) fn secure_attribute(req: &HttpRequest) -> &'static str {
     if req.connection_info().scheme() == "https" {
         "; Secure"
     } else {
