@@ -16,6 +16,7 @@ pub mod demo;
 pub mod kpi;
 pub mod libraries;
 pub mod openapi;
+pub mod portal;
 pub mod problem;
 pub mod quality;
 pub mod query;

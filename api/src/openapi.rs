@@ -112,6 +112,14 @@ use crate::routes;
         routes::open::me,
         routes::open::applications,
         routes::open::decide,
+        crate::portal::home,
+        crate::portal::search,
+        crate::portal::dataset,
+        crate::portal::apply,
+        crate::portal::developer,
+        crate::portal::sign_up,
+        crate::portal::login,
+        crate::portal::logout,
     ),
     components(
         schemas(Problem),
@@ -165,6 +173,9 @@ use crate::routes;
             电子证照利用率 e-license utilisation — and calls per resource, per department and per month (docs/console.md)."),
         (name = "console", description = "The web console's pages (HTML, Chinese first, `?lang=en`): the login, the home page \
             of a department officer or of platform staff, the KPI charts, the data quality report with its charts."),
+        (name = "portal", description = "开放数据门户 The open-data portal's pages (HTML, Chinese first, `?lang=en`): search, \
+            browse by theme and department, a dataset's page with preview, quality trend, downloads and API examples, and the \
+            developer center (sign-up, login, applications)."),
         (name = "health", description = "Liveness and the libraries' served versions."),
         (name = "docs", description = "This document."),
     )

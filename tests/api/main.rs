@@ -17,6 +17,7 @@ mod libraries;
 mod objections;
 mod open;
 mod openapi;
+mod portal;
 mod quality;
 mod query;
 mod themes;

@@ -136,8 +136,9 @@ async fn every_operation_documents_its_problems_and_its_credential() {
                 if status.starts_with('2') || status.starts_with('3') {
                     continue;
                 }
-                // A console form answers a person, not a program: the page again, saying why.
-                if path.starts_with("/console/") && response["content"]["text/html"].is_object() {
+                // A console or portal page answers a person, not a program: a page saying why.
+                let page = path.starts_with("/console/") || operation["tags"][0] == "portal";
+                if page && response["content"]["text/html"].is_object() {
                     continue;
                 }
                 // The OAuth2 token endpoint answers RFC 6749 §5.2 errors, as its clients expect.

@@ -9,10 +9,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::{Lang, esc, page};
-use crate::auth::{SESSION_COOKIE, session_cookie};
 use crate::problem::Problem;
 use crate::quality::page::LangQuery;
-use crate::routes::session::secure_attribute;
+use crate::routes::session::{end_session, start_session};
 use crate::startup::AppState;
 
 /// The login form's fields.
@@ -105,15 +104,7 @@ pub async fn submit(
         }
         Err(other) => return Err(Problem::internal(&other)),
     };
-    let session = policy::sessions::start(&state.catalog, credential.id, state.session_lifetime)
-        .await
-        .map_err(|e| Problem::internal(&e))?;
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Max-Age={}; Path=/; HttpOnly; SameSite=Strict{}",
-        session.token,
-        state.session_lifetime.num_seconds(),
-        secure_attribute(&req),
-    );
+    let (cookie, _) = start_session(&req, &state, credential.id).await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::SET_COOKIE, cookie))
         .insert_header((header::LOCATION, format!("/console{}", lang.suffix())))
@@ -142,15 +133,7 @@ pub async fn logout(
     query: web::Query<LangQuery>,
 ) -> Result<HttpResponse, Problem> {
     let lang = Lang::from(query.lang.as_deref());
-    if let Some(token) = session_cookie(&req) {
-        policy::sessions::end(&state.catalog, token)
-            .await
-            .map_err(|e| Problem::internal(&e))?;
-    }
-    let cookie = format!(
-        "{SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict{}",
-        secure_attribute(&req)
-    );
+    let cookie = end_session(&req, &state).await?;
     let mut response = super::to_login(lang);
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -101,7 +101,7 @@ vertical-align:top}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .rule{color:#486581;font-size:.9rem}nav a{margin-right:1rem}";
 
 /// A line chart of scores (0–100) over reports, oldest left.
-fn line_chart(id: &str, title: &str, points: &[(String, Option<f64>)], lang: Lang) -> String {
+pub(crate) fn line_chart(id: &str, title: &str, points: &[(String, Option<f64>)], lang: Lang) -> String {
     const W: f64 = 350.0;
     const H: f64 = 190.0;
     const LEFT: f64 = 52.0;

@@ -57,17 +57,26 @@ impl CallRecord {
     }
 
     /// Records the outcome durably, then returns the response (or a 503 if it cannot be recorded).
-    pub(crate) async fn finish(mut self, state: &AppState, outcome: Result<HttpResponse, Problem>) -> HttpResponse {
-        let mut response = match outcome {
-            Ok(response) => {
-                self.entry.outcome = "allowed".into();
-                response
-            }
+    pub(crate) async fn finish(self, state: &AppState, outcome: Result<HttpResponse, Problem>) -> HttpResponse {
+        match outcome {
+            Ok(response) => self.finish_as(state, response, "allowed").await,
             Err(problem) => {
-                self.entry.outcome = problem.code.to_string();
-                actix_web::ResponseError::error_response(&problem)
+                let code = problem.code;
+                self.finish_as(state, actix_web::ResponseError::error_response(&problem), code)
+                    .await
             }
-        };
+        }
+    }
+
+    /// Records `response` with the outcome `outcome` (`allowed`, or the code of the refusal a
+    /// page shows in place of the data), then returns it (or a 503 if it cannot be recorded).
+    pub(crate) async fn finish_as(
+        mut self,
+        state: &AppState,
+        mut response: HttpResponse,
+        outcome: &str,
+    ) -> HttpResponse {
+        self.entry.outcome = outcome.to_string();
         self.entry.status = response.status().as_u16();
         self.entry.latency_us = self.started.elapsed().as_micros() as i64;
         let request_id = self.entry.request_id.clone();

@@ -404,6 +404,27 @@ fn valid_email(email: &str) -> bool {
     )
 )]
 pub async fn sign_up(state: web::Data<AppState>, body: web::Json<SignUp>) -> Reply {
+    let signed = register(&state, &body).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(json!({
+            "developer": signed.developer,
+            "credential": signed.credential,
+            "key": signed.key,
+            "expires_at": signed.expires_at,
+        })))
+}
+
+/// A developer just signed up.
+pub(crate) struct Signed {
+    pub(crate) developer: Option<catalog::Developer>,
+    pub(crate) credential: Credential,
+    pub(crate) key: String,
+    pub(crate) expires_at: Option<String>,
+}
+
+/// Checks a sign-up and stores the account with its key (the API's and the portal's sign-up).
+pub(crate) async fn register(state: &AppState, body: &SignUp) -> Result<Signed, Problem> {
     let name = required("name", &body.name, 100)?;
     let email = required("email", &body.email, 200)?;
     if !valid_email(&email) {
@@ -439,14 +460,12 @@ pub async fn sign_up(state: web::Data<AppState>, body: web::Json<SignUp>) -> Rep
             other => Problem::internal(&other),
         })?;
     let developer = state.catalog.developer(issued.credential.id).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "developer": developer,
-            "credential": issued.credential,
-            "key": issued.key,
-            "expires_at": expires_at.map(catalog::timestamp_text),
-        })))
+    Ok(Signed {
+        developer,
+        credential: issued.credential,
+        key: issued.key,
+        expires_at: expires_at.map(catalog::timestamp_text),
+    })
 }
 
 async fn developer(req: &HttpRequest, state: &AppState, doing: &str) -> Result<Credential, Problem> {
@@ -515,10 +534,23 @@ pub async fn apply(
 ) -> Reply {
     let id = path.into_inner();
     let credential = developer(&req, &state, "applying for a dataset").await?;
-    let purpose = required("purpose", &body.purpose, 2000)?;
-    let resource = match state.catalog.resource_by_code(&id).await {
+    let application = file_application(&state, &id, credential.id, &body.purpose).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/api/v1/open-applications/{}", application.id)))
+        .json(application))
+}
+
+/// Files a developer's application for the dataset `id` (the API's and the portal's).
+pub(crate) async fn file_application(
+    state: &AppState,
+    id: &str,
+    credential_id: i64,
+    purpose: &str,
+) -> Result<catalog::OpenApplication, Problem> {
+    let purpose = required("purpose", purpose, 2000)?;
+    let resource = match state.catalog.resource_by_code(id).await {
         Ok(resource) if policy::open::is_open(&resource) => resource,
-        Ok(_) | Err(catalog::Error::NotFound { .. }) => return Err(dataset_not_found(&id)),
+        Ok(_) | Err(catalog::Error::NotFound { .. }) => return Err(dataset_not_found(id)),
         Err(other) => return Err(other.into()),
     };
     if resource.meta.open_type != exchange_core::OpenType::Conditional {
@@ -529,13 +561,16 @@ pub async fn apply(
             format!("dataset {id} is open without conditions (无条件开放): download it directly"),
         ));
     }
-    let application = state
+    Ok(state
         .catalog
-        .apply_for_dataset(resource.id, credential.id, &purpose)
-        .await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/api/v1/open-applications/{}", application.id)))
-        .json(application))
+        .apply_for_dataset(resource.id, credential_id, &purpose)
+        .await?)
+}
+
+/// The scheme and host the client reached us at, for absolute URLs (`http://host:port`).
+pub(crate) fn base_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
 }
 
 /// `GET /api/v1/open-applications`: applications for the caller's department's datasets

@@ -42,21 +42,13 @@ pub async fn login(req: HttpRequest, state: web::Data<AppState>, body: web::Json
         }
         other => Problem::internal(&other),
     })?;
-    let session = policy::sessions::start(&state.catalog, credential.id, state.session_lifetime)
-        .await
-        .map_err(|e| Problem::internal(&e))?;
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Max-Age={}; Path=/; HttpOnly; SameSite=Strict{}",
-        session.token,
-        state.session_lifetime.num_seconds(),
-        secure_attribute(&req),
-    );
+    let (cookie, expires_at) = start_session(&req, &state, credential.id).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::SET_COOKIE, cookie))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({
             "credential": credential,
-            "expires_at": catalog::timestamp_text(session.expires_at),
+            "expires_at": expires_at,
         })))
 }
 
@@ -93,18 +85,46 @@ pub async fn whoami(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     )
 )]
 pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Reply {
-    if let Some(token) = session_cookie(&req) {
+    let cookie = end_session(&req, &state).await?;
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::SET_COOKIE, cookie))
+        .finish())
+}
+
+/// Starts a console session for `credential_id`: the `Set-Cookie` value and when it ends.
+pub(crate) async fn start_session(
+    req: &HttpRequest,
+    state: &AppState,
+    credential_id: i64,
+) -> Result<(String, String), Problem> {
+    let session = policy::sessions::start(&state.catalog, credential_id, state.session_lifetime)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Max-Age={}; Path=/; HttpOnly; SameSite=Strict{}",
+        session.token,
+        state.session_lifetime.num_seconds(),
+        secure_attribute(req),
+    );
+    Ok((cookie, catalog::timestamp_text(session.expires_at)))
+}
+
+/// Ends the request's session, if it has one, and returns the `Set-Cookie` value clearing it.
+pub(crate) async fn end_session(req: &HttpRequest, state: &AppState) -> Result<String, Problem> {
+    if let Some(token) = session_cookie(req) {
         policy::sessions::end(&state.catalog, token)
             .await
             .map_err(|e| Problem::internal(&e))?;
     }
-    let cookie = format!(
+    Ok(cleared_cookie(req))
+}
+
+/// The `Set-Cookie` value that clears the session cookie.
+fn cleared_cookie(req: &HttpRequest) -> String {
+    format!(
         "{SESSION_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Strict{}",
-        secure_attribute(&req)
-    );
-    Ok(HttpResponse::NoContent()
-        .insert_header((header::SET_COOKIE, cookie))
-        .finish())
+        secure_attribute(req)
+    )
 }
 
 /// `; Secure` when the browser reached us over https: directly, or through a reverse proxy that
