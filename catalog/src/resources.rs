@@ -318,13 +318,13 @@ fn classification_of(row: &AnyRow) -> Result<Classification> {
     })
 }
 
-const COLUMNS: &str = "r.id, r.code, r.name, r.provider_id, d.code AS provider_code, \
+pub(crate) const COLUMNS: &str = "r.id, r.code, r.name, r.provider_id, d.code AS provider_code, \
     d.name AS provider_name, r.classification, r.class_code, r.library, r.summary, r.format, \
     r.share_type, r.share_conditions, r.legal_basis, r.share_method, r.open_type, r.update_cycle, \
     r.publish_date, r.related_codes, r.connector, r.status, r.version, r.review_comment, \
     r.created_at, r.updated_at";
 
-fn from_row(row: &AnyRow) -> Result<Resource> {
+pub(crate) fn from_row(row: &AnyRow) -> Result<Resource> {
     let related: String = row.try_get("related_codes")?;
     let status: String = row.try_get("status")?;
     let publish_date: Option<String> = row.try_get("publish_date")?;
@@ -1045,7 +1045,7 @@ pub(crate) async fn write_update(
     Ok(true)
 }
 
-fn item_from_row(row: &AnyRow) -> Result<DataItem> {
+pub(crate) fn item_from_row(row: &AnyRow) -> Result<DataItem> {
     Ok(DataItem {
         name: row.try_get("name")?,
         label_zh: row.try_get("label_zh")?,
