@@ -120,6 +120,14 @@ use crate::routes;
         crate::portal::sign_up,
         crate::portal::login,
         crate::portal::logout,
+        routes::open_catalog::list,
+        routes::open_catalog::get,
+        routes::open_catalog::dcat_jsonld,
+        routes::open_catalog::dcat_turtle,
+        routes::ckan::action_get,
+        routes::ckan::action_post,
+        routes::ckan::unversioned_get,
+        routes::ckan::unversioned_post,
     ),
     components(
         schemas(Problem),
@@ -166,9 +174,9 @@ use crate::routes;
             uniqueness, consistency and timeliness after every committed run, with the rule behind each score and the trend \
             across runs (docs/quality.md)."),
         (name = "open data", description = "数据开放 The open-data API for the public and developers (社会开发者): open datasets' \
-            open items (L1 plain, L2 masked; L3/L4 never) read and downloaded as CSV, JSON, NDJSON, Parquet or XLSX, anonymously \
+            open items (L1 plain, L2 masked; L3/L4 never) listed, searched, read and downloaded as CSV, JSON, NDJSON, Parquet or XLSX, anonymously \
             under a per-address quota or with a developer key; sign-up; applications for conditionally open datasets (有条件开放) \
-            and the providers' answers. Audited like exchange calls."),
+            and the providers' answers; the DCAT-AP 2 export. Audited like exchange calls (docs/open-data.md)."),
         (name = "kpis", description = "考核指标 The assessment KPIs — 按需共享率 on-demand sharing, 开放率 opening, 使用率 usage, \
             电子证照利用率 e-license utilisation — and calls per resource, per department and per month (docs/console.md)."),
         (name = "console", description = "The web console's pages (HTML, Chinese first, `?lang=en`): the login, the home page \
@@ -176,6 +184,8 @@ use crate::routes;
         (name = "portal", description = "开放数据门户 The open-data portal's pages (HTML, Chinese first, `?lang=en`): search, \
             browse by theme and department, a dataset's page with preview, quality trend, downloads and API examples, and the \
             developer center (sign-up, login, applications)."),
+        (name = "ckan", description = "The CKAN-compatible Action API over the open catalog, for CKAN clients and harvesters: \
+            CKAN's envelope, parameters and errors, not problem+json (docs/open-data.md)."),
         (name = "health", description = "Liveness and the libraries' served versions."),
         (name = "docs", description = "This document."),
     )

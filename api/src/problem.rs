@@ -31,7 +31,7 @@ pub struct Problem {
     /// `sql_not_allowed`, `unknown_view`, `query_timeout`, `query_too_large`, `query_failed`,
     /// `quota_exceeded`, `audit_unavailable`, `connector_not_found`, `run_not_found`,
     /// `run_in_progress`, `invalid_value`, `correction_unchanged`, `record_unchanged`,
-    /// `library_not_found`, `quality_report_not_found`, `theme_not_found`, `no_such_endpoint`,
+    /// `library_not_found`, `quality_report_not_found`, `theme_not_found`, `dataset_not_found`, `no_such_endpoint`,
     /// `internal`. New codes may be added; a code never changes meaning.
     pub code: &'static str,
     /// The offending field or parameter, when one is to blame.

@@ -228,7 +228,9 @@ async fn invalidate_after_writes(
         *req.method(),
         actix_web::http::Method::GET | actix_web::http::Method::HEAD
     ) && !req.path().starts_with("/api/v1/exchange/")
-        && !req.path().starts_with("/api/v1/lab/");
+        && !req.path().starts_with("/api/v1/lab/")
+        && !req.path().starts_with("/api/3/action/")
+        && !req.path().starts_with("/api/action/");
     let state = writes.then(|| req.app_data::<web::Data<AppState>>().cloned()).flatten();
     let response = next.call(req).await?;
     if let Some(state) = state
@@ -267,8 +269,8 @@ where
 /// `#[utoipa::path]` on its handler and its name in [`crate::openapi::ApiDoc`].
 pub fn endpoints() -> Vec<Endpoint> {
     use routes::{
-        audit, catalog, connectors, credentials, demands, exchange, health, history, lab, libraries, oauth, objections,
-        open, quality, query, session, themes,
+        audit, catalog, ckan, connectors, credentials, demands, exchange, health, history, lab, libraries, oauth,
+        objections, open, open_catalog, quality, query, session, themes,
     };
     const GET: Method = Method::GET;
     const POST: Method = Method::POST;
@@ -379,6 +381,14 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(POST, "/api/v1/themes", themes::declare),
         endpoint(GET, "/api/v1/themes/{name}", themes::get),
         endpoint(POST, "/api/v1/themes/{name}/materializations", themes::materialize),
+        endpoint(GET, "/open/v1/datasets", open_catalog::list),
+        endpoint(GET, "/open/v1/datasets/{id}", open_catalog::get),
+        endpoint(GET, "/open/v1/catalog.jsonld", open_catalog::dcat_jsonld),
+        endpoint(GET, "/open/v1/catalog.ttl", open_catalog::dcat_turtle),
+        endpoint(GET, "/api/3/action/{action}", ckan::action_get),
+        endpoint(POST, "/api/3/action/{action}", ckan::action_post),
+        endpoint(GET, "/api/action/{action}", ckan::unversioned_get),
+        endpoint(POST, "/api/action/{action}", ckan::unversioned_post),
     ]
 }
 

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod ckan;
 pub mod connectors;
 pub mod credentials;
 pub mod demands;
@@ -13,6 +14,7 @@ pub mod libraries;
 pub mod oauth;
 pub mod objections;
 pub mod open;
+pub mod open_catalog;
 pub mod quality;
 pub mod query;
 pub mod session;
