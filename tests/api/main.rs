@@ -3,6 +3,7 @@
 mod audit;
 mod catalog;
 mod catalog_files;
+mod ckan;
 mod connectors;
 mod console;
 mod crash;
