@@ -495,8 +495,8 @@ async fn package_search_filters_sorts_pages_and_counts_facets() {
     assert_eq!(everything["search_facets"], json!({}));
     assert_eq!(everything["sort"], "score desc, metadata_modified desc");
 
-    // Paging by rows and start covers every dataset once.
-    let by_name = |start: usize| json!({"rows": 2, "start": start, "sort": "name asc"});
+    // Paging by rows and start (as the CKAN harvester pages: `id asc`) covers every dataset once.
+    let by_name = |start: usize| json!({"rows": 2, "start": start, "sort": "id asc"});
     let mut paged = Vec::new();
     for start in (0..all.len()).step_by(2) {
         let page = ckan_result(&app, "package_search", by_name(start), false).await;
@@ -535,6 +535,20 @@ async fn package_search_filters_sorts_pages_and_counts_facets() {
         ("metadata_modified:[2000-01-01T00:00:00Z TO *]".into(), all.clone()),
         ("metadata_modified:[* TO 2000-01-01T00:00:00Z]".into(), vec![]),
         (format!("name:{SPATIAL_CODE}"), vec![SPATIAL_CODE.into()]),
+        // As the CKAN harvester filters: organizations OR-ed, AND a modified-since range.
+        (
+            "organization:fgw OR organization:scjgj metadata_modified:[2000-01-01T00:00:00.000001Z TO *]".into(),
+            vec![CREDIT_CODE.into(), LEGAL_ENTITY_CODE.into()],
+        ),
+        (
+            "organization:fgw OR organization:scjgj groups:department".into(),
+            vec![],
+        ),
+        ("-organization:fgw -organization:scjgj".into(), {
+            let mut rest = all.clone();
+            rest.retain(|c| c != CREDIT_CODE && c != LEGAL_ENTITY_CODE);
+            rest
+        }),
     ];
     for (fq, mut want) in cases {
         let result = ckan_result(&app, "package_search", json!({"fq": &fq, "rows": 100}), false).await;
@@ -685,6 +699,13 @@ async fn ckan_errors_have_ckans_types_and_statuses() {
         (
             "package_search",
             json!({"sort": "views desc"}),
+            409,
+            "Search Query Error",
+            None,
+        ),
+        (
+            "package_search",
+            json!({"fq": "organization:fgw OR"}),
             409,
             "Search Query Error",
             None,

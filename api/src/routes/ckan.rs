@@ -498,8 +498,11 @@ enum FilterValue {
     Range(Option<String>, Option<String>),
 }
 
-/// Splits `fq` into its terms: white space separates, except inside quotes and brackets.
-fn parse_fq(fq: &str) -> Result<Vec<FilterTerm>, Failure> {
+/// Parses `fq` into clauses that must all hold, each a disjunction of terms: white space
+/// separates terms (except inside quotes and brackets) and means AND, as in CKAN; `OR` between two
+/// terms joins them into one clause (`organization:a OR organization:b`, as the CKAN harvester
+/// writes its organization filter).
+fn parse_fq(fq: &str) -> Result<Vec<Vec<FilterTerm>>, Failure> {
     let mut tokens = Vec::new();
     let mut current = String::new();
     let (mut quoted, mut depth) = (false, 0i32);
@@ -533,9 +536,19 @@ fn parse_fq(fq: &str) -> Result<Vec<FilterTerm>, Failure> {
     if !current.is_empty() {
         tokens.push(current);
     }
-    let mut terms = Vec::new();
+    let mut clauses: Vec<Vec<FilterTerm>> = Vec::new();
+    let mut or_next = false;
     for token in tokens {
         if token == "AND" || token == "&&" {
+            continue;
+        }
+        if token == "OR" || token == "||" {
+            if clauses.is_empty() || or_next {
+                return Err(Failure::SearchQuery(format!(
+                    "OR without a term before it in fq {fq:?}"
+                )));
+            }
+            or_next = true;
             continue;
         }
         let (negated, rest) = match token.strip_prefix('-') {
@@ -571,13 +584,21 @@ fn parse_fq(fq: &str) -> Result<Vec<FilterTerm>, Failure> {
             }
             FilterValue::Exact(value.replace('\\', ""))
         };
-        terms.push(FilterTerm {
+        let term = FilterTerm {
             negated,
             field: field.to_string(),
             value,
-        });
+        };
+        match clauses.last_mut() {
+            Some(clause) if or_next => clause.push(term),
+            _ => clauses.push(vec![term]),
+        }
+        or_next = false;
     }
-    Ok(terms)
+    if or_next {
+        return Err(Failure::SearchQuery(format!("OR without a term after it in fq {fq:?}")));
+    }
+    Ok(clauses)
 }
 
 fn term_matches(ctx: &Context<'_>, r: &Resource, term: &FilterTerm) -> Result<bool, Failure> {
@@ -666,9 +687,9 @@ async fn package_search(ctx: &Context<'_>, p: &Params) -> Outcome {
     } else {
         catalog::search_words(&q)
     };
-    let mut terms = parse_fq(&p.text("fq")?.unwrap_or_default())?;
+    let mut clauses = parse_fq(&p.text("fq")?.unwrap_or_default())?;
     for fq in p.list("fq_list")?.unwrap_or_default() {
-        terms.extend(parse_fq(&fq)?);
+        clauses.extend(parse_fq(&fq)?);
     }
     let rows = p.natural("rows", Some(10))?.unwrap_or(10).min(1000);
     let start = p.natural("start", Some(0))?.unwrap_or(0);
@@ -699,8 +720,15 @@ async fn package_search(ctx: &Context<'_>, p: &Params) -> Outcome {
             continue;
         }
         let mut keep = true;
-        for term in &terms {
-            if !term_matches(ctx, r, term)? {
+        for clause in &clauses {
+            let mut any = false;
+            for term in clause {
+                if term_matches(ctx, r, term)? {
+                    any = true;
+                    break;
+                }
+            }
+            if !any {
                 keep = false;
                 break;
             }
@@ -1055,15 +1083,33 @@ mod tests {
 
     #[test]
     fn fq_terms_keep_quotes_and_ranges_together() {
-        let terms = parse_fq(
+        let clauses = parse_fq(
             "organization:\"scjgj\" -groups:theme metadata_modified:[2020-01-01T00:00:00Z TO *] +res_format:CSV",
         )
         .unwrap();
+        assert!(clauses.iter().all(|c| c.len() == 1));
+        let terms: Vec<&FilterTerm> = clauses.iter().map(|c| &c[0]).collect();
         assert_eq!(terms.len(), 4);
         assert!(matches!(&terms[0].value, FilterValue::Exact(v) if v == "scjgj"));
         assert!(terms[1].negated && terms[1].field == "groups");
         assert!(matches!(&terms[2].value, FilterValue::Range(Some(from), None) if from == "2020-01-01T00:00:00"));
         assert!(!terms[3].negated && terms[3].field == "res_format");
+    }
+
+    #[test]
+    fn or_joins_the_terms_beside_it_into_one_clause() {
+        let clauses =
+            parse_fq("organization:a OR organization:b metadata_modified:[2020-01-01T00:00:00 TO *]").unwrap();
+        assert_eq!(clauses.len(), 2);
+        assert_eq!(clauses[0].len(), 2);
+        assert_eq!(clauses[1].len(), 1);
+        for fq in [
+            "OR organization:a",
+            "organization:a OR",
+            "organization:a OR OR organization:b",
+        ] {
+            assert!(matches!(parse_fq(fq), Err(Failure::SearchQuery(_))), "{fq}");
+        }
     }
 
     #[test]
