@@ -810,6 +810,14 @@ async fn the_open_catalog_exports_as_dcat_ap() {
         "http://publications.europa.eu/resource/authority/frequency/MONTHLY"
     );
     assert_eq!(spatial["dct:issued"]["@type"], "xsd:date");
+    let theme = format!("{}/open/v1/themes/base", app.address);
+    assert_eq!(spatial["dcat:theme"]["@id"], theme);
+    let concept = graph
+        .iter()
+        .find(|n| n["@id"] == theme)
+        .expect("the theme is described");
+    assert_eq!(concept["@type"], "skos:Concept");
+    assert_eq!(concept["skos:prefLabel"]["@value"], "基础信息资源");
     let distributions = spatial["dcat:distribution"].as_array().unwrap();
     assert_eq!(distributions.len(), 5);
     let csv = &distributions[0];

@@ -548,11 +548,31 @@ fn catalog_statements(
             Iri("http://publications.europa.eu/resource/authority/language/ZHO".into()),
         ),
         ("dct:license", Iri(LICENSE_URL.into())),
+        ("dcat:themeTaxonomy", Iri(format!("{base}/open/v1/themes"))),
     ];
     for r in datasets {
         catalog.push(("dcat:dataset", Iri(format!("{base}/open/v1/datasets/{}", r.code))));
     }
     subjects.push((catalog_iri, catalog));
+    // The themes: the catalog's first classification level, as a SKOS scheme of three concepts.
+    subjects.push((
+        format!("{base}/open/v1/themes"),
+        vec![
+            ("rdf:type", Iri("skos:ConceptScheme".into())),
+            ("dct:title", Zh("政务信息资源分类".into())),
+        ],
+    ));
+    for classification in [Classification::Base, Classification::Theme, Classification::Department] {
+        subjects.push((
+            format!("{base}/open/v1/themes/{}", classification.code()),
+            vec![
+                ("rdf:type", Iri("skos:Concept".into())),
+                ("skos:prefLabel", Zh(classification.label_zh().into())),
+                ("skos:notation", Text(classification.digit().to_string())),
+                ("skos:inScheme", Iri(format!("{base}/open/v1/themes"))),
+            ],
+        ));
+    }
     for r in datasets {
         let m = &r.meta;
         let iri = format!("{base}/open/v1/datasets/{}", r.code);
