@@ -144,43 +144,11 @@ fn cycle_label(lang: Lang, cycle: exchange_core::UpdateCycle) -> String {
     }
 }
 
-/// The open datasets, newest code last, and whether each matches the search.
+/// The open datasets, by code.
 async fn datasets(state: &AppState) -> Result<Vec<Resource>, HttpResponse> {
-    let mut all = state.catalog.resources().await.map_err(|e| {
+    state.catalog.open_datasets().await.map_err(|e| {
         tracing::error!(error = %e, "portal: reading the catalog failed");
         HttpResponse::InternalServerError().finish()
-    })?;
-    all.retain(policy::open::is_open);
-    all.sort_by(|a, b| a.code.cmp(&b.code));
-    Ok(all)
-}
-
-fn matches(resource: &Resource, query: &PortalQuery) -> bool {
-    if let Some(theme) = query.theme.as_deref().filter(|t| !t.is_empty())
-        && resource.meta.classification.code() != theme
-    {
-        return false;
-    }
-    if let Some(org) = query.organization.as_deref().filter(|o| !o.is_empty())
-        && !resource.meta.provider_code.eq_ignore_ascii_case(org)
-    {
-        return false;
-    }
-    let words: Vec<String> = query
-        .q
-        .as_deref()
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_lowercase)
-        .collect();
-    words.iter().all(|w| {
-        let m = &resource.meta;
-        [&m.name, &m.summary, &resource.provider_name, &resource.code]
-            .iter()
-            .any(|t| t.to_lowercase().contains(w.as_str()))
-            || m.items
-                .iter()
-                .any(|i| i.label_zh.contains(w.as_str()) || i.name.contains(w.as_str()))
     })
 }
 
@@ -348,7 +316,17 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>, query: web::Qu
     };
     let scores = latest_scores(&state).await;
     let developer = developer_of(&req, &state).await;
-    let found: Vec<&Resource> = all.iter().filter(|r| matches(r, &query)).collect();
+    let theme = query
+        .theme
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(catalog::Classification::parse);
+    let found: Vec<&Resource> = match theme {
+        // A theme that is none of the three matches nothing.
+        Some(None) => Vec::new(),
+        Some(Some(theme)) => search_in(&all, &query, Some(theme)),
+        None => search_in(&all, &query, None),
+    };
     let q = query.q.clone().unwrap_or_default();
     let body = format!(
         "<h1>{}</h1>{}<p id=\"count\">{}</p>{}",
@@ -380,6 +358,18 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>, query: web::Qu
         &header_html(lang, "/datasets", &params.join("&"), developer.as_ref()),
         &body,
     )
+}
+
+fn search_in<'a>(
+    all: &'a [Resource],
+    query: &PortalQuery,
+    theme: Option<catalog::Classification>,
+) -> Vec<&'a Resource> {
+    let organization = query.organization.as_deref().filter(|o| !o.is_empty());
+    crate::routes::open_catalog::search(all, query.q.as_deref(), organization, theme, None)
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect()
 }
 
 fn not_found(lang: Lang, id: &str, developer: Option<&policy::Credential>) -> HttpResponse {
@@ -449,7 +439,7 @@ pub async fn dataset(
         .quality_reports(QualityScope::Resource, &id, 30)
         .await
         .unwrap_or_default();
-    let base = crate::routes::open::base_url(&req);
+    let base = crate::routes::open_catalog::base_url(&req);
     let body = dataset_html(
         lang,
         &resource,
@@ -526,12 +516,12 @@ fn dataset_html(
         lang.t("开放方式", "Served")
     );
     for item in &m.items {
-        let served = match policy::open::public_serving(item.sensitivity) {
-            Some(true) => lang.t("明文", "plain"),
-            Some(false) if m.open_type == OpenType::Conditional => {
+        let served = match catalog::served(item.sensitivity) {
+            Some(catalog::Served::Plain) => lang.t("明文", "plain"),
+            Some(catalog::Served::Masked) if m.open_type == OpenType::Conditional => {
                 lang.t("脱敏（申请获批后明文）", "masked (plain once approved)")
             }
-            Some(false) => lang.t("脱敏", "masked"),
+            Some(catalog::Served::Masked) => lang.t("脱敏", "masked"),
             None => continue,
         };
         let _ = write!(

@@ -20,8 +20,8 @@ mod departments;
 mod error;
 mod grants;
 mod objections;
-mod open_data;
 mod open;
+mod open_data;
 mod quality;
 mod resources;
 mod responsibilities;
@@ -42,8 +42,8 @@ pub use grants::{Grant, NewGrant};
 pub use objections::{
     Correction, NewObjection, Objection, ObjectionEvent, ObjectionQuery, ObjectionStatus, Resolution, Routing,
 };
-pub use open_data::{ApplicationView, Developer, OpenApplication};
 pub use open::{OPEN_TYPES, Served, is_open, open_items, relevance, search_words, served};
+pub use open_data::{ApplicationView, Developer, OpenApplication};
 pub use quality::{DUPLICATE_REASON_MARK, NewQualityReport, QualityReport, QualityScope, QuarantineTally};
 pub use resources::{
     Classification, DATA_TYPES, DataItem, HistoryEntry, Page, Resource, ResourceInput, ResourceQuery, ResourceStatus,

@@ -12,8 +12,8 @@
 //! Personal information (L3 sensitive, L4 highly sensitive) is never opened: open data serves
 //! the public, and an approved application widens what is plain, never what is served.
 
-use catalog::{OpenApplication, Resource, ResourceStatus};
-use exchange_core::{OpenType, Sensitivity};
+use catalog::{OpenApplication, Resource};
+use exchange_core::OpenType;
 
 use crate::authz::{Access, ItemAccess};
 
@@ -61,20 +61,7 @@ impl OpenDenial {
     }
 }
 
-/// Whether the resource is an open dataset at all: published, and open without or on conditions.
-pub fn is_open(resource: &Resource) -> bool {
-    resource.status == ResourceStatus::Published && resource.meta.open_type != OpenType::NotOpen
-}
-
-/// How an item is served to the public, without an application: `Some(true)` plain,
-/// `Some(false)` masked, `None` withheld.
-pub fn public_serving(sensitivity: Sensitivity) -> Option<bool> {
-    match sensitivity {
-        Sensitivity::L1 => Some(true),
-        Sensitivity::L2 => Some(false),
-        Sensitivity::L3 | Sensitivity::L4 => None,
-    }
-}
+pub use catalog::is_open;
 
 /// Decides one open call by `caller` on `resource`.
 pub fn decide_open(resource: &Resource, caller: OpenCaller<'_>) -> Result<Access, OpenDenial> {
@@ -97,10 +84,10 @@ pub fn decide_open(resource: &Resource, caller: OpenCaller<'_>) -> Result<Access
         .items
         .iter()
         .filter_map(|item| {
-            let plain = public_serving(item.sensitivity)?;
+            let served = catalog::served(item.sensitivity)?;
             Some(ItemAccess {
                 name: item.name.clone(),
-                plain: plain || application.is_some(),
+                plain: served == catalog::Served::Plain || application.is_some(),
             })
         })
         .collect();
@@ -115,6 +102,8 @@ pub fn decide_open(resource: &Resource, caller: OpenCaller<'_>) -> Result<Access
 #[cfg(test)]
 mod tests {
     use super::*;
+    use catalog::ResourceStatus;
+    use exchange_core::Sensitivity;
 
     fn resource(open_type: OpenType, status: ResourceStatus) -> Resource {
         let item = |name: &str, sensitivity| catalog::DataItem {

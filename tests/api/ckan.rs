@@ -663,7 +663,7 @@ async fn ckan_errors_have_ckans_types_and_statuses() {
         ("group_show", json!({"id": "sports"}), 404, "Not Found Error", None),
         (
             "help_show",
-            json!({"name": "datastore_search"}),
+            json!({"name": "datastore_create"}),
             404,
             "Not Found Error",
             None,
@@ -753,11 +753,11 @@ async fn ckan_errors_have_ckans_types_and_statuses() {
     let (_, closed) = ckan(&app, "package_show", &json!({"id": POPULATION_CODE}), false).await;
     assert_eq!(missing["error"], closed["error"]);
 
-    // An unknown action (the datastore is not here) and a body that is not a JSON object are
-    // CKAN's bare-string 400s.
-    let (status, body) = ckan(&app, "datastore_search", &json!({}), false).await;
+    // An unknown action (the datastore is read-only here) and a body that is not a JSON object
+    // are CKAN's bare-string 400s.
+    let (status, body) = ckan(&app, "datastore_create", &json!({}), false).await;
     assert_eq!(status, 400);
-    assert_eq!(body, "Bad request - Action name not known: datastore_search");
+    assert_eq!(body, "Bad request - Action name not known: datastore_create");
     for raw in ["{not json", "[1, 2]"] {
         let response = app
             .client
@@ -920,6 +920,27 @@ async fn a_real_ckan_client_lists_searches_and_reads_the_catalog() {
         organizations.contains(&json!({"name": "scjgj", "title": "市市场监督管理局", "package_count": 1})),
         "{organizations:?}"
     );
+    // It reads the records and downloads the data.
+    let records = json_of(
+        app.client
+            .get(format!(
+                "{}/open/v1/datasets/{LEGAL_ENTITY_CODE}/records?limit=1000",
+                app.address
+            ))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    let records = records["records"].as_array().unwrap();
+    let mut usccs: Vec<&str> = records.iter().map(|r| r["uscc"].as_str().unwrap()).collect();
+    usccs.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(got["datastore"]["total"], records.len());
+    assert_eq!(got["datastore"]["keys"], json!(usccs[..3]));
+    assert_eq!(got["datastore"]["fields"][0], "_id");
+    assert_eq!(got["download"]["rows"], records.len());
+    assert!(got["download"]["header"].as_str().unwrap().starts_with("uscc,name,"));
     // ckanapi turns CKAN's errors back into its exceptions.
     assert_eq!(got["not_open"], "NotFound");
     assert_eq!(got["missing_id"], "ValidationError");

@@ -8,6 +8,7 @@ mod connectors;
 mod console;
 mod crash;
 mod credentials;
+mod datastore;
 mod demands;
 mod demo;
 mod exchange;

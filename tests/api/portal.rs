@@ -51,7 +51,8 @@ async fn the_portal_lists_searches_and_browses_only_open_datasets() {
 
     let cases: &[(&str, &str, &[&str])] = &[
         ("q", "处罚", &[CREDIT_CODE]),
-        ("q", "信用", &[LEGAL_ENTITY_CODE, CREDIT_CODE]),
+        // Best first: in the name (社会信用信息) before in an item (统一社会信用代码).
+        ("q", "信用", &[CREDIT_CODE, LEGAL_ENTITY_CODE]),
         ("q", "统一社会信用代码", &[LEGAL_ENTITY_CODE]),
         ("q", "市场监督管理局", &[LEGAL_ENTITY_CODE]),
         ("q", "nothing like this", &[]),

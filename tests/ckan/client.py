@@ -1,11 +1,12 @@
 """A real CKAN client against Huitong: the `ckanapi` package (PyPI) lists, searches and reads
-the open catalog, and prints what it got as JSON for the Rust test (tests/api/ckan.rs) to check.
+the open catalog, reads its records (datastore_search) and a download, and prints what it got as JSON for the Rust test (tests/api/ckan.rs) to check.
 
 Usage: client.py BASE_URL OPEN_DATASET_CODE NOT_OPEN_CODE
 """
 
 import json
 import sys
+import urllib.request
 
 import ckanapi
 
@@ -29,6 +30,16 @@ def main():
         "formats": [r["format"] for r in package["resources"]],
         "first_url": package["resources"][0]["url"],
     }
+    rows = site.action.datastore_search(resource_id=open_code + "-csv", limit=3, sort="uscc desc")
+    out["datastore"] = {
+        "total": rows["total"],
+        "fields": [f["id"] for f in rows["fields"]],
+        "keys": [r["uscc"] for r in rows["records"]],
+    }
+    # Read the data itself, as a harvester does: the resource's download URL.
+    with urllib.request.urlopen(package["resources"][0]["url"]) as response:
+        lines = response.read().decode("utf-8").splitlines()
+    out["download"] = {"header": lines[0], "rows": len(lines) - 1}
     out["organizations"] = [
         {"name": o["name"], "title": o["title"], "package_count": o["package_count"]}
         for o in site.action.organization_list(all_fields=True)

@@ -74,6 +74,14 @@ pub const ACTIONS: &[(&str, &str)] = &[
         "Return a resource (a download of a dataset). :param id: `{dataset code}-{format}`, e.g. `1-02-001-000001-csv`",
     ),
     (
+        "datastore_search",
+        "Search a dataset's records (open items only, masked as the open policy says; audited). \
+         :param resource_id: a resource id (`{dataset code}-{format}`) or the dataset code \
+         :param filters: a JSON object `{field: value or [values]}` :param q: text found in any returned field \
+         :param fields: the fields to return (list or comma-separated) :param sort: e.g. `name asc, uscc desc` \
+         :param limit: (default 100, at most 32000) :param offset: (default 0) :param include_total: (default true)",
+    ),
+    (
         "status_show",
         "Return the site's status: its title, URL and CKAN version.",
     ),
@@ -86,7 +94,7 @@ pub const ACTIONS: &[(&str, &str)] = &[
 
 /// A failed action, in CKAN's terms.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// 404 `Not Found Error`.
     NotFound(String),
     /// 409 `Validation Error`: parameter → messages.
@@ -95,12 +103,18 @@ enum Failure {
     SearchQuery(String),
     /// 400: CKAN answers a bare JSON string.
     BadRequest(String),
+    /// 401 `Authorization Error`: the key presented is not valid.
+    Unauthenticated(String),
+    /// 403 `Authorization Error`: the dataset is open on application only.
+    Authorization(String),
+    /// 429: the caller's quota is used up (CKAN has no such error; the type says so).
+    TooManyRequests(String),
     /// 500: a fault of ours; the cause goes to the log.
     Internal,
 }
 
 impl Failure {
-    fn invalid(field: &str, message: impl Into<String>) -> Self {
+    pub(super) fn invalid(field: &str, message: impl Into<String>) -> Self {
         Failure::Validation(BTreeMap::from([(field.to_string(), vec![message.into()])]))
     }
 }
@@ -112,7 +126,7 @@ impl From<catalog::Error> for Failure {
     }
 }
 
-type Outcome = Result<Value, Failure>;
+pub(super) type Outcome = Result<Value, Failure>;
 
 /// Why every answer's `help` points where it does.
 fn help_url(base: &str, action: &str) -> String {
@@ -125,7 +139,7 @@ fn answer(status: StatusCode, body: &Value) -> HttpResponse {
         .body(body.to_string())
 }
 
-fn respond(base: &str, action: &str, outcome: Outcome) -> HttpResponse {
+pub(super) fn respond(base: &str, action: &str, outcome: Outcome) -> HttpResponse {
     let help = help_url(base, action);
     let (status, error) = match outcome {
         Ok(result) => {
@@ -161,6 +175,18 @@ fn respond(base: &str, action: &str, outcome: Outcome) -> HttpResponse {
         Err(Failure::SearchQuery(message)) => (
             StatusCode::CONFLICT,
             json!({"__type": "Search Query Error", "message": format!("Search Query is invalid: {message}")}),
+        ),
+        Err(Failure::Unauthenticated(message)) => (
+            StatusCode::UNAUTHORIZED,
+            json!({"__type": "Authorization Error", "message": message}),
+        ),
+        Err(Failure::Authorization(message)) => (
+            StatusCode::FORBIDDEN,
+            json!({"__type": "Authorization Error", "message": message}),
+        ),
+        Err(Failure::TooManyRequests(message)) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"__type": "Rate Limit Error", "message": message}),
         ),
         Err(Failure::Internal) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -231,10 +257,15 @@ fn parameters(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, Fail
 }
 
 /// Typed reads of the parameters, with CKAN's validation messages.
-struct Params(Map<String, Value>);
+pub(super) struct Params(Map<String, Value>);
 
 impl Params {
-    fn text(&self, name: &str) -> Result<Option<String>, Failure> {
+    /// The raw value of a parameter.
+    pub(super) fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    pub(super) fn text(&self, name: &str) -> Result<Option<String>, Failure> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -251,7 +282,7 @@ impl Params {
         }
     }
 
-    fn natural(&self, name: &str, default: Option<usize>) -> Result<Option<usize>, Failure> {
+    pub(super) fn natural(&self, name: &str, default: Option<usize>) -> Result<Option<usize>, Failure> {
         let text = match self.0.get(name) {
             None | Some(Value::Null) => return Ok(default),
             Some(Value::String(s)) if s.trim().is_empty() => return Ok(default),
@@ -266,7 +297,7 @@ impl Params {
         }
     }
 
-    fn boolean(&self, name: &str, default: bool) -> Result<bool, Failure> {
+    pub(super) fn boolean(&self, name: &str, default: bool) -> Result<bool, Failure> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
@@ -282,7 +313,7 @@ impl Params {
     }
 
     /// A list given as a JSON list, a JSON list in a string (GET), or one plain string.
-    fn list(&self, name: &str) -> Result<Option<Vec<String>>, Failure> {
+    pub(super) fn list(&self, name: &str) -> Result<Option<Vec<String>>, Failure> {
         let strings = |values: &[Value]| -> Result<Vec<String>, Failure> {
             values
                 .iter()
@@ -1005,6 +1036,9 @@ async fn run(ctx: &Context<'_>, action: &str, p: &Params) -> Outcome {
 
 async fn serve(req: HttpRequest, state: web::Data<AppState>, action: String, body: web::Bytes) -> HttpResponse {
     let base = base_url(&req);
+    if action == "datastore_search" {
+        return super::datastore::serve(&req, &state, parameters(&req, &body).map(Params), &base).await;
+    }
     let outcome = match parameters(&req, &body) {
         Ok(params) => {
             let ctx = Context {
@@ -1026,11 +1060,11 @@ macro_rules! ckan_operation {
             $method,
             path = $path,
             tag = "ckan",
-            security(()),
+            security((), ("bearer" = [])),
             params(
                 ("action" = String, Path, description = "The action: `package_list`, `package_show`, \
                     `package_search`, `organization_list`, `organization_show`, `group_list`, `group_show`, \
-                    `resource_show`, `status_show`, `site_read`, `help_show`. Its parameters (see `help_show` \
+                    `resource_show`, `datastore_search`, `status_show`, `site_read`, `help_show`. Its parameters (see `help_show` \
                     and docs/open-data.md) come as query parameters (GET) or a JSON object (POST)."),
             ),
             $(request_body(content = Option<Object>, description = $body, content_type = "application/json"),)?
@@ -1041,8 +1075,14 @@ macro_rules! ckan_operation {
                     content_type = "application/json"),
                 (status = 404, description = "`Not Found Error`: no such dataset, organization, group or resource \
                     (a dataset that is not open is not found)", body = CkanErrorAnswer),
+                (status = 401, description = "`Authorization Error` (`datastore_search`): the key presented is not \
+                    valid (every other action reads no credential)", body = CkanErrorAnswer),
+                (status = 403, description = "`Authorization Error` (`datastore_search`): the dataset is open on \
+                    application only; call with a developer key whose application was approved", body = CkanErrorAnswer),
                 (status = 409, description = "`Validation Error` (a parameter is missing or malformed; it is a key \
                     of `error`) or `Search Query Error` (`fq` or `sort` not understood)", body = CkanErrorAnswer),
+                (status = 429, description = "`Rate Limit Error` (`datastore_search`): the caller's open-data quota \
+                    is used up; `Retry-After` says when to come back", body = CkanErrorAnswer),
                 (status = 500, description = "`Internal Server Error`: a fault of the server; the cause is in its log",
                     body = CkanErrorAnswer),
             )

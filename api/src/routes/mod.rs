@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod ckan;
 pub mod connectors;
 pub mod credentials;
+pub mod datastore;
 pub mod demands;
 pub mod exchange;
 pub mod health;

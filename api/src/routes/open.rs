@@ -20,6 +20,7 @@ use serde_json::json;
 use crate::auth::{Caller, forbidden};
 use crate::problem::Problem;
 use crate::routes::exchange::{CallRecord, over_quota};
+use crate::routes::open_catalog::dataset_not_found;
 use crate::routes::query::{ExportOptions, Format, cursor_param, export_response, read_of, records_page};
 use crate::startup::AppState;
 
@@ -27,18 +28,6 @@ type Reply = Result<HttpResponse, Problem>;
 
 const DOWNLOAD_ENDPOINT: &str = "GET /open/v1/datasets/{id}/download";
 const RECORDS_ENDPOINT: &str = "GET /open/v1/datasets/{id}/records";
-
-/// 404 `dataset_not_found`: no such resource, or one that is not open (the two are answered
-/// alike, so the catalog's closed resources cannot be probed from outside).
-pub(crate) fn dataset_not_found(id: &str) -> Problem {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "dataset_not_found",
-        "No such dataset",
-        format!("no open dataset has the id {id:?}"),
-    )
-    .with_field("id")
-}
 
 fn denied(id: &str, denial: OpenDenial) -> Problem {
     match denial {
@@ -565,12 +554,6 @@ pub(crate) async fn file_application(
         .catalog
         .apply_for_dataset(resource.id, credential_id, &purpose)
         .await?)
-}
-
-/// The scheme and host the client reached us at, for absolute URLs (`http://host:port`).
-pub(crate) fn base_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
 }
 
 /// `GET /api/v1/open-applications`: applications for the caller's department's datasets

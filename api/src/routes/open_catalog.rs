@@ -377,29 +377,14 @@ pub async fn list(state: web::Data<AppState>, query: web::Query<DatasetQuery>) -
             }
         },
     };
-    let words = catalog::search_words(query.q.as_deref().unwrap_or(""));
     let datasets = state.catalog.open_datasets().await?;
-    let mut matches: Vec<(Option<i64>, &Resource)> = datasets
-        .iter()
-        .filter(|r| {
-            query
-                .organization
-                .as_deref()
-                .is_none_or(|o| o.eq_ignore_ascii_case(&r.meta.provider_code))
-        })
-        .filter(|r| theme.is_none_or(|t| r.meta.classification == t))
-        .filter(|r| open_type.is_none_or(|t| r.meta.open_type == t))
-        .filter_map(|r| {
-            if words.is_empty() {
-                Some((None, r))
-            } else {
-                let score = catalog::relevance(r, &words);
-                (score > 0).then_some((Some(score), r))
-            }
-        })
-        .collect();
-    // Best first with a search (the sort is stable: codes stay in order among equals).
-    matches.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
+    let matches = search(
+        &datasets,
+        query.q.as_deref(),
+        query.organization.as_deref(),
+        theme,
+        open_type,
+    );
     let total = matches.len();
     let datasets = matches
         .into_iter()
@@ -413,6 +398,35 @@ pub async fn list(state: web::Data<AppState>, query: web::Query<DatasetQuery>) -
         per_page,
         datasets,
     }))
+}
+
+/// The datasets that match a search (best first, each with its relevance) or, without words,
+/// the filters alone (in code order): the open catalog's, CKAN's and the portal's search.
+pub(crate) fn search<'a>(
+    datasets: &'a [Resource],
+    q: Option<&str>,
+    organization: Option<&str>,
+    theme: Option<Classification>,
+    open_type: Option<OpenType>,
+) -> Vec<(Option<i64>, &'a Resource)> {
+    let words = catalog::search_words(q.unwrap_or(""));
+    let mut matches: Vec<(Option<i64>, &Resource)> = datasets
+        .iter()
+        .filter(|r| organization.is_none_or(|o| o.eq_ignore_ascii_case(&r.meta.provider_code)))
+        .filter(|r| theme.is_none_or(|t| r.meta.classification == t))
+        .filter(|r| open_type.is_none_or(|t| r.meta.open_type == t))
+        .filter_map(|r| {
+            if words.is_empty() {
+                Some((None, r))
+            } else {
+                let score = catalog::relevance(r, &words);
+                (score > 0).then_some((Some(score), r))
+            }
+        })
+        .collect();
+    // Best first with a search (the sort is stable: codes stay in order among equals).
+    matches.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
+    matches
 }
 
 /// `GET /open/v1/datasets/{id}`: one dataset's metadata, open items and downloads.

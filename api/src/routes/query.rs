@@ -107,7 +107,7 @@ pub(crate) struct Read {
 }
 
 impl Read {
-    fn field_names(&self) -> Vec<&'static str> {
+    pub(crate) fn field_names(&self) -> Vec<&'static str> {
         self.fields.iter().map(|i| self.view.columns[*i].name).collect()
     }
 }
