@@ -601,6 +601,18 @@ async fn package_search_filters_sorts_pages_and_counts_facets() {
         );
         assert_eq!(result["search_facets"]["open_type"]["title"], "open_type");
     }
+    // fq_list repeated in a query string is a list, each entry one more filter.
+    let response = app
+        .client
+        .get(format!(
+            "{}/api/3/action/package_search?fq_list=groups:base&fq_list=open_type:conditional",
+            app.address
+        ))
+        .send()
+        .await
+        .unwrap();
+    let listed = json_of(response, 200).await;
+    assert_eq!(names(&listed["result"]), [CREDIT_CODE]);
     let limited = ckan_result(
         &app,
         "package_search",

@@ -128,7 +128,7 @@ impl From<catalog::Error> for Failure {
 
 pub(super) type Outcome = Result<Value, Failure>;
 
-/// Why every answer's `help` points where it does.
+/// The `help` of every answer: the action's `help_show` URL, as CKAN gives it.
 fn help_url(base: &str, action: &str) -> String {
     format!("{base}/api/3/action/help_show?name={action}")
 }
@@ -225,11 +225,27 @@ pub struct CkanErrorAnswer {
     pub error: Value,
 }
 
+/// Form or query pairs as parameters; a name given more than once is a list, as in CKAN.
+fn pairs_into(params: &mut Map<String, Value>, pairs: url::form_urlencoded::Parse<'_>) {
+    for (k, v) in pairs {
+        let v = Value::String(v.into_owned());
+        match params.get_mut(k.as_ref()) {
+            Some(Value::Array(values)) => values.push(v),
+            Some(first) => {
+                let first = first.take();
+                params.insert(k.into_owned(), Value::Array(vec![first, v]));
+            }
+            None => {
+                params.insert(k.into_owned(), v);
+            }
+        }
+    }
+}
+
 /// The request's parameters: the query string, overlaid by a POST's JSON object (or form).
 fn parameters(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, Failure> {
-    let mut params: Map<String, Value> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-        .collect();
+    let mut params = Map::new();
+    pairs_into(&mut params, url::form_urlencoded::parse(req.query_string().as_bytes()));
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(params);
     }
@@ -239,9 +255,9 @@ fn parameters(req: &HttpRequest, body: &[u8]) -> Result<Map<String, Value>, Fail
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
     if form {
-        for (k, v) in url::form_urlencoded::parse(body) {
-            params.insert(k.into_owned(), Value::String(v.into_owned()));
-        }
+        let mut posted = Map::new();
+        pairs_into(&mut posted, url::form_urlencoded::parse(body));
+        params.extend(posted);
         return Ok(params);
     }
     match serde_json::from_slice::<Value>(body) {
