@@ -40,7 +40,7 @@ background:#e3f8ff;color:#0b69a3}.badge.conditional{background:#fff3c4;color:#8d
 .downloads a{display:inline-block;border:1px solid #0b69a3;border-radius:.3rem;padding:.25rem .6rem;margin:.2rem;text-decoration:none}\
 pre{background:#f0f4f8;padding:.6rem;overflow-x:auto}.error{color:#cf1124;font-weight:600}.note{color:#486581}\
 .key{font-family:monospace;background:#fffbea;padding:.4rem;border:1px dashed #f0b429;word-break:break-all}\
-form.stack label{display:block;margin:.4rem 0}form.stack input,form.stack textarea{width:100%;max-width:32rem}";
+form.stack label{display:block;margin:.4rem 0}#preview td,#preview th{white-space:nowrap}form.stack input,form.stack textarea{width:100%;max-width:32rem}";
 
 /// Query of the portal's pages.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -543,7 +543,15 @@ fn dataset_html(
                 lang.t("数据版本", "Library version")
             );
             for n in names {
-                let _ = write!(out, "<th>{}</th>", esc(n));
+                let label = match lang {
+                    Lang::Zh => m
+                        .items
+                        .iter()
+                        .find(|i| i.name == *n)
+                        .map_or(*n, |i| i.label_zh.as_str()),
+                    Lang::En => n,
+                };
+                let _ = write!(out, "<th title=\"{}\">{}</th>", esc(n), esc(label));
             }
             out.push_str("</tr></thead><tbody>");
             for row in rows {

@@ -401,4 +401,12 @@ fn print_curl_examples(credentials: &serde_json::Value, path: &std::path::Path) 
     println!("curl -s {url}/{id}");
     println!("# health");
     println!("curl -s {base}/health");
+    println!("# open data (anonymous): 法人 as CSV for Excel, and through the CKAN API");
+    println!("curl -s -o legal_entity.csv '{base}/open/v1/datasets/{LEGAL_ENTITY_CODE}/download?format=csv&bom=true'");
+    println!("curl -s '{base}/api/3/action/package_search?q=%E4%BF%A1%E7%94%A8'");
+    println!("\n# in a browser: the open-data portal {base}/ and the console {base}/console");
+    println!(
+        "# (log in to the console with the platform_admin key {}, or provider_admin for 市公安局)",
+        key("platform_admin")
+    );
 }
