@@ -120,6 +120,7 @@ use crate::routes;
         crate::portal::sign_up,
         crate::portal::login,
         crate::portal::logout,
+        crate::portal::rotate,
         routes::open_catalog::list,
         routes::open_catalog::get,
         routes::open_catalog::dcat_jsonld,

@@ -760,8 +760,8 @@ async fn developer_page(
                     body,
                     "<p>{}</p><p class=\"key\" id=\"new-key\">{}</p>",
                     lang.t(
-                        "注册成功。这是您的 API 密钥，只显示这一次，请妥善保存：",
-                        "Signed up. This is your API key, shown this once; keep it safe:"
+                        "这是您的 API 密钥，只显示这一次，请妥善保存：",
+                        "This is your API key, shown this once; keep it safe:"
                     ),
                     esc(key)
                 );
@@ -769,13 +769,20 @@ async fn developer_page(
             let _ = write!(
                 body,
                 "<table id=\"account\"><tbody><tr><th>{}</th><td>{}</td></tr><tr><th>{}</th><td>{}</td></tr>\
-                 <tr><th>{}</th><td><code id=\"key-prefix\">{}…</code></td></tr></tbody></table>",
+                 <tr><th>{}</th><td><code id=\"key-prefix\">{}…</code> \
+                 <form method=\"post\" action=\"/developer/rotate{}\" id=\"rotate\" style=\"display:inline\">\
+                 <button type=\"submit\">{}</button></form></td></tr></tbody></table>",
                 lang.t("姓名", "Name"),
                 esc(account.as_ref().map_or(d.name.as_str(), |a| a.name.as_str())),
                 lang.t("单位", "Organization"),
                 esc(account.as_ref().map_or("", |a| a.organization.as_str())),
                 lang.t("API 密钥", "API key"),
-                esc(&d.key_prefix)
+                esc(&d.key_prefix),
+                lang.suffix(),
+                lang.t(
+                    "更换密钥（旧密钥立即失效）",
+                    "Replace the key (the old one stops at once)"
+                )
             );
             let applications = state
                 .catalog
@@ -965,6 +972,52 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>, query: web::Qu
         Ok(cookie) => with_cookie(see_other(format!("/developer{}", lang.suffix())), &cookie),
         Err(problem) => actix_web::ResponseError::error_response(&problem),
     }
+}
+
+/// `POST /developer/rotate`: replaces the logged-in developer's key (the old one is revoked at
+/// once; the account and applications follow the new key) and shows the new key once.
+#[utoipa::path(
+    post,
+    path = "/developer/rotate",
+    tag = "portal",
+    security(()),
+    params(PortalQuery),
+    responses(
+        (status = 200, description = "The new key, shown once; the browser's session moves to it (HTML)", body = String, content_type = "text/html"),
+        (status = 401, description = "Not logged in as a developer: the developer center's forms (HTML)", body = String, content_type = "text/html"),
+    ),
+)]
+pub async fn rotate(req: HttpRequest, state: web::Data<AppState>, query: web::Query<PortalQuery>) -> HttpResponse {
+    let lang = lang_of(&query);
+    let Some(developer) = developer_of(&req, &state).await else {
+        let message = lang
+            .t("请先登录开发者账号。", "Log in as a developer first.")
+            .to_string();
+        return developer_page(&state, lang, None, None, Some((StatusCode::UNAUTHORIZED, message))).await;
+    };
+    let rotated = match policy::credentials::rotate(&state.catalog, developer.id, chrono::Duration::zero(), None).await
+    {
+        Ok(rotated) => rotated,
+        Err(policy::Error::Catalog(e)) => {
+            let problem = crate::problem::Problem::from(e);
+            return developer_page(&state, lang, Some(&developer), None, Some(form_error(&problem))).await;
+        }
+        Err(other) => return actix_web::ResponseError::error_response(&crate::problem::Problem::internal(&other)),
+    };
+    state.auth.forget(developer.id);
+    let cookie = match crate::routes::session::start_session(&req, &state, rotated.issued.credential.id).await {
+        Ok((cookie, _)) => cookie,
+        Err(problem) => return actix_web::ResponseError::error_response(&problem),
+    };
+    let page = developer_page(
+        &state,
+        lang,
+        Some(&rotated.issued.credential),
+        Some(&rotated.issued.key),
+        None,
+    )
+    .await;
+    with_cookie(page, &cookie)
 }
 
 /// `POST /datasets/{id}/apply`: the logged-in developer applies for a conditional dataset.

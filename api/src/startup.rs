@@ -371,6 +371,7 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(POST, "/developer/signup", crate::portal::sign_up),
         endpoint(POST, "/developer/login", crate::portal::login),
         endpoint(POST, "/developer/logout", crate::portal::logout),
+        endpoint(POST, "/developer/rotate", crate::portal::rotate),
         endpoint(GET, "/api/v1/kpis", crate::kpi::route::kpis),
         endpoint(GET, "/console", crate::console::pages::home),
         endpoint(GET, "/console/kpis", crate::console::pages::kpis),

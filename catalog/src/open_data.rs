@@ -151,6 +151,21 @@ impl Catalog {
         Ok(())
     }
 
+    /// Moves what belongs to a credential's holder — the developer account and its applications
+    /// — to the credential that replaces it, inside the rotation's transaction.
+    pub async fn carry_over_credential(conn: &mut sqlx::AnyConnection, old: i64, new: i64) -> Result<()> {
+        for table in ["developers", "open_applications"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {table} SET credential_id = $1 WHERE credential_id = $2"
+            )))
+            .bind(new)
+            .bind(old)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// The developer account behind a credential, if it has one.
     pub async fn developer(&self, credential_id: i64) -> Result<Option<Developer>> {
         let row = sqlx::query(

@@ -404,6 +404,8 @@ pub async fn rotate(
         // A concurrent rotation or revocation won; the new key is rolled back with the rest.
         return Err(state(format!("credential {id} was revoked or rotated meanwhile")));
     }
+    // A developer's account and applications follow the key.
+    Catalog::carry_over_credential(&mut tx, id, new_id).await?;
     tx.commit().await?;
     let credential = by_id(catalog, new_id).await?.credential;
     Ok(Rotated {

@@ -464,3 +464,40 @@ async fn anonymous_callers_are_held_to_a_quota_per_address_and_developers_to_the
         "a developer key has its own quota"
     );
 }
+
+#[tokio::test]
+async fn a_developer_rotates_its_own_key_and_its_account_follows() {
+    let app = spawn_app(MetaDb::Sqlite).await;
+    let signed = json_of(sign_up(&app, "zhou@example.cn").await, 201).await;
+    let key = signed["key"].as_str().unwrap().to_string();
+    let id = signed["credential"]["id"].as_i64().unwrap();
+    json_of(
+        app.post(
+            &format!("/open/v1/datasets/{CREDIT_CODE}/applications"),
+            &key,
+            &json!({"purpose": "研究"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    // Another key is not its to rotate.
+    assert_problem(
+        app.post("/api/v1/credentials/1/rotate", &key, &json!({})).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let rotated = json_of(
+        app.post(&format!("/api/v1/credentials/{id}/rotate"), &key, &json!({}))
+            .await,
+        201,
+    )
+    .await;
+    let new_key = rotated["key"].as_str().unwrap();
+    assert_eq!(rotated["old_key_revoked"], true);
+    assert_eq!(app.get("/open/v1/developers/me", &key).await.status(), 401);
+    let me = json_of(app.get("/open/v1/developers/me", new_key).await, 200).await;
+    assert_eq!(me["developer"]["email"], "zhou@example.cn");
+    assert_eq!(me["applications"].as_array().unwrap().len(), 1);
+}

@@ -251,6 +251,29 @@ async fn a_developer_signs_up_applies_and_reads_after_approval_through_the_porta
     let (_, center) = page(&app, "/developer", Some(&cookie)).await;
     assert!(center.contains("已通过"));
 
+    // Replacing the key: the new one is shown once, the old one stops, the account and the
+    // approved application follow the new key, and the browser stays logged in.
+    let response = form("/developer/rotate", &[], Some(&cookie)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = session_cookie(&response);
+    let html = response.text().await.unwrap();
+    let old_key = key;
+    let key = html
+        .split("id=\"new-key\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("the new key is shown once")
+        .to_string();
+    assert_ne!(key, old_key);
+    assert_eq!(app.get("/open/v1/developers/me", &old_key).await.status(), 401);
+    let me = json_of(app.get("/open/v1/developers/me", &key).await, 200).await;
+    assert_eq!(me["developer"]["email"], "wang5@example.cn");
+    assert_eq!(me["applications"][0]["status"], "approved");
+    let response = app
+        .get(&format!("/open/v1/datasets/{CREDIT_CODE}/records?limit=1"), &key)
+        .await;
+    assert_eq!(response.status(), 200, "the approval follows the new key");
+
     // Logging out ends the session: the center shows the forms again.
     let response = form("/developer/logout", &[], Some(&cookie)).await.unwrap();
     assert_eq!(response.status(), 303);

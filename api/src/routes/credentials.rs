@@ -162,7 +162,8 @@ pub struct Rotation {
 }
 
 /// `POST /api/v1/credentials/{id}/rotate` (platform admin; a provider admin for its own
-/// department's keys): a new key for the same name, role and department, shown once; the old
+/// department's keys; an open-data developer for its own key, whose account and applications
+/// follow it): a new key for the same name, role and department, shown once; the old
 /// key works on for the grace period, then expires.
 #[utoipa::path(
     post,
@@ -176,7 +177,7 @@ pub struct Rotation {
         (status = 201, description = "密钥轮换 The new credential and its key, shown this once; the old key works on for the grace period", body = crate::openapi::RotatedCredential),
         (status = 400, response = crate::openapi::BadPath),
         (status = 401, response = crate::openapi::Unauthenticated),
-        (status = 403, description = "`forbidden`: not a platform admin, or a provider admin rotating another department's key", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not a platform admin, a provider admin rotating another department's key, or a developer rotating another key than its own", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`: no credential has this id", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "`invalid_state`: the credential is revoked, expired or already rotated", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (`grace_seconds` out of 0–604800, `expires_at` not in the future; `errors` lists each) or `invalid_body` (the body does not parse)", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -185,7 +186,10 @@ pub struct Rotation {
 )]
 pub async fn rotate(req: HttpRequest, state: web::Data<AppState>, id: web::Path<i64>, body: web::Bytes) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
-    caller.require(&[Role::PlatformAdmin, Role::ProviderAdmin], "rotating a key")?;
+    let own_developer_key = caller.is(&[Role::OpenDataDeveloper]) && caller.0.id == *id;
+    if !own_developer_key {
+        caller.require(&[Role::PlatformAdmin, Role::ProviderAdmin], "rotating a key")?;
+    }
     let rotation: Rotation = if body.iter().all(u8::is_ascii_whitespace) {
         Rotation::default()
     } else {
@@ -206,7 +210,10 @@ pub async fn rotate(req: HttpRequest, state: web::Data<AppState>, id: web::Path<
     let target = policy::credentials::info(&state.catalog, *id)
         .await
         .map_err(policy_problem)?;
-    if !caller.is(&[Role::PlatformAdmin]) && target.credential.department_id != Some(caller.department()?) {
+    if !own_developer_key
+        && !caller.is(&[Role::PlatformAdmin])
+        && target.credential.department_id != Some(caller.department()?)
+    {
         return Err(crate::auth::forbidden(
             "a provider admin rotates only its own department's keys".into(),
         ));
