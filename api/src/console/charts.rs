@@ -64,11 +64,15 @@ pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang:
     );
     // Month labels: the first, the last and about four between.
     let step = points.len().div_ceil(6).max(1);
+    let last = points.len().saturating_sub(1);
     for (i, (month, _)) in points.iter().enumerate() {
-        if i % step == 0 || i + 1 == points.len() {
+        // Every step-th month, and the last one unless a label sits too close to it.
+        if i == last || (i % step == 0 && last - i >= step.max(2)) {
+            // The last label ends at the right edge, so it is not cut off.
+            let anchor = if i == last && last > 0 { "end" } else { "middle" };
             let _ = write!(
                 svg,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
                 x(i),
                 axis_y + 14.0,
                 esc(month)
@@ -119,7 +123,7 @@ pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang:
 
 /// Horizontal bars of rates (0–100 %), one per label (department).
 pub(crate) fn rate_bars(id: &str, title: &str, bars: &[(String, Ratio)], lang: Lang) -> String {
-    const LABEL: f64 = 150.0;
+    const LABEL: f64 = 200.0;
     const BAR: f64 = 220.0;
     const ROW: f64 = 22.0;
     const TOP: f64 = 26.0;

@@ -804,7 +804,7 @@ fn kpis_html(report: &KpiReport, lang: Lang) -> String {
             .departments
             .iter()
             .filter(|d| d.get(code).denominator > 0)
-            .map(|d| (d.name.clone(), d.get(code)))
+            .map(|d| (format!("{} {}", d.code, d.name), d.get(code)))
             .collect();
         let title = match lang {
             Lang::Zh => format!("{}（按部门）", kpi.label_zh),
