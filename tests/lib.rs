@@ -2,6 +2,8 @@
 //! SQLite in a temp dir, or a uniquely named database in the PostgreSQL that `scripts/test`
 //! starts (`TEST_POSTGRES_URL`) — with the demo's data, and drives it over HTTP.
 
+pub mod browser;
+
 use sqlx::AssertSqlSafe;
 use std::path::PathBuf;
 

@@ -1,0 +1,259 @@
+//! The console in Chromium: log in with an API key, read the KPIs the charts show against
+//! `GET /api/v1/kpis`, switch language, see overdue items; screenshots for docs/screenshots.
+
+use fantoccini::Locator;
+use huitong_tests::browser::Browser;
+use huitong_tests::{MetaDb, TestApp, json_of, spawn_app};
+use serde_json::Value;
+
+/// The rate as the console prints it.
+fn percent(rate: &Value) -> String {
+    rate.as_f64()
+        .map_or_else(|| "—".to_string(), |r| format!("{:.1}%", r * 100.0))
+}
+
+async fn text(browser: &Browser, css: &str) -> String {
+    browser
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .text()
+        .await
+        .expect("element text")
+}
+
+async fn count(browser: &Browser, css: &str) -> usize {
+    browser.find_all(Locator::Css(css)).await.expect("query").len()
+}
+
+/// Logs in through the console's form with `key`; ends on the page the login leads to.
+async fn log_in(browser: &Browser, app: &TestApp, key: &str, lang: &str) {
+    browser
+        .goto(&format!("{}/console{lang}", app.address))
+        .await
+        .expect("console opens");
+    // Without a session the console sends the browser to its login form.
+    let url = browser.current_url().await.unwrap();
+    assert_eq!(url.path(), "/console/login");
+    browser
+        .wait()
+        .for_element(Locator::Id("key"))
+        .await
+        .unwrap()
+        .send_keys(key)
+        .await
+        .unwrap();
+    browser
+        .screenshot(&format!("console-login{}", lang.replace("?lang=", "-")))
+        .await;
+    browser
+        .find(Locator::Css("form#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("logout"))
+        .await
+        .expect("logged in");
+    assert_eq!(browser.current_url().await.unwrap().path(), "/console");
+}
+
+/// Asserts every KPI card shows the rate and figures the API returns.
+async fn cards_match(browser: &Browser, report: &Value) {
+    for kpi in report["kpis"].as_array().unwrap() {
+        let code = kpi["code"].as_str().unwrap();
+        let card = format!("#kpi-{code}");
+        assert_eq!(
+            text(browser, &format!("{card} .rate")).await,
+            percent(&kpi["rate"]),
+            "{code}"
+        );
+        assert_eq!(
+            text(browser, &format!("{card} .numerator")).await,
+            kpi["numerator"].to_string(),
+            "{code}"
+        );
+        assert_eq!(
+            text(browser, &format!("{card} .denominator")).await,
+            kpi["denominator"].to_string(),
+            "{code}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn platform_staff_see_kpis_overdue_items_and_switch_language() {
+    let app = spawn_app(MetaDb::Sqlite).await;
+    // Calls for the usage figures: two allowed, one refused.
+    let id = &app.sample_ids[0];
+    for role in ["consumer_granted", "consumer_granted", "consumer_ungranted"] {
+        app.lookup_population(id, role).await;
+    }
+    let admin = app.key("platform_admin");
+    let report = json_of(app.get("/api/v1/kpis", &admin).await, 200).await;
+    let usage = report["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["code"] == "usage")
+        .unwrap();
+    assert_eq!(usage["numerator"], 1, "the population resource is used: {usage}");
+
+    let browser = Browser::start().await;
+    log_in(&browser, &app, &admin, "").await;
+    assert_eq!(text(&browser, "h1").await, "平台控制台");
+    // The demo's overdue demand, highlighted, on the home page.
+    assert!(count(&browser, "#overdue-demands tr.overdue").await >= 1);
+    assert!(text(&browser, "#overdue-demands tr.overdue").await.contains("已逾期"));
+    assert!(
+        count(&browser, "#sync-health tbody tr").await >= 5,
+        "the demo's connectors"
+    );
+    cards_match(&browser, &report).await;
+    browser.screenshot("console-platform").await;
+
+    // To the KPI charts through the navigation.
+    browser
+        .find(Locator::Css("header nav a[href='/console/kpis']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait().for_element(Locator::Id("kpi-cards")).await.unwrap();
+    assert_eq!(browser.current_url().await.unwrap().path(), "/console/kpis");
+    cards_match(&browser, &report).await;
+    for kpi in report["kpis"].as_array().unwrap() {
+        let code = kpi["code"].as_str().unwrap();
+        assert_eq!(
+            count(&browser, &format!("svg#trend-{code}")).await,
+            1,
+            "{code} trend chart"
+        );
+        assert_eq!(
+            count(&browser, &format!("svg#departments-{code}")).await,
+            1,
+            "{code} bars"
+        );
+        // The month's point of the series is in the chart's description.
+        let last = kpi["series"].as_array().unwrap().last().unwrap();
+        let expected = format!(
+            "{} {} ({}/{})",
+            last["month"].as_str().unwrap(),
+            percent(&last["rate"]),
+            last["numerator"],
+            last["denominator"]
+        );
+        // SVG <desc> is not rendered: read its text content.
+        let desc = browser
+            .find(Locator::Css(&format!("svg#trend-{code} desc")))
+            .await
+            .unwrap()
+            .prop("textContent")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(
+            desc.ends_with(&expected),
+            "{code}: {desc:?} should end with {expected:?}"
+        );
+    }
+    let calls = text(&browser, "#calls tbody tr").await;
+    assert!(
+        calls.contains(huitong::demo::POPULATION_CODE) && calls.contains('2') && calls.contains('1'),
+        "{calls}"
+    );
+    browser.screenshot("console-kpis").await;
+
+    // English, same numbers.
+    browser
+        .find(Locator::Id("lang-switch"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait().for_element(Locator::Css("html[lang=en]")).await.unwrap();
+    let url = browser.current_url().await.unwrap();
+    assert_eq!((url.path(), url.query()), ("/console/kpis", Some("lang=en")));
+    assert!(text(&browser, "h1").await.starts_with("KPIs"));
+    assert!(text(&browser, "#section-usage").await.contains("Usage rate"));
+    cards_match(&browser, &report).await;
+    browser.screenshot("console-kpis-en").await;
+
+    // Back in Chinese, then out.
+    browser
+        .find(Locator::Id("lang-switch"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Css("html[lang=zh-CN]"))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait()
+        .for_element(Locator::Id("key"))
+        .await
+        .expect("back at the login form");
+    browser.goto(&format!("{}/console", app.address)).await.unwrap();
+    assert_eq!(browser.current_url().await.unwrap().path(), "/console/login");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_department_officer_sees_its_resources_demands_and_runs() {
+    let app = spawn_app(MetaDb::Sqlite).await;
+    let key = app.key("provider_admin");
+    let report = json_of(app.get("/api/v1/kpis", &key).await, 200).await;
+    assert_eq!(report["department"], "GAJ");
+
+    let browser = Browser::start().await;
+    // A wrong key first: the form says why and no session starts.
+    browser
+        .goto(&format!("{}/console/login?lang=en", app.address))
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("key"))
+        .await
+        .unwrap()
+        .send_keys("ht_wrong")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(text(&browser, "#login-error").await.contains("not valid"));
+
+    log_in(&browser, &app, &key, "").await;
+    assert!(text(&browser, "h1").await.contains("市公安局"));
+    assert!(
+        text(&browser, "#my-resources")
+            .await
+            .contains(huitong::demo::POPULATION_CODE)
+    );
+    assert!(count(&browser, "#incoming-demands tbody tr").await >= 1);
+    assert!(text(&browser, "#connector-runs").await.contains("gaj-hukou"));
+    cards_match(&browser, &report).await;
+    browser.screenshot("console-department").await;
+    browser.close().await;
+}
