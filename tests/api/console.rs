@@ -418,6 +418,20 @@ async fn console_login_pages_and_logout() {
         );
         assert!(charts.contains(&format!("id=\"trend-{}\"", k["code"].as_str().unwrap())));
     }
+    // One department over a period; the language switch keeps both.
+    let (status, gaj) = page(
+        &app,
+        "/console/kpis?from=2026-01-01&to=2026-12-31&department=GAJ",
+        &cookie,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(gaj.contains("2026-01-01 – 2026-12-31 · GAJ 市公安局"), "{gaj}");
+    assert!(
+        gaj.contains("href=\"/console/kpis?from=2026-01-01&amp;to=2026-12-31&amp;department=GAJ&amp;lang=en\""),
+        "{gaj}"
+    );
+    assert!(gaj.contains("<option value=\"GAJ\" selected>"));
     let (status, bad) = page(&app, "/console/kpis?from=2026-06-02&to=2026-06-01", &cookie).await;
     assert_eq!(status, 422);
     assert!(bad.contains("id=\"kpi-error\""), "{bad}");
