@@ -68,9 +68,19 @@ impl Browser {
         let profile = tempfile::tempdir().expect("a temp dir for the browser profile");
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| f.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).expect("a downloads dir");
         let capabilities = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {"binary": binary, "args": args},
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": args,
+                // Downloads land in the profile, without asking.
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                },
+            },
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("an object literal")
@@ -84,6 +94,11 @@ impl Browser {
             client,
             _profile: profile,
         }
+    }
+
+    /// Where the browser saves what it downloads.
+    pub fn downloads(&self) -> PathBuf {
+        self._profile.path().join("downloads")
     }
 
     /// Writes the page as it is now to `<TEST_SCREENSHOTS>/<name>.png` when that variable is

@@ -2,3 +2,4 @@
 //! against the real server with the demo's data. One module per area.
 
 mod console;
+mod portal;
