@@ -112,6 +112,7 @@ use crate::routes;
         routes::open::me,
         routes::open::applications,
         routes::open::decide,
+        crate::console::applications::answer,
         crate::portal::home,
         crate::portal::search,
         crate::portal::dataset,

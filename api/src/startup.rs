@@ -378,6 +378,11 @@ pub fn endpoints() -> Vec<Endpoint> {
         endpoint(GET, "/console/login", crate::console::login::form),
         endpoint(POST, "/console/login", crate::console::login::submit),
         endpoint(POST, "/console/logout", crate::console::login::logout),
+        endpoint(
+            POST,
+            "/console/open-applications/{id}",
+            crate::console::applications::answer,
+        ),
         endpoint(GET, "/api/v1/themes", themes::list),
         endpoint(POST, "/api/v1/themes", themes::declare),
         endpoint(GET, "/api/v1/themes/{name}", themes::get),

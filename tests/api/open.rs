@@ -501,3 +501,68 @@ async fn a_developer_rotates_its_own_key_and_its_account_follows() {
     assert_eq!(me["developer"]["email"], "zhou@example.cn");
     assert_eq!(me["applications"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn providers_answer_applications_from_the_console_forms() {
+    let app = spawn_app(MetaDb::Sqlite).await;
+    let key = json_of(sign_up(&app, "sun@example.cn").await, 201).await["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let application = json_of(
+        app.post(
+            &format!("/open/v1/datasets/{CREDIT_CODE}/applications"),
+            &key,
+            &json!({"purpose": "征信研究"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = application["id"].as_i64().unwrap();
+    let fgw = app.issue_key(policy::Role::ProviderAdmin, Some("FGW")).await;
+    let console = app
+        .client
+        .get(format!("{}/console", app.address))
+        .bearer_auth(&fgw)
+        .send()
+        .await
+        .unwrap();
+    let html = console.text().await.unwrap();
+    assert!(
+        html.contains(&format!("<tr data-id=\"{id}\">")),
+        "pending in 发改委's console"
+    );
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = |key: String, body: &'static str| {
+        no_redirects
+            .post(format!("{}/console/open-applications/{id}", app.address))
+            .bearer_auth(key)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    // Another department may not; a rejection needs a reason; then it is answered once.
+    let response = answer(app.key("provider_admin"), "decision=approve").await.unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("id=\"answer-error\""));
+    assert_eq!(
+        answer(fgw.clone(), "decision=reject&reason=").await.unwrap().status(),
+        422
+    );
+    assert_eq!(answer(fgw.clone(), "decision=maybe").await.unwrap().status(), 422);
+    let response = answer(
+        fgw.clone(),
+        "decision=reject&reason=%E7%94%A8%E9%80%94%E4%B8%8D%E6%98%8E",
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(answer(fgw.clone(), "decision=approve").await.unwrap().status(), 409);
+    let me = json_of(app.get("/open/v1/developers/me", &key).await, 200).await;
+    assert_eq!(me["applications"][0]["status"], "rejected");
+    assert_eq!(me["applications"][0]["reason"], "用途不明");
+}

@@ -7,7 +7,6 @@ use fantoccini::Locator;
 use huitong::demo::{CREDIT_CODE, LEGAL_ENTITY_CODE};
 use huitong_tests::browser::Browser;
 use huitong_tests::{MetaDb, TestApp, json_of, spawn_app};
-use serde_json::json;
 
 async fn text(browser: &Browser, css: &str) -> String {
     browser
@@ -167,20 +166,34 @@ async fn the_public_searches_browses_and_downloads_in_the_portal() {
     browser.close().await;
 }
 
-async fn approve(app: &TestApp) {
+/// 发改委's officer logs in to the console in a second browser and approves the application.
+async fn approve_in_the_console(app: &TestApp) {
     let fgw = app.issue_key(policy::Role::ProviderAdmin, Some("FGW")).await;
-    let applications = json_of(app.get("/api/v1/open-applications", &fgw).await, 200).await;
-    let id = applications["items"][0]["id"].as_i64().unwrap();
-    json_of(
-        app.post(
-            &format!("/api/v1/open-applications/{id}/decision"),
-            &fgw,
-            &json!({"approve": true}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let officer = Browser::start().await;
+    officer.goto(&format!("{}/console", app.address)).await.unwrap();
+    fill(&officer, "key", &fgw).await;
+    submit(&officer, "login").await;
+    officer.wait().for_element(Locator::Id("logout")).await.unwrap();
+    let row = officer
+        .wait()
+        .for_element(Locator::Css("#open-applications tr[data-id]"))
+        .await
+        .unwrap();
+    assert!(row.text().await.unwrap().contains("赵开发 (开源数据实验室)"));
+    officer.screenshot("console-open-applications").await;
+    row.find(Locator::Css("form.approve button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Back on the console, nothing waits any more.
+    officer
+        .wait()
+        .for_element(Locator::Css("#open-applications td.empty"))
+        .await
+        .unwrap();
+    officer.close().await;
 }
 
 #[tokio::test]
@@ -219,8 +232,8 @@ async fn a_developer_signs_up_applies_and_is_approved_in_the_portal() {
     assert_eq!(text(&browser, "#applications tbody .status").await, "待审核");
     browser.screenshot("portal-developer").await;
 
-    // 发改委 approves it; the dataset page now previews and offers downloads.
-    approve(&app).await;
+    // 发改委 approves it in the console; the dataset page now previews and offers downloads.
+    approve_in_the_console(&app).await;
     browser.refresh().await.unwrap();
     assert_eq!(text(&browser, "#applications tbody .status").await, "已通过");
     browser

@@ -5,11 +5,14 @@
 //!   `POST /console/logout`;
 //! - [`pages`]: `GET /console` (a department officer's or platform staff's home page) and
 //!   `GET /console/kpis` (the assessment KPIs as charts, per department and over time);
+//! - [`applications`]: open-data applications to answer, with approve and reject forms
+//!   (`POST /console/open-applications/{id}`);
 //! - [`charts`]: the SVG charts.
 //!
 //! The data quality pages (`/console/quality…`) live with the quality reports
 //! ([`crate::quality::page`]) and share this look.
 
+pub mod applications;
 pub mod charts;
 pub mod login;
 pub mod pages;

@@ -404,6 +404,8 @@ async fn department_home(state: &AppState, caller: &Caller, department: i64, lan
         objections_table("objections", &objections, lang)
     );
 
+    body.push_str(&super::applications::section(state, catalog::ApplicationView::Provider(department), lang).await?);
+
     let connectors = connector_rows(state, &resources, Some(department)).await?;
     let _ = write!(
         body,
@@ -545,6 +547,8 @@ async fn platform_home(state: &AppState, caller: &Caller, lang: Lang) -> Result<
         overdue_objections.len(),
         objections_table("overdue-objections", &overdue_objections, lang)
     );
+
+    body.push_str(&super::applications::section(state, catalog::ApplicationView::All, lang).await?);
 
     let mut connectors = connector_rows(state, &resources, None).await?;
     connectors.sort_by_key(|c| !c.health.is_problem());

@@ -597,6 +597,52 @@ pub struct ApplicationDecision {
     pub expires_at: Option<String>,
 }
 
+/// Answers application `id` as `caller`: the dataset's provider or platform staff (the API's
+/// and the console's).
+pub(crate) async fn answer_application(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+    approve: bool,
+    reason: Option<&str>,
+    expires_at: Option<&str>,
+) -> Result<catalog::OpenApplication, Problem> {
+    let application = state.catalog.open_application(id).await?;
+    if !caller.is_platform() {
+        caller.require(&[Role::ProviderAdmin], "answering an open-data application")?;
+        let resource = state.catalog.resource_by_code(&application.dataset).await?;
+        if Some(resource.provider_id) != caller.0.department_id {
+            return Err(forbidden(format!(
+                "application {} is for dataset {}, which another department provides",
+                application.id, application.dataset
+            )));
+        }
+    }
+    let expires_at = match expires_at.map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => {
+            let at = chrono::DateTime::parse_from_rfc3339(raw)
+                .ok()
+                .map(|t| t.to_utc())
+                .filter(|t| *t > chrono::Utc::now())
+                .ok_or_else(|| {
+                    Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        "Invalid input",
+                        "expires_at: an RFC 3339 time in the future",
+                    )
+                    .with_field("expires_at")
+                })?;
+            Some(catalog::timestamp_text(at))
+        }
+    };
+    Ok(state
+        .catalog
+        .decide_open_application(application.id, approve, reason, expires_at.as_deref(), &caller.actor())
+        .await?)
+}
+
 /// `POST /api/v1/open-applications/{id}/decision`: the dataset's provider (or platform staff)
 /// approves or rejects a pending application.
 #[utoipa::path(
@@ -622,45 +668,14 @@ pub async fn decide(
     body: web::Json<ApplicationDecision>,
 ) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
-    let application = state.catalog.open_application(path.into_inner()).await?;
-    if !caller.is_platform() {
-        caller.require(&[Role::ProviderAdmin], "answering an open-data application")?;
-        let resource = state.catalog.resource_by_code(&application.dataset).await?;
-        if Some(resource.provider_id) != caller.0.department_id {
-            return Err(forbidden(format!(
-                "application {} is for dataset {}, which another department provides",
-                application.id, application.dataset
-            )));
-        }
-    }
-    let expires_at = match body.expires_at.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(raw) => {
-            let at = chrono::DateTime::parse_from_rfc3339(raw)
-                .ok()
-                .map(|t| t.to_utc())
-                .filter(|t| *t > chrono::Utc::now())
-                .ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "validation_failed",
-                        "Invalid input",
-                        "expires_at: an RFC 3339 time in the future",
-                    )
-                    .with_field("expires_at")
-                })?;
-            Some(catalog::timestamp_text(at))
-        }
-    };
-    let answered = state
-        .catalog
-        .decide_open_application(
-            application.id,
-            body.approve,
-            body.reason.as_deref(),
-            expires_at.as_deref(),
-            &caller.actor(),
-        )
-        .await?;
+    let answered = answer_application(
+        &state,
+        &caller,
+        path.into_inner(),
+        body.approve,
+        body.reason.as_deref(),
+        body.expires_at.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(answered))
 }
