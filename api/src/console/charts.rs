@@ -22,11 +22,31 @@ fn open_svg(id: &str, class: &str, w: f64, h: f64, title: &str, desc: &str) -> S
     )
 }
 
-/// A line of monthly rates (0–100 %), oldest left; months without a denominator are gaps.
-pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang: Lang) -> String {
+/// A point of a [`trend`] line: its x label, its value on a 0–100 scale (`None`: a gap), and
+/// what its tooltip says after the label.
+pub(crate) struct TrendPoint {
+    pub(crate) label: String,
+    pub(crate) value: Option<f64>,
+    pub(crate) tip: String,
+}
+
+/// How a [`trend`] chart is labelled.
+pub(crate) struct TrendAxes<'a> {
+    /// After each y tick: `%` for rates, nothing for scores.
+    pub(crate) y_suffix: &'a str,
+    /// Under the x axis.
+    pub(crate) x_label: &'a str,
+    /// Beside the y axis, if anything.
+    pub(crate) y_label: Option<&'a str>,
+}
+
+/// A line over 0–100, oldest left; points without a value are gaps between runs. The
+/// description (`desc`) lists the figures so they are readable without the picture. The
+/// console's KPI lines, the quality reports' score trends and the portal's use it.
+pub(crate) fn trend(id: &str, title: &str, desc: &str, points: &[TrendPoint], axes: &TrendAxes<'_>) -> String {
     const W: f64 = 420.0;
     const H: f64 = 200.0;
-    const LEFT: f64 = 44.0;
+    const LEFT: f64 = 48.0;
     const RIGHT: f64 = 14.0;
     const TOP: f64 = 26.0;
     const BOTTOM: f64 = 40.0;
@@ -39,21 +59,26 @@ pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang:
             LEFT + plot_w * i as f64 / (points.len() - 1) as f64
         }
     };
-    let y = |rate: f64| TOP + plot_h * (1.0 - rate);
-    let desc: Vec<String> = points
-        .iter()
-        .map(|(month, r)| format!("{month} {} ({}/{})", percent(r.rate), r.numerator, r.denominator))
-        .collect();
-    let mut svg = open_svg(id, "trend", W, H, title, &desc.join("; "));
+    let y = |value: f64| TOP + plot_h * (1.0 - value / 100.0);
+    let mut svg = open_svg(id, "trend", W, H, title, desc);
     for tick in [0, 25, 50, 75, 100] {
-        let ty = y(f64::from(tick) / 100.0);
+        let ty = y(f64::from(tick));
         let _ = write!(
             svg,
             "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{ty}\" y2=\"{ty}\" stroke=\"#d9e2ec\"/>\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{tick}%</text>",
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{tick}{}</text>",
             W - RIGHT,
             LEFT - 6.0,
-            ty + 4.0
+            ty + 4.0,
+            axes.y_suffix
+        );
+    }
+    if let Some(label) = axes.y_label {
+        let _ = write!(
+            svg,
+            "<text transform=\"translate(12 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+            TOP + plot_h / 2.0,
+            esc(label)
         );
     }
     let axis_y = H - BOTTOM;
@@ -62,11 +87,11 @@ pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang:
         "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{axis_y}\" y2=\"{axis_y}\" stroke=\"#829ab1\"/>",
         W - RIGHT
     );
-    // Month labels: the first, the last and about four between.
+    // X labels: the first, the last and about four between.
     let step = points.len().div_ceil(6).max(1);
     let last = points.len().saturating_sub(1);
-    for (i, (month, _)) in points.iter().enumerate() {
-        // Every step-th month, and the last one unless a label sits too close to it.
+    for (i, point) in points.iter().enumerate() {
+        // Every step-th point, and the last one unless a label sits too close to it.
         if i == last || (i % step == 0 && last - i >= step.max(2)) {
             // The last label ends at the right edge, so it is not cut off.
             let anchor = if i == last && last > 0 { "end" } else { "middle" };
@@ -75,7 +100,7 @@ pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang:
                 "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>",
                 x(i),
                 axis_y + 14.0,
-                esc(month)
+                esc(&point.label)
             );
         }
     }
@@ -84,14 +109,14 @@ pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang:
         "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
         LEFT + plot_w / 2.0,
         axis_y + 32.0,
-        lang.t("月份（UTC）", "month (UTC)")
+        esc(axes.x_label)
     );
-    // Runs of consecutive measured months are drawn as lines.
+    // Runs of consecutive measured points are drawn as lines.
     let mut run: Vec<String> = Vec::new();
     let mut lines = Vec::new();
-    for (i, (_, r)) in points.iter().enumerate() {
-        match r.rate {
-            Some(rate) => run.push(format!("{:.1},{:.1}", x(i), y(rate))),
+    for (i, point) in points.iter().enumerate() {
+        match point.value {
+            Some(value) => run.push(format!("{:.1},{:.1}", x(i), y(value))),
             None => lines.push(std::mem::take(&mut run)),
         }
     }
@@ -103,22 +128,43 @@ pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang:
             line.join(" ")
         );
     }
-    for (i, (month, r)) in points.iter().enumerate() {
-        if let Some(rate) = r.rate {
+    for (i, point) in points.iter().enumerate() {
+        if let Some(value) = point.value {
             let _ = write!(
                 svg,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{BLUE}\"><title>{}: {} ({}/{})</title></circle>",
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{BLUE}\"><title>{}: {}</title></circle>",
                 x(i),
-                y(rate),
-                esc(month),
-                percent(r.rate),
-                r.numerator,
-                r.denominator
+                y(value),
+                esc(&point.label),
+                esc(&point.tip)
             );
         }
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A line of monthly rates (0–100 %), oldest left; months without a denominator are gaps.
+pub(crate) fn rate_line(id: &str, title: &str, points: &[(String, Ratio)], lang: Lang) -> String {
+    let figures = |r: &Ratio| format!("{} ({}/{})", percent(r.rate), r.numerator, r.denominator);
+    let desc: Vec<String> = points
+        .iter()
+        .map(|(month, r)| format!("{month} {}", figures(r)))
+        .collect();
+    let points: Vec<TrendPoint> = points
+        .iter()
+        .map(|(month, r)| TrendPoint {
+            label: month.clone(),
+            value: r.rate.map(|rate| rate * 100.0),
+            tip: figures(r),
+        })
+        .collect();
+    let axes = TrendAxes {
+        y_suffix: "%",
+        x_label: lang.t("月份（UTC）", "month (UTC)"),
+        y_label: None,
+    };
+    trend(id, title, &desc.join("; "), &points, &axes)
 }
 
 /// Horizontal bars of rates (0–100 %), one per label (department).

@@ -102,107 +102,27 @@ vertical-align:top}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 
 /// A line chart of scores (0–100) over reports, oldest left.
 pub(crate) fn line_chart(id: &str, title: &str, points: &[(String, Option<f64>)], lang: Lang) -> String {
-    const W: f64 = 350.0;
-    const H: f64 = 190.0;
-    const LEFT: f64 = 52.0;
-    const RIGHT: f64 = 12.0;
-    const TOP: f64 = 24.0;
-    const BOTTOM: f64 = 40.0;
-    let plot_w = W - LEFT - RIGHT;
-    let plot_h = H - TOP - BOTTOM;
-    let x = |i: usize| {
-        if points.len() <= 1 {
-            LEFT + plot_w / 2.0
-        } else {
-            LEFT + plot_w * i as f64 / (points.len() - 1) as f64
-        }
-    };
-    let y = |v: f64| TOP + plot_h * (1.0 - v / 100.0);
+    use crate::console::charts::{TrendAxes, TrendPoint, trend};
     let values: Vec<String> = points.iter().map(|(_, v)| score(*v)).collect();
-    let mut svg = format!(
-        "<svg id=\"{id}\" class=\"trend\" role=\"img\" aria-labelledby=\"{id}-t {id}-d\" width=\"{W}\" height=\"{H}\" \
-         viewBox=\"0 0 {W} {H}\"><title id=\"{id}-t\">{}</title><desc id=\"{id}-d\">{}: {}</desc>",
-        esc(title),
+    let desc = format!(
+        "{}: {}",
         lang.t("各次测评得分，由早到晚", "scores of each report, oldest first"),
         values.join(", ")
     );
-    let _ = write!(
-        svg,
-        "<text x=\"{LEFT}\" y=\"14\" font-weight=\"600\">{}</text>",
-        esc(title)
-    );
-    for tick in [0.0, 25.0, 50.0, 75.0, 100.0] {
-        let ty = y(tick);
-        let _ = write!(
-            svg,
-            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{ty}\" y2=\"{ty}\" stroke=\"#d9e2ec\"/>\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{tick}</text>",
-            W - RIGHT,
-            LEFT - 6.0,
-            ty + 4.0
-        );
-    }
-    let _ = write!(
-        svg,
-        "<text transform=\"translate(14 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
-        TOP + plot_h / 2.0,
-        lang.t("得分", "score")
-    );
-    let axis_y = H - BOTTOM;
-    let _ = write!(
-        svg,
-        "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{axis_y}\" y2=\"{axis_y}\" stroke=\"#829ab1\"/>",
-        W - RIGHT
-    );
-    if let (Some(first), Some(last)) = (points.first(), points.last()) {
-        let _ = write!(
-            svg,
-            "<text x=\"{LEFT}\" y=\"{}\">{}</text>",
-            axis_y + 14.0,
-            esc(&first.0)
-        );
-        if points.len() > 1 {
-            let _ = write!(
-                svg,
-                "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
-                W - RIGHT,
-                axis_y + 14.0,
-                esc(&last.0)
-            );
-        }
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            LEFT + plot_w / 2.0,
-            axis_y + 32.0,
-            lang.t("测评时间（库版本）", "report time (library version)")
-        );
-    }
-    let path: Vec<String> = points
+    let points: Vec<TrendPoint> = points
         .iter()
-        .enumerate()
-        .filter_map(|(i, (_, v))| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+        .map(|(label, value)| TrendPoint {
+            label: label.clone(),
+            value: *value,
+            tip: score(*value),
+        })
         .collect();
-    if path.len() > 1 {
-        let _ = write!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"#2680c2\" stroke-width=\"2\" points=\"{}\"/>",
-            path.join(" ")
-        );
-    }
-    for (i, (label, v)) in points.iter().enumerate() {
-        if let Some(v) = v {
-            let _ = write!(
-                svg,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#2680c2\"><title>{}: {v:.1}</title></circle>",
-                x(i),
-                y(*v),
-                esc(label)
-            );
-        }
-    }
-    svg.push_str("</svg>");
-    svg
+    let axes = TrendAxes {
+        y_suffix: "",
+        x_label: lang.t("测评时间（库版本）", "report time (library version)"),
+        y_label: Some(lang.t("得分", "score")),
+    };
+    trend(id, title, &desc, &points, &axes)
 }
 
 /// Horizontal bars, one per field, 0–100.
