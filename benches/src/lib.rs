@@ -8,6 +8,8 @@
 //!   metadata DB on the embedded default (SQLite); target p99 < 20 ms.
 //!
 //! - `connector-pull`: a PostgreSQL table into a library, against ConnectorX.
+//! - `csv-export`: the data of the CSV export benchmark (a 10M-record library shared in bulk);
+//!   `benches/csv-export/run.sh` exports it over HTTP against DuckDB's `COPY … TO` CSV.
 //! - `exchange-lookup`: `GET records/{key}` at 10M records, against a bare actix-web handler.
 //! - `library-upsert`: upserting 1M changed records into a 10M-record library, against
 //!   appending 1M new ones; target at most 2×.

@@ -44,6 +44,36 @@ pub fn record(n: u64) -> Vec<Option<String>> {
     ]
 }
 
+/// Appends synthetic people 0, 1, … to `library` through the library writer (the same Parquet
+/// files, Delta commit and serving index as a connector run) until it holds `rows` records;
+/// returns how many it holds then.
+pub async fn fill(library: &exchange_core::Library, rows: u64) -> Result<u64, String> {
+    let have = library.len().map_err(|e| e.to_string())?;
+    if have < rows {
+        let started = std::time::Instant::now();
+        let mut writer = library
+            .writer("bench", 0, exchange_core::Authority::all(library.schema()))
+            .await
+            .map_err(|e| e.to_string())?;
+        for n in 0..rows - have {
+            writer.upsert(record(n)).map_err(|e| e.to_string())?;
+            if n % 32_768 == 0 {
+                writer.flush_if_full().await.map_err(|e| e.to_string())?;
+            }
+            if n % 1_000_000 == 0 && n > 0 {
+                eprintln!("  {n} rows written ({:.0} s)", started.elapsed().as_secs_f64());
+            }
+        }
+        writer.commit("bench-prepare", 0).await.map_err(|e| e.to_string())?;
+        eprintln!(
+            "  {} rows written in {:.0} s",
+            rows - have,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    library.len().map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

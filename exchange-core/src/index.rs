@@ -113,6 +113,29 @@ pub fn decode(bytes: &[u8]) -> Result<StoredRecord> {
     })
 }
 
+/// Calls `f(position, value)` for each value of a record [`encode`] wrote, in schema order,
+/// borrowed from `bytes`: for scans that copy values straight into columns, without a string
+/// per value. Returns how many values the record holds.
+pub fn decode_values<'a>(bytes: &'a [u8], mut f: impl FnMut(usize, Option<&'a str>)) -> Result<usize> {
+    let mut c = Cursor { bytes };
+    c.take(8)?;
+    let len = c.u16()?;
+    c.take(len)?;
+    let n = c.u16()?;
+    for i in 0..n {
+        let len = u32::from_le_bytes(c.take(4)?.try_into().expect("4 bytes"));
+        f(
+            i,
+            if len == u32::MAX {
+                None
+            } else {
+                Some(c.text(len as usize)?)
+            },
+        );
+    }
+    Ok(n)
+}
+
 /// The key → current-record index of one library.
 pub struct ServingIndex {
     db: Database,
@@ -156,6 +179,37 @@ impl IndexReader {
             f(key.value(), decode(value.value())?)?;
         }
         Ok(())
+    }
+
+    /// Calls `f(key, encoded record)` for the records after `after` in key order (from the
+    /// first when `None`), at most `limit` of them, borrowed from the index (read the values
+    /// with [`decode_values`]). Returns the last key visited, to go on from, when `limit` was
+    /// reached (a call after it may visit nothing), and `None` when the index ended first.
+    pub fn visit(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        mut f: impl FnMut(&str, &[u8]) -> Result<()>,
+    ) -> Result<Option<String>> {
+        use std::ops::Bound;
+        let range = match after {
+            Some(after) => self
+                .records
+                .range::<&str>((Bound::Excluded(after), Bound::Unbounded))
+                .map_err(Error::index)?,
+            None => self.records.iter().map_err(Error::index)?,
+        };
+        if limit == 0 {
+            return Ok(after.map(str::to_string));
+        }
+        for (visited, entry) in range.enumerate() {
+            let (key, value) = entry.map_err(Error::index)?;
+            f(key.value(), value.value())?;
+            if visited + 1 == limit {
+                return Ok(Some(key.value().to_string()));
+            }
+        }
+        Ok(None)
     }
 
     /// Number of records in this view.
@@ -316,6 +370,10 @@ mod tests {
             prop_assert_eq!(decode(&buf).unwrap(), record.clone());
             let (v, s) = decode_head(&buf).unwrap();
             prop_assert_eq!((v, s), (record.version, record.source.as_str()));
+            let mut borrowed = Vec::new();
+            let held = decode_values(&buf, |i, value| borrowed.push((i, value.map(str::to_string)))).unwrap();
+            prop_assert_eq!(held, record.values.len());
+            prop_assert_eq!(borrowed, record.values.iter().cloned().enumerate().collect::<Vec<_>>());
         }
     }
 
@@ -350,5 +408,24 @@ mod tests {
         }
         assert_eq!(seen, ["k2", "k5", "k8"]);
         assert_eq!(index.version().unwrap(), Some(2));
+        // Visiting pages through every record, whatever the page size.
+        for limit in 1..=11 {
+            let (mut after, mut visited) = (None, Vec::new());
+            loop {
+                let next = reader
+                    .visit(after.as_deref(), limit, |key, bytes| {
+                        visited.push((key.to_string(), decode(bytes)?));
+                        Ok(())
+                    })
+                    .unwrap();
+                match next {
+                    Some(k) => after = Some(k),
+                    None => break,
+                }
+            }
+            let mut want = records.clone();
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(visited, want, "limit {limit}");
+        }
     }
 }

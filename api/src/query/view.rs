@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::SchemaRef;
 use exchange_core::{FieldKind, IndexReader, LibrarySchema, StoredRecord};
 use policy::Access;
@@ -83,20 +83,25 @@ impl View {
 
     /// The records as the caller sees them: visible items only, masked where not plain.
     pub fn batch<'r>(&self, records: impl Iterator<Item = &'r StoredRecord> + Clone) -> RecordBatch {
+        let rows = records.clone().count();
         let columns: Vec<ArrayRef> = self
             .columns
             .iter()
             .map(|c| {
-                let values = records.clone().map(|r| {
-                    r.values[c.position].as_deref().map(|v| {
-                        if c.plain {
-                            v.to_string()
-                        } else {
-                            policy::mask::mask(c.kind, v)
-                        }
-                    })
-                });
-                Arc::new(values.collect::<StringArray>()) as ArrayRef
+                // Plain values are copied straight into the column, without a string apiece.
+                let bytes = records
+                    .clone()
+                    .map(|r| r.values[c.position].as_deref().map_or(0, str::len))
+                    .sum();
+                let mut column = StringBuilder::with_capacity(rows, bytes);
+                for record in records.clone() {
+                    match record.values[c.position].as_deref() {
+                        None => column.append_null(),
+                        Some(v) if c.plain => column.append_value(v),
+                        Some(v) => column.append_value(policy::mask::mask(c.kind, v)),
+                    }
+                }
+                Arc::new(column.finish()) as ArrayRef
             })
             .collect();
         RecordBatch::try_new(self.arrow.clone(), columns).expect("columns match the view schema")
@@ -138,11 +143,58 @@ impl View {
     }
 }
 
+impl View {
+    /// Of `raw` (stored, plain values over every library item, as [`raw_batch`] and
+    /// [`Scan::next_batch`] make them), the rows the grant's row filter and then `filter` (over
+    /// the view's values) let through, as the caller sees them: what [`View::select`] returns,
+    /// with plain columns shared rather than copied.
+    pub fn select_batch(&self, raw: &RecordBatch, filter: Option<&RowFilter>) -> Result<RecordBatch, FilterError> {
+        let evaluation = |e: arrow::error::ArrowError| FilterError::Evaluation(e.to_string());
+        let raw = match &self.row_filter {
+            // As in `select`: the failure is logged, never returned, and the rows withheld.
+            Some(row_filter) => match row_filter.evaluate(raw) {
+                Ok(mask) => arrow::compute::filter_record_batch(raw, &mask).map_err(evaluation)?,
+                Err(e) => {
+                    tracing::error!(filter = row_filter.sql(), error = %e, "a grant's row filter failed on the data");
+                    raw.slice(0, 0)
+                }
+            },
+            None => raw.clone(),
+        };
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                let column = raw.column(c.position);
+                if c.plain {
+                    return Ok(column.clone());
+                }
+                let values = column.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
+                    FilterError::Evaluation(format!("a stored column of type {}", column.data_type()))
+                })?;
+                let mut masked = StringBuilder::with_capacity(values.len(), values.values().len());
+                for value in values {
+                    match value {
+                        None => masked.append_null(),
+                        Some(v) => masked.append_value(policy::mask::mask(c.kind, v)),
+                    }
+                }
+                Ok(Arc::new(masked.finish()) as ArrayRef)
+            })
+            .collect::<Result<Vec<_>, FilterError>>()?;
+        let batch = RecordBatch::try_new(self.arrow.clone(), columns).map_err(evaluation)?;
+        match filter {
+            None => Ok(batch),
+            Some(filter) => arrow::compute::filter_record_batch(&batch, &filter.evaluate(&batch)?).map_err(evaluation),
+        }
+    }
+}
+
 /// The stored, plain values of `records` as a batch over every library item.
 pub fn raw_batch<'r>(library: &LibrarySchema, records: impl Iterator<Item = &'r StoredRecord> + Clone) -> RecordBatch {
     let names: Vec<&str> = library.fields.iter().map(|f| f.name).collect();
     let columns: Vec<ArrayRef> = (0..names.len())
-        .map(|i| Arc::new(records.clone().map(|r| r.values[i].clone()).collect::<StringArray>()) as ArrayRef)
+        .map(|i| Arc::new(records.clone().map(|r| r.values[i].as_deref()).collect::<StringArray>()) as ArrayRef)
         .collect();
     RecordBatch::try_new(text_schema(&names), columns).expect("columns match the library")
 }
@@ -164,6 +216,28 @@ impl Scan {
         }
     }
 
+    /// The next `n` records at most, copied from the index as they are stored (decoded later,
+    /// elsewhere, with [`Encoded::batch`]); empty at the end.
+    pub fn next_encoded(&mut self, n: usize) -> exchange_core::Result<Encoded> {
+        let mut encoded = Encoded {
+            bytes: Vec::with_capacity(n * 256),
+            ends: Vec::with_capacity(n),
+        };
+        if self.done {
+            return Ok(encoded);
+        }
+        let last = self.reader.visit(self.after.as_deref(), n, |_, bytes| {
+            encoded.bytes.extend_from_slice(bytes);
+            encoded.ends.push(encoded.bytes.len());
+            Ok(())
+        })?;
+        match last {
+            Some(key) => self.after = Some(key),
+            None => self.done = true,
+        }
+        Ok(encoded)
+    }
+
     /// The next `n` records at most; empty at the end.
     pub fn next_chunk(&mut self, n: usize) -> exchange_core::Result<Vec<(String, StoredRecord)>> {
         if self.done {
@@ -175,5 +249,50 @@ impl Scan {
             None => self.done = true,
         }
         Ok(page)
+    }
+}
+
+/// Records as the serving index stores them, back to back: what an export's index scan hands
+/// its writer, which decodes them, so that the two share the work.
+pub struct Encoded {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Encoded {
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The stored, plain values as a batch over every item of `library` (as [`raw_batch`]
+    /// makes it), copied straight into the columns.
+    pub fn batch(&self, library: &LibrarySchema) -> exchange_core::Result<RecordBatch> {
+        let names: Vec<&str> = library.fields.iter().map(|f| f.name).collect();
+        let rows = self.len();
+        let mut columns: Vec<StringBuilder> = names
+            .iter()
+            .map(|_| StringBuilder::with_capacity(rows, self.bytes.len() / names.len().max(1)))
+            .collect();
+        let mut start = 0;
+        for end in &self.ends {
+            let held = exchange_core::index::decode_values(&self.bytes[start..*end], |i, value| {
+                if let Some(column) = columns.get_mut(i) {
+                    column.append_option(value);
+                }
+            })?;
+            // A record written with fewer items than the schema now has.
+            for column in columns.iter_mut().skip(held) {
+                column.append_null();
+            }
+            start = *end;
+        }
+        let columns: Vec<ArrayRef> = columns.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef).collect();
+        Ok(RecordBatch::try_new(text_schema(&names), columns).expect("columns match the library"))
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::problem::Problem;
-use crate::query::view::{CHUNK, Scan, View};
+use crate::query::view::{CHUNK, Encoded, Scan, View, raw_batch};
 use crate::query::{FilterError, RowFilter};
 use crate::routes::exchange::{CallRecord, authorize, project};
 use crate::startup::AppState;
@@ -550,13 +550,35 @@ pub(crate) async fn export_response(
         };
         let written = match log {
             Some(mut records) => out.write(
-                || runtime.block_on(records.next_chunk()).map_err(|e| e.to_string()),
+                || {
+                    let chunk = runtime.block_on(records.next_chunk()).map_err(|e| e.to_string())?;
+                    Ok(raw_batch(view.library, chunk.iter().map(|(_, r)| r)))
+                },
                 sink,
             ),
             None => match library.reader() {
                 Ok(reader) => {
+                    // The index is read on a thread of its own, at most a few chunks ahead of
+                    // the writer: reading and encoding each hold a core. The scan stops when
+                    // the writer stops taking chunks.
+                    let (ahead, chunks) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
                     let mut scan = Scan::new(reader, None);
-                    out.write(|| scan.next_chunk(CHUNK).map_err(|e| e.to_string()), sink)
+                    runtime.spawn_blocking(move || {
+                        loop {
+                            let chunk = scan.next_encoded(CHUNK).map_err(|e| e.to_string());
+                            let last = chunk.as_ref().map_or(true, Encoded::is_empty);
+                            if ahead.send(chunk).is_err() || last {
+                                break;
+                            }
+                        }
+                    });
+                    out.write(
+                        || {
+                            let chunk = chunks.recv().map_err(|_| "the index scan stopped".to_string())??;
+                            chunk.batch(view.library).map_err(|e| e.to_string())
+                        },
+                        sink,
+                    )
                 }
                 Err(e) => Err(e.to_string()),
             },
@@ -576,6 +598,9 @@ pub(crate) async fn export_response(
 
 /// Bytes buffered before a chunk is handed to the response.
 const SINK_BYTES: usize = 64 << 10;
+
+/// Chunks of records the index scan may read ahead of the export's writer.
+const CHUNKS_AHEAD: usize = 2;
 
 /// A `Write` that hands its bytes to the response stream in chunks; fails once the client is gone.
 struct ChannelSink {
@@ -612,7 +637,10 @@ impl Write for ChannelSink {
 /// The writer of one export format.
 enum ExportWriter {
     Parquet(parquet::arrow::ArrowWriter<ChannelSink>),
-    Csv(arrow::csv::Writer<ChannelSink>),
+    /// Written as arrow's CSV writer writes text columns (the same `csv` settings: `,`, `"`
+    /// only where needed, doubled inside, `\n` after each record, null as an empty field),
+    /// straight from the columns' bytes.
+    Csv(csv::Writer<ChannelSink>, csv::ByteRecord),
     Json(arrow::json::ArrayWriter<ChannelSink>),
     Ndjson(arrow::json::LineDelimitedWriter<ChannelSink>),
     Xlsx(Box<XlsxOut>),
@@ -639,10 +667,11 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    /// Writes the records `next_chunk` hands out (empty at the end) as the caller sees them.
+    /// Writes the records `next_chunk` hands out (stored values over every library item, as
+    /// [`raw_batch`] makes them; empty at the end) as the caller sees them.
     fn write(
         &self,
-        mut next_chunk: impl FnMut() -> Result<Vec<(String, exchange_core::StoredRecord)>, String>,
+        mut next_chunk: impl FnMut() -> Result<RecordBatch, String>,
         mut sink: ChannelSink,
     ) -> Result<(), String> {
         let err = |e: &dyn std::fmt::Display| e.to_string();
@@ -660,7 +689,19 @@ impl Output<'_> {
                 if self.options.bom {
                     sink.write_all("\u{feff}".as_bytes()).map_err(|e| err(&e))?;
                 }
-                ExportWriter::Csv(arrow::csv::WriterBuilder::new().with_header(true).build(sink))
+                let mut writer = csv::WriterBuilder::new()
+                    .delimiter(b',')
+                    .quote(b'"')
+                    .quote_style(csv::QuoteStyle::Necessary)
+                    .double_quote(true)
+                    .terminator(csv::Terminator::Any(b'\n'))
+                    .buffer_capacity(SINK_BYTES)
+                    .from_writer(sink);
+                // The header goes out even when no record does.
+                writer
+                    .write_record(schema.fields().iter().map(|f| f.name().as_bytes()))
+                    .map_err(|e| err(&e))?;
+                ExportWriter::Csv(writer, csv::ByteRecord::new())
             }
             Format::Json => ExportWriter::Json(
                 arrow::json::WriterBuilder::new()
@@ -677,20 +718,19 @@ impl Output<'_> {
         let mut write = |batch: &RecordBatch| -> Result<(), String> {
             match &mut writer {
                 ExportWriter::Parquet(w) => w.write(batch).map_err(|e| err(&e)),
-                ExportWriter::Csv(w) => w.write(batch).map_err(|e| err(&e)),
+                ExportWriter::Csv(w, record) => write_csv(w, record, batch),
                 ExportWriter::Json(w) => w.write(batch).map_err(|e| err(&e)),
                 ExportWriter::Ndjson(w) => w.write(batch).map_err(|e| err(&e)),
                 ExportWriter::Xlsx(x) => x.write(batch),
             }
         };
-        // The CSV header goes out even when no record does.
         write(&RecordBatch::new_empty(schema.clone()))?;
         loop {
             let chunk = next_chunk()?;
-            if chunk.is_empty() {
+            if chunk.num_rows() == 0 {
                 break;
             }
-            let (_, batch) = self.view.select(&chunk, self.filter).map_err(|e| err(&e))?;
+            let batch = self.view.select_batch(&chunk, self.filter).map_err(|e| err(&e))?;
             if batch.num_rows() > 0 {
                 write(&batch.project(self.fields).map_err(|e| err(&e))?)?;
             }
@@ -700,7 +740,11 @@ impl Output<'_> {
                 let mut sink = w.into_inner().map_err(|e| err(&e))?;
                 sink.flush().map_err(|e| err(&e))
             }
-            ExportWriter::Csv(w) => w.into_inner().flush().map_err(|e| err(&e)),
+            ExportWriter::Csv(w, _) => w
+                .into_inner()
+                .map_err(|e| e.error().to_string())?
+                .flush()
+                .map_err(|e| err(&e)),
             ExportWriter::Json(mut w) => {
                 w.finish().map_err(|e| err(&e))?;
                 w.into_inner().flush().map_err(|e| err(&e))
@@ -767,4 +811,34 @@ impl XlsxOut {
         std::io::copy(&mut file, &mut self.sink).map_err(|e| e.to_string())?;
         self.sink.flush().map_err(|e| e.to_string())
     }
+}
+
+/// Writes the rows of `batch`, whose columns are all text, as CSV records.
+fn write_csv(
+    writer: &mut csv::Writer<ChannelSink>,
+    record: &mut csv::ByteRecord,
+    batch: &RecordBatch,
+) -> Result<(), String> {
+    use arrow::array::Array;
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .ok_or_else(|| format!("an export column of type {} (text expected)", c.data_type()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for row in 0..batch.num_rows() {
+        record.clear();
+        for column in &columns {
+            record.push_field(if column.is_null(row) {
+                b""
+            } else {
+                column.value(row).as_bytes()
+            });
+        }
+        writer.write_byte_record(record).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
