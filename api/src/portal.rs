@@ -65,19 +65,8 @@ fn lang_of(query: &PortalQuery) -> Lang {
 }
 
 fn html(status: StatusCode, title: &str, lang: Lang, header: &str, body: &str) -> HttpResponse {
-    let page = format!(
-        "<!doctype html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · {}</title>\
-         <style>{}{PORTAL_STYLE}</style></head><body>{header}<main>{body}</main></body></html>\n",
-        lang.t("zh-CN", "en"),
-        esc(title),
-        lang.t("汇通开放数据", "Huitong Open Data"),
-        crate::quality::page::STYLE,
-    );
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(page)
+    let site = lang.t("汇通开放数据", "Huitong Open Data");
+    crate::console::document(status, lang, (title, site), PORTAL_STYLE, header, body)
 }
 
 /// The developer logged in with this browser, if any.
@@ -144,12 +133,26 @@ fn cycle_label(lang: Lang, cycle: exchange_core::UpdateCycle) -> String {
     }
 }
 
-/// The open datasets, by code.
-async fn datasets(state: &AppState) -> Result<Vec<Resource>, HttpResponse> {
-    state.catalog.open_datasets().await.map_err(|e| {
-        tracing::error!(error = %e, "portal: reading the catalog failed");
-        HttpResponse::InternalServerError().finish()
-    })
+/// What a listing page shows: the open datasets (by code), their latest quality scores, and
+/// the developer logged in with this browser, if any.
+struct Listing {
+    all: Vec<Resource>,
+    scores: std::collections::HashMap<String, f64>,
+    developer: Option<policy::Credential>,
+}
+
+impl Listing {
+    async fn load(req: &HttpRequest, state: &AppState) -> Result<Self, HttpResponse> {
+        let all = state.catalog.open_datasets().await.map_err(|e| {
+            tracing::error!(error = %e, "portal: reading the catalog failed");
+            HttpResponse::InternalServerError().finish()
+        })?;
+        Ok(Self {
+            all,
+            scores: latest_scores(state).await,
+            developer: developer_of(req, state).await,
+        })
+    }
 }
 
 fn dataset_list(lang: Lang, list: &[&Resource], scores: &std::collections::HashMap<String, f64>) -> String {
@@ -191,7 +194,11 @@ async fn latest_scores(state: &AppState) -> std::collections::HashMap<String, f6
         .catalog
         .latest_quality_reports()
         .await
-        .unwrap_or_default()
+        // A page without scores beats no page: the fault goes to the log.
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "portal: reading the quality reports failed");
+            Vec::new()
+        })
         .into_iter()
         .filter(|r| r.scope == QualityScope::Resource)
         .map(|r| (r.name, r.overall))
@@ -271,12 +278,10 @@ fn facets(lang: Lang, all: &[Resource]) -> String {
 )]
 pub async fn home(req: HttpRequest, state: web::Data<AppState>, query: web::Query<PortalQuery>) -> HttpResponse {
     let lang = lang_of(&query);
-    let all = match datasets(&state).await {
-        Ok(all) => all,
+    let Listing { all, scores, developer } = match Listing::load(&req, &state).await {
+        Ok(listing) => listing,
         Err(response) => return response,
     };
-    let scores = latest_scores(&state).await;
-    let developer = developer_of(&req, &state).await;
     let list: Vec<&Resource> = all.iter().collect();
     let body = format!(
         "<h1>{}</h1><p class=\"note\">{}</p>{}{}<h2>{}</h2>{}",
@@ -310,12 +315,10 @@ pub async fn home(req: HttpRequest, state: web::Data<AppState>, query: web::Quer
 )]
 pub async fn search(req: HttpRequest, state: web::Data<AppState>, query: web::Query<PortalQuery>) -> HttpResponse {
     let lang = lang_of(&query);
-    let all = match datasets(&state).await {
-        Ok(all) => all,
+    let Listing { all, scores, developer } = match Listing::load(&req, &state).await {
+        Ok(listing) => listing,
         Err(response) => return response,
     };
-    let scores = latest_scores(&state).await;
-    let developer = developer_of(&req, &state).await;
     let theme = query
         .theme
         .as_deref()
@@ -324,8 +327,7 @@ pub async fn search(req: HttpRequest, state: web::Data<AppState>, query: web::Qu
     let found: Vec<&Resource> = match theme {
         // A theme that is none of the three matches nothing.
         Some(None) => Vec::new(),
-        Some(Some(theme)) => search_in(&all, &query, Some(theme)),
-        None => search_in(&all, &query, None),
+        theme => search_in(&all, &query, theme.flatten()),
     };
     let q = query.q.clone().unwrap_or_default();
     let body = format!(

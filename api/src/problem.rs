@@ -75,6 +75,17 @@ impl Problem {
         self
     }
 
+    /// 422 `invalid_query` naming the query parameter to blame.
+    pub fn invalid_query(field: &str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+            "Invalid query parameter",
+            detail,
+        )
+        .with_field(field)
+    }
+
     /// 401: no valid credential.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(

@@ -219,7 +219,8 @@ fn spawn_quota_saver(quotas: Arc<Quotas>, catalog: Catalog) {
 }
 
 /// After a catalog write served here (any successful request that is not a read or an
-/// exchange/lab call), the cached catalog reads are dropped, so the next call sees the write.
+/// exchange/lab/CKAN call; a form post succeeds with a redirect), the cached catalog reads are
+/// dropped, so the next call sees the write.
 async fn invalidate_after_writes(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
@@ -234,7 +235,7 @@ async fn invalidate_after_writes(
     let state = writes.then(|| req.app_data::<web::Data<AppState>>().cloned()).flatten();
     let response = next.call(req).await?;
     if let Some(state) = state
-        && response.status().is_success()
+        && (response.status().is_success() || response.status().is_redirection())
     {
         state.catalog_cache.invalidate();
     }

@@ -195,26 +195,25 @@ impl Catalog {
         purpose: &str,
     ) -> Result<OpenApplication> {
         let mut tx = self.pool.begin().await?;
-        let open = sqlx::query(
-            "SELECT id, status, expires_at FROM open_applications WHERE resource_id = $1 AND credential_id = $2 \
-             AND status IN ('pending', 'approved') ORDER BY id DESC",
-        )
+        let filed = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE a.resource_id = $1 AND a.credential_id = $2 \
+             AND a.status IN ('pending', 'approved')"
+        )))
         .bind(resource_id)
         .bind(credential_id)
         .fetch_all(&mut *tx)
         .await?;
-        let now = now_text();
-        for row in open {
-            let expires_at: Option<String> = row.try_get("expires_at")?;
-            if expires_at.as_deref().is_some_and(|at| at <= now.as_str()) {
-                continue;
+        for row in &filed {
+            // An approval that has expired no longer stands in the way.
+            let earlier = from_row(row)?;
+            if earlier.status == PENDING || earlier.in_force() {
+                return Err(Error::State(format!(
+                    "application {} for this dataset is already {}",
+                    earlier.id, earlier.status
+                )));
             }
-            let id: i64 = row.try_get("id")?;
-            let status: String = row.try_get("status")?;
-            return Err(Error::State(format!(
-                "application {id} for this dataset is already {status}"
-            )));
         }
+        let now = now_text();
         let row = sqlx::query(
             "INSERT INTO open_applications (resource_id, credential_id, purpose, status, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",

@@ -1,5 +1,5 @@
-//! What the exchange hot path reads from the catalog — a resource by code, a department's
-//! grant on it — kept in memory for a short while, so a lookup does not query the metadata DB.
+//! What the exchange and open-data hot paths read from the catalog — a resource by code, a
+//! department's grant on it, a developer's application for it — kept in memory for a short while, so a lookup does not query the metadata DB.
 //!
 //! An entry is trusted for at most `ttl` (a change made by another process, the CLI or a
 //! replica, shows within that time) and is dropped at once by [`CatalogCache::invalidate`],
@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use catalog::{Catalog, Grant, Resource};
+use catalog::{Catalog, Grant, OpenApplication, Resource};
 
 /// A map whose entries are trusted for `ttl` after they were fetched, holding at most `max`
 /// of them: the shape of every cache on the hot path ([`CatalogCache`],
@@ -81,6 +81,7 @@ pub struct CatalogCache {
     // invalidation is not trusted even if it is put after it.
     resources: TtlMap<String, Stamped<Arc<Resource>>>,
     grants: TtlMap<(i64, i64), Stamped<Option<Arc<Grant>>>>,
+    applications: TtlMap<(i64, i64), Stamped<Option<Arc<OpenApplication>>>>,
 }
 
 /// A catalog read and the cache generation it was made in.
@@ -94,6 +95,7 @@ impl CatalogCache {
             generation: AtomicU64::new(0),
             resources: TtlMap::new(ttl, MAX_CATALOG_ENTRIES),
             grants: TtlMap::new(ttl, MAX_CATALOG_ENTRIES),
+            applications: TtlMap::new(ttl, MAX_CATALOG_ENTRIES),
         }
     }
 
@@ -115,17 +117,55 @@ impl CatalogCache {
     /// The grant that decides `department`'s access to `resource_id`: its newest active grant,
     /// an unexpired one before an expired one (so a denial can say "expired").
     pub async fn grant(&self, resource_id: i64, department: i64) -> catalog::Result<Option<Arc<Grant>>> {
-        let generation = self.generation.load(Ordering::Acquire);
-        let key = (resource_id, department);
-        if let Some((stamp, hit)) = self.grants.get(&key)
-            && stamp == generation
+        Self::cached(&self.generation, &self.grants, (resource_id, department), || async {
+            Ok(self.catalog.grant_for(resource_id, department).await?.map(Arc::new))
+        })
+        .await
+    }
+
+    /// The open-data application of developer `credential_id` in force on `resource_id`.
+    pub async fn application(
+        &self,
+        resource_id: i64,
+        credential_id: i64,
+    ) -> catalog::Result<Option<Arc<OpenApplication>>> {
+        Self::cached(
+            &self.generation,
+            &self.applications,
+            (resource_id, credential_id),
+            || async {
+                Ok(self
+                    .catalog
+                    .application_in_force(resource_id, credential_id)
+                    .await?
+                    .map(Arc::new))
+            },
+        )
+        .await
+    }
+
+    /// The value of `key` in `map` if it was read in the current generation, else `fetch`ed
+    /// and kept.
+    async fn cached<V: Clone, F, Fut>(
+        generation: &AtomicU64,
+        map: &TtlMap<(i64, i64), Stamped<V>>,
+        key: (i64, i64),
+        fetch: F,
+    ) -> catalog::Result<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = catalog::Result<V>>,
+    {
+        let current = generation.load(Ordering::Acquire);
+        if let Some((stamp, hit)) = map.get(&key)
+            && stamp == current
         {
             return Ok(hit);
         }
         let fetched = Instant::now();
-        let grant = self.catalog.grant_for(resource_id, department).await?.map(Arc::new);
-        self.grants.put(key, (generation, grant.clone()), fetched);
-        Ok(grant)
+        let value = fetch().await?;
+        map.put(key, (current, value.clone()), fetched);
+        Ok(value)
     }
 
     /// Forgets everything: the catalog was just written.
@@ -133,5 +173,6 @@ impl CatalogCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.resources.retain(|_| false);
         self.grants.retain(|_| false);
+        self.applications.retain(|_| false);
     }
 }

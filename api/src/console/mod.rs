@@ -42,12 +42,27 @@ form.filter{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end}form.filt
 /// A console page: the shared style, the header (navigation, who is logged in, logout and
 /// the language switch) and `body`.
 pub(crate) fn page(status: StatusCode, title: &str, lang: Lang, header_html: &str, body: &str) -> HttpResponse {
+    document(status, lang, (title, "汇通 Huitong"), CONSOLE_STYLE, header_html, body)
+}
+
+/// An HTML page of the server (console, quality report, portal): `title · site` as its title,
+/// the shared style followed by `style`, then `header_html` and `body`; never cached (the pages
+/// show live data and who is logged in).
+pub(crate) fn document(
+    status: StatusCode,
+    lang: Lang,
+    (title, site): (&str, &str),
+    style: &str,
+    header_html: &str,
+    body: &str,
+) -> HttpResponse {
     let page = format!(
         "<!doctype html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · 汇通 Huitong</title>\
-         <style>{}{CONSOLE_STYLE}</style></head><body>{header_html}<main>{body}</main></body></html>\n",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · {}</title>\
+         <style>{}{style}</style></head><body>{header_html}<main>{body}</main></body></html>\n",
         lang.t("zh-CN", "en"),
         esc(title),
+        esc(site),
         crate::quality::page::STYLE,
     );
     HttpResponse::build(status)

@@ -1,6 +1,5 @@
 //! `GET /api/v1/kpis`: the assessment KPIs of a period, per department and per month.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::NaiveDate;
 use policy::Role;
@@ -27,22 +26,12 @@ pub struct KpiQuery {
     pub department: Option<String>,
 }
 
-fn invalid(field: &'static str, detail: String) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_query",
-        "Invalid request",
-        detail,
-    )
-    .with_field(field)
-}
-
 fn date(value: Option<&str>, field: &'static str) -> Result<Option<NaiveDate>, Problem> {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => NaiveDate::parse_from_str(v, "%Y-%m-%d")
             .map(Some)
-            .map_err(|e| invalid(field, format!("{field} must be a date YYYY-MM-DD, got {v:?} ({e})"))),
+            .map_err(|e| Problem::invalid_query(field, format!("{field} must be a date YYYY-MM-DD, got {v:?} ({e})"))),
     }
 }
 
@@ -51,11 +40,14 @@ pub fn period_of(query: &KpiQuery, today: NaiveDate) -> Result<Period, Problem> 
     let to = date(query.to.as_deref(), "to")?.unwrap_or(today);
     let from = date(query.from.as_deref(), "from")?.unwrap_or(Period::default_until(to).from);
     if from > to {
-        return Err(invalid("from", format!("from ({from}) is after to ({to})")));
+        return Err(Problem::invalid_query(
+            "from",
+            format!("from ({from}) is after to ({to})"),
+        ));
     }
     let period = Period { from, to };
     if period.months().len() > MAX_MONTHS {
-        return Err(invalid(
+        return Err(Problem::invalid_query(
             "from",
             format!("the period spans more than {MAX_MONTHS} months; ask for a shorter one"),
         ));
@@ -74,7 +66,7 @@ pub async fn department_of(state: &AppState, caller: &Caller, query: &KpiQuery) 
         match state.catalog.department_by_code(code).await {
             Ok(_) => {}
             Err(catalog::Error::NotFound { .. }) => {
-                return Err(invalid("department", format!("no department {code:?}")));
+                return Err(Problem::invalid_query("department", format!("no department {code:?}")));
             }
             Err(other) => return Err(Problem::internal(&other)),
         }

@@ -81,16 +81,7 @@ fn score(s: Option<f64>) -> String {
 }
 
 fn html(status: actix_web::http::StatusCode, title: &str, lang: Lang, body: &str) -> HttpResponse {
-    let page = format!(
-        "<!doctype html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} · 汇通 Huitong</title>\
-         <style>{STYLE}</style></head><body>{body}</body></html>\n",
-        lang.t("zh-CN", "en"),
-        esc(title)
-    );
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .body(page)
+    crate::console::document(status, lang, (title, "汇通 Huitong"), "", "", body)
 }
 
 pub(crate) const STYLE: &str = "body{font-family:system-ui,'PingFang SC','Microsoft YaHei',sans-serif;margin:2rem auto;\

@@ -2,7 +2,6 @@
 //! consumers their own calls, the platform everything; JSON pages or a CSV export; and the
 //! chain check.
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use policy::Role;
 use policy::audit::{AuditQuery, AuditRecord};
@@ -51,13 +50,10 @@ fn cst() -> chrono::FixedOffset {
 /// A bound as stored: a date means the start of that day (`end`: of the next day) in CST.
 fn bound(field: &'static str, raw: &str, end: bool) -> Result<String, Problem> {
     let bad = || {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query parameter",
+        Problem::invalid_query(
+            field,
             format!("{field}: a date (2026-11-23) or an RFC 3339 time, not {raw:?}"),
         )
-        .with_field(field)
     };
     if let Ok(date) = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
         let day = if end { date.succ_opt().ok_or_else(bad)? } else { date };
@@ -128,13 +124,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Que
     let caller = Caller::from_request(&req, &state).await?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query parameter",
-            "limit: between 1 and 1000",
-        )
-        .with_field("limit"));
+        return Err(Problem::invalid_query("limit", "limit: between 1 and 1000"));
     }
     let mut query = AuditQuery {
         resource_code: params.resource.clone(),
@@ -156,13 +146,10 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Que
             Ok(HttpResponse::Ok().json(json!({"items": records, "next_after": next_after})))
         }
         "csv" => Ok(csv_export(state.into_inner(), query)),
-        other => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query parameter",
+        other => Err(Problem::invalid_query(
+            "format",
             format!("format: json or csv, not {other:?}"),
-        )
-        .with_field("format")),
+        )),
     }
 }
 

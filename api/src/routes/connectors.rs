@@ -268,13 +268,7 @@ pub async fn runs(
     let connector = find(&state, &id).await?;
     require_owner(&caller, connector.department_id, "reading run history")?;
     if !(1..=500).contains(&query.limit) {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query parameter",
-            "limit: between 1 and 500",
-        )
-        .with_field("limit"));
+        return Err(Problem::invalid_query("limit", "limit: between 1 and 500"));
     }
     let runs = state.catalog.runs(connector.id, query.limit).await?;
     Ok(HttpResponse::Ok().json(json!({ "connector": connector.name, "items": runs })))

@@ -204,10 +204,16 @@ async fn run(
         failure(&p)
     };
     // Which items the caller may see decides which filters and fields are valid: ask first.
-    let probe = crate::routes::open::open_read(req, state, &search.dataset, None, None, call)
+    let (resource, library, access) = crate::routes::open::authorize_open(req, state, &search.dataset, call)
         .await
         .map_err(&mut refuse)?;
-    let visible: Vec<&str> = probe.view.names();
+    // The items the caller may see decide which filters, fields and sort keys are valid.
+    let schema = library.schema();
+    let visible: Vec<&str> = access
+        .items
+        .iter()
+        .filter_map(|item| schema.position(&item.name).map(|i| schema.fields[i].name))
+        .collect();
     if let Some(fields) = &search.fields
         && let Some(unknown) = fields.iter().find(|f| !visible.contains(&f.as_str()))
     {
@@ -224,9 +230,9 @@ async fn run(
     let fields_param = search.fields.as_ref().map(|f| f.join(","));
     let read = crate::routes::query::read_of(
         state,
-        probe.resource.clone(),
-        probe.library.clone(),
-        probe.access.clone(),
+        resource,
+        library,
+        access,
         sql.as_deref(),
         fields_param.as_deref(),
         call,

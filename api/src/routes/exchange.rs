@@ -380,15 +380,7 @@ async fn serve_changes(
     query: &ChangesQuery,
     call: &mut CallRecord,
 ) -> Result<HttpResponse, Problem> {
-    let bad = |field: &str, detail: &str| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query parameter",
-            detail,
-        )
-        .with_field(field)
-    };
+    let bad = |field: &str, detail: &str| Problem::invalid_query(field, detail);
     if query.since_version < 0 {
         return Err(bad("since_version", "since_version: a library version, 0 or more"));
     }

@@ -14,22 +14,11 @@ use crate::query::RowFilter;
 use crate::routes::exchange::{CallRecord, authorize, parse_key, project, visible};
 use crate::startup::AppState;
 
-/// A 422 naming the query parameter to blame.
-pub(crate) fn invalid_parameter(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_query",
-        "Invalid query parameter",
-        detail,
-    )
-    .with_field(field)
-}
-
 /// A library error: bad input (a version not reached, a time before the first commit) is a 422
 /// naming its parameter; anything else is a fault of ours.
 pub(crate) fn library_problem(e: exchange_core::Error) -> Problem {
     match e {
-        exchange_core::Error::InvalidValue { field, message } => invalid_parameter(field, message),
+        exchange_core::Error::InvalidValue { field, message } => Problem::invalid_query(field, message),
         other => Problem::internal(&other),
     }
 }
@@ -37,7 +26,7 @@ pub(crate) fn library_problem(e: exchange_core::Error) -> Problem {
 /// A library version given as a query parameter: an integer, 0 or more.
 pub(crate) fn parse_version(field: &str, raw: &str) -> Result<i64, Problem> {
     raw.trim().parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| {
-        invalid_parameter(
+        Problem::invalid_query(
             field,
             format!("{field}: a library version (an integer, 0 or more), not {raw:?}"),
         )
@@ -84,7 +73,7 @@ pub(crate) enum AsOf {
 impl AsOf {
     fn parse(query: &AsOfQuery) -> Result<Self, Problem> {
         Self::optional(query.as_of_version.as_deref(), query.as_of.as_deref())?.ok_or_else(|| {
-            invalid_parameter(
+            Problem::invalid_query(
                 "as_of_version",
                 "as_of_version or as_of: which version of the record to return",
             )
@@ -94,12 +83,12 @@ impl AsOf {
     /// `as_of_version` or `as_of` (not both), if either is given.
     pub(crate) fn optional(version: Option<&str>, time: Option<&str>) -> Result<Option<Self>, Problem> {
         match (version, time) {
-            (Some(_), Some(_)) => Err(invalid_parameter("as_of", "give as_of_version or as_of, not both")),
+            (Some(_), Some(_)) => Err(Problem::invalid_query("as_of", "give as_of_version or as_of, not both")),
             (Some(v), None) => Ok(Some(AsOf::Version(parse_version("as_of_version", v)?))),
             (None, Some(t)) => chrono::DateTime::parse_from_rfc3339(t.trim())
                 .map(|t| Some(AsOf::Time(t.to_utc())))
                 .map_err(|e| {
-                    invalid_parameter(
+                    Problem::invalid_query(
                         "as_of",
                         format!("as_of: an RFC 3339 time such as 2026-11-23T08:00:00Z ({e})"),
                     )
@@ -298,12 +287,12 @@ async fn serve_diff(
     let query: DiffQuery = parse_query(req)?;
     let required = |field: &str, value: &Option<String>| match value {
         Some(v) => parse_version(field, v),
-        None => Err(invalid_parameter(field, format!("{field}: required"))),
+        None => Err(Problem::invalid_query(field, format!("{field}: required"))),
     };
     let from = required("from_version", &query.from_version)?;
     let to = required("to_version", &query.to_version)?;
     if from > to {
-        return Err(invalid_parameter(
+        return Err(Problem::invalid_query(
             "from_version",
             format!("from_version {from} is after to_version {to}"),
         ));
@@ -315,7 +304,7 @@ async fn serve_diff(
             .parse::<usize>()
             .ok()
             .filter(|l| (1..=5000).contains(l))
-            .ok_or_else(|| invalid_parameter("limit", "limit: between 1 and 5000"))?,
+            .ok_or_else(|| Problem::invalid_query("limit", "limit: between 1 and 5000"))?,
     };
     let after = match query.cursor.as_deref() {
         None => None,
@@ -323,7 +312,7 @@ async fn serve_diff(
             hex::decode(raw)
                 .ok()
                 .and_then(|bytes| String::from_utf8(bytes).ok())
-                .ok_or_else(|| invalid_parameter("cursor", "cursor: not a cursor this endpoint gave"))?,
+                .ok_or_else(|| Problem::invalid_query("cursor", "cursor: not a cursor this endpoint gave"))?,
         ),
     };
     let (resource, library, access) = authorize(req, state, resource_code, call).await?;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{Caller, forbidden};
 use crate::problem::Problem;
 use crate::routes::exchange::parse_key;
-use crate::routes::history::{invalid_parameter, library_problem};
+use crate::routes::history::library_problem;
 use crate::startup::AppState;
 
 type Reply = Result<HttpResponse, Problem>;
@@ -358,7 +358,10 @@ pub async fn conflicts(
         .into_inner();
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(invalid_parameter("limit", format!("limit is 1 to 1000, got {limit}")));
+        return Err(Problem::invalid_query(
+            "limit",
+            format!("limit is 1 to 1000, got {limit}"),
+        ));
     }
     let key = query.key.as_deref().map(|k| parse_key(&library, k)).transpose()?;
     let rows = library

@@ -54,7 +54,7 @@ fn presents_credentials(req: &HttpRequest) -> bool {
 
 /// Authenticates the caller if it presents credentials (anonymous otherwise), takes the call
 /// from its quota, and asks policy what it may read of the dataset `id`.
-async fn authorize_open(
+pub(crate) async fn authorize_open(
     req: &HttpRequest,
     state: &AppState,
     id: &str,
@@ -84,13 +84,15 @@ async fn authorize_open(
         Err(other) => return Err(Problem::internal(&other)),
     };
     let application = match &credential {
-        Some(credential) if resource.meta.open_type == exchange_core::OpenType::Conditional => {
-            state.catalog.application_in_force(resource.id, credential.id).await?
-        }
+        Some(credential) if resource.meta.open_type == exchange_core::OpenType::Conditional => state
+            .catalog_cache
+            .application(resource.id, credential.id)
+            .await
+            .map_err(|e| Problem::internal(&e))?,
         _ => None,
     };
     let caller = match &credential {
-        Some(_) => OpenCaller::Developer(application.as_ref()),
+        Some(_) => OpenCaller::Developer(application.as_deref()),
         None => OpenCaller::Anonymous,
     };
     let access = policy::open::decide_open(&resource, caller).map_err(|d| denied(id, d))?;
@@ -151,13 +153,10 @@ fn flag(field: &str, raw: Option<&str>) -> Result<bool, Problem> {
     match raw.map(str::trim) {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") => Ok(true),
-        Some(other) => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query parameter",
+        Some(other) => Err(Problem::invalid_query(
+            field,
             format!("{field}: true or false, not {other:?}"),
-        )
-        .with_field(field)),
+        )),
     }
 }
 
@@ -297,13 +296,7 @@ async fn serve_records(
     call: &mut CallRecord,
 ) -> Reply {
     if !(1..=1000).contains(&query.limit) {
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query parameter",
-            "limit: between 1 and 1000",
-        )
-        .with_field("limit"));
+        return Err(Problem::invalid_query("limit", "limit: between 1 and 1000"));
     }
     let after = cursor_param(query.cursor.as_deref())?;
     let read = open_read(req, state, id, query.filter.as_deref(), query.fields.as_deref(), call).await?;
@@ -318,8 +311,7 @@ async fn serve_records(
     })))
 }
 
-/// An authorized open read of the dataset `id` (for the records endpoint and CKAN's
-/// `datastore_search`).
+/// An authorized open read of the dataset `id` (the records endpoint and the portal's preview).
 pub(crate) async fn open_read(
     req: &HttpRequest,
     state: &AppState,

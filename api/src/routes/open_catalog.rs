@@ -297,16 +297,6 @@ pub fn dataset_not_found(id: &str) -> Problem {
     .with_field("id")
 }
 
-fn invalid_query(field: &str, detail: impl Into<String>) -> Problem {
-    Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_query",
-        "Invalid request",
-        detail,
-    )
-    .with_field(field)
-}
-
 /// Filters and paging of `GET /open/v1/datasets`. Unknown parameters are refused.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(default, deny_unknown_fields)]
@@ -332,7 +322,7 @@ fn parse_count(field: &str, value: Option<&str>, default: usize, max: usize) -> 
         None => Ok(default),
         Some(text) => match text.trim().parse::<usize>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(invalid_query(
+            _ => Err(Problem::invalid_query(
                 field,
                 format!("{field} is a whole number from 1 to {max}, not {text:?}"),
             )),
@@ -359,7 +349,7 @@ pub async fn list(state: web::Data<AppState>, query: web::Query<DatasetQuery>) -
     let theme = match query.theme.as_deref() {
         None => None,
         Some(text) => Some(Classification::parse(text).ok_or_else(|| {
-            invalid_query(
+            Problem::invalid_query(
                 "theme",
                 format!("theme is one of base, theme, department, not {text:?}"),
             )
@@ -370,7 +360,7 @@ pub async fn list(state: web::Data<AppState>, query: web::Query<DatasetQuery>) -
         Some(text) => match text.parse::<OpenType>() {
             Ok(t) if catalog::OPEN_TYPES.contains(&t) => Some(t),
             _ => {
-                return Err(invalid_query(
+                return Err(Problem::invalid_query(
                     "open_type",
                     format!("open_type is unconditional or conditional, not {text:?}"),
                 ));

@@ -146,13 +146,10 @@ fn check_trend(trend: i64) -> Result<i64, Problem> {
     if (1..=365).contains(&trend) {
         Ok(trend)
     } else {
-        Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            "Invalid query parameter",
+        Err(Problem::invalid_query(
+            "trend",
             format!("trend: 1 to 365 reports, not {trend}"),
-        )
-        .with_field("trend"))
+        ))
     }
 }
 

@@ -242,7 +242,7 @@ async fn serve_records(
     call: &mut CallRecord,
 ) -> Result<HttpResponse, Problem> {
     if !(1..=1000).contains(&query.limit) {
-        return Err(invalid("invalid_query", "limit", "limit: between 1 and 1000"));
+        return Err(Problem::invalid_query("limit", "limit: between 1 and 1000"));
     }
     let after = cursor_param(query.cursor.as_deref())?;
     let read = prepare(
@@ -269,8 +269,7 @@ async fn serve_records(
 pub(crate) fn cursor_param(cursor: Option<&str>) -> Result<Option<String>, Problem> {
     cursor
         .map(|raw| {
-            parse_cursor(raw)
-                .ok_or_else(|| invalid("invalid_query", "cursor", "cursor: not a cursor this endpoint gave"))
+            parse_cursor(raw).ok_or_else(|| Problem::invalid_query("cursor", "cursor: not a cursor this endpoint gave"))
         })
         .transpose()
 }
@@ -410,8 +409,7 @@ impl Format {
             "json" => Ok(Format::Json),
             "ndjson" => Ok(Format::Ndjson),
             "xlsx" => Ok(Format::Xlsx),
-            _ => Err(invalid(
-                "invalid_query",
+            _ => Err(Problem::invalid_query(
                 "format",
                 "format: one of csv, json, ndjson, parquet, xlsx",
             )),
