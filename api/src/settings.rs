@@ -216,7 +216,7 @@ fn default_objection_deadline() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeSettings {
-    /// How long a resource or grant read from the catalog is trusted, in seconds (fractions
+    /// How long a resource, grant or open-data application read from the catalog is trusted, in seconds (fractions
     /// allowed). A change made through this server shows at once; one made by another process
     /// (the CLI, another replica) within this time.
     #[serde(default = "default_catalog_cache")]
