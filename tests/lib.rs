@@ -105,6 +105,9 @@ pub struct SpawnOptions {
     /// catalog_cache_seconds`). Tests that write the catalog behind the server's back, as
     /// another process would, set 0 so the next call sees the write.
     pub catalog_cache_seconds: f64,
+    /// `[exchange] snapshot_min_interval_seconds`: how often a library's export snapshot may
+    /// be written again.
+    pub snapshot_min_interval_seconds: u64,
     /// The open-data API's quotas.
     pub open: OpenSettings,
 }
@@ -118,6 +121,7 @@ impl SpawnOptions {
             demo_rows: TEST_ROWS,
             sync: SyncSettings::default(),
             catalog_cache_seconds: ExchangeSettings::default().catalog_cache_seconds,
+            snapshot_min_interval_seconds: ExchangeSettings::default().snapshot_min_interval_seconds,
             open: OpenSettings::default(),
         }
     }
@@ -146,6 +150,8 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         sync: options.sync,
         exchange: ExchangeSettings {
             catalog_cache_seconds: options.catalog_cache_seconds,
+            snapshot_min_interval_seconds: options.snapshot_min_interval_seconds,
+            ..ExchangeSettings::default()
         },
         open: options.open,
         ..Settings::default()

@@ -221,14 +221,29 @@ pub struct ExchangeSettings {
     /// (the CLI, another replica) within this time.
     #[serde(default = "default_catalog_cache")]
     pub catalog_cache_seconds: f64,
+    /// Keep an export snapshot of each library (its current records as an Arrow file beside
+    /// it), written in the background after the library changes, so that bulk exports and
+    /// open-data downloads of the current version read it instead of scanning the serving index.
+    #[serde(default = "yes")]
+    pub export_snapshots: bool,
+    /// The least time between two snapshots of one library, in seconds: a library that changes
+    /// more often is exported from the serving index between them.
+    #[serde(default = "default_snapshot_interval")]
+    pub snapshot_min_interval_seconds: u64,
 }
 
 impl Default for ExchangeSettings {
     fn default() -> Self {
         Self {
             catalog_cache_seconds: default_catalog_cache(),
+            export_snapshots: true,
+            snapshot_min_interval_seconds: default_snapshot_interval(),
         }
     }
+}
+
+fn default_snapshot_interval() -> u64 {
+    60
 }
 
 fn default_catalog_cache() -> f64 {

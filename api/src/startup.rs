@@ -123,6 +123,12 @@ impl Application {
         open_developers.restore_today(&catalog).await?;
         let open_developers = Arc::new(open_developers);
         spawn_quota_saver(open_developers.clone(), catalog.clone());
+        if settings.exchange.export_snapshots {
+            spawn_snapshot_keeper(
+                libraries.clone(),
+                std::time::Duration::from_secs(settings.exchange.snapshot_min_interval_seconds),
+            );
+        }
         let catalog_cache = CatalogCache::new(
             catalog.clone(),
             std::time::Duration::from_secs_f64(settings.exchange.catalog_cache_seconds.max(0.0)),
@@ -213,6 +219,51 @@ fn spawn_quota_saver(quotas: Arc<Quotas>, catalog: Catalog) {
             tick.tick().await;
             if let Err(e) = quotas.persist(&catalog).await {
                 tracing::warn!(error = %e, "saving daily quota counts failed; will retry");
+            }
+        }
+    });
+}
+
+/// Keeps each library's export snapshot ([`exchange_core::snapshot`]) at the version it serves:
+/// once a second it looks for a library whose snapshot is missing or older, and writes that
+/// library's snapshot on a blocking thread, one library at a time and no more often than
+/// `min_interval` per library. Themed libraries declared later are picked up as they appear.
+fn spawn_snapshot_keeper(libraries: Libraries, min_interval: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut written: std::collections::HashMap<&'static str, std::time::Instant> = Default::default();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for (name, library) in libraries.all() {
+                let stale = match library.version() {
+                    Ok(version) => library.snapshot_version() != Some(version),
+                    Err(e) => {
+                        tracing::warn!(library = name, error = %e, "reading the library version failed");
+                        false
+                    }
+                };
+                if !stale || written.get(name).is_some_and(|at| at.elapsed() < min_interval) {
+                    continue;
+                }
+                written.insert(name, std::time::Instant::now());
+                match tokio::task::spawn_blocking(move || library.refresh_snapshot()).await {
+                    Ok(Ok(Some(stats))) => tracing::info!(
+                        library = name,
+                        version = stats.version,
+                        records = stats.records,
+                        bytes = stats.bytes,
+                        elapsed_ms = stats.elapsed.as_millis() as u64,
+                        "export snapshot written"
+                    ),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => tracing::warn!(
+                        library = name,
+                        error = %e,
+                        "writing the export snapshot failed; exports scan the serving index meanwhile"
+                    ),
+                    Err(e) => tracing::warn!(library = name, error = %e, "the export snapshot writer stopped"),
+                }
             }
         }
     });

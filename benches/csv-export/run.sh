@@ -11,6 +11,10 @@
 #   python3 -m venv .venv-bench && .venv-bench/bin/pip install duckdb==1.5.6
 # (HUITONG_BENCH_PYTHON names another interpreter). Builds the release binaries with cargo
 # first (HUITONG_BENCH_BUILD=0: use those already in $CARGO_TARGET_DIR/release).
+# Exports read the library's export snapshot, which the server writes after it starts: the
+# rounds begin once GET /api/v1/libraries/population reports it at the library's version, and
+# the report states how long writing it took. HUITONG_BENCH_SNAPSHOTS=0 removes the snapshot
+# and turns snapshots off, to measure exports that scan the serving index instead.
 # Exits 3 when Huitong's CSV rows/s fall under 0.7× DuckDB's.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,9 +25,11 @@ rounds="${HUITONG_BENCH_ROUNDS:-3}"
 python="${HUITONG_BENCH_PYTHON:-$root/.venv-bench/bin/python}"
 target="${CARGO_TARGET_DIR:-$root/target}"
 build="${HUITONG_BENCH_BUILD:-1}"
+snapshots="${HUITONG_BENCH_SNAPSHOTS:-1}"
 port=18090
 # huitong reads HUITONG_* variables as settings: keep these away from the server.
-unset HUITONG_BENCH_ROWS HUITONG_BENCH_DIR HUITONG_BENCH_ROUNDS HUITONG_BENCH_PYTHON HUITONG_BENCH_BUILD
+unset HUITONG_BENCH_ROWS HUITONG_BENCH_DIR HUITONG_BENCH_ROUNDS HUITONG_BENCH_PYTHON HUITONG_BENCH_BUILD \
+  HUITONG_BENCH_SNAPSHOTS
 
 "$python" -c "import duckdb" 2>/dev/null || {
   echo "DuckDB is missing: python3 -m venv .venv-bench && .venv-bench/bin/pip install duckdb==1.5.6" >&2
@@ -55,7 +61,10 @@ requests_per_second = 10000000
 burst = 10000000
 [sync]
 scheduler = false
+[exchange]
+export_snapshots = $([ "$snapshots" = 1 ] && echo true || echo false)
 TOML
+[ "$snapshots" = 1 ] || rm -rf "$data/libraries/population/export"
 
 server_pid=
 cleanup() { [ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true; wait 2>/dev/null || true; }
@@ -65,6 +74,17 @@ server_pid=$!
 for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
 curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "huitong did not start:" >&2; cat "$data/serve.log" >&2; exit 1; }
 base="http://127.0.0.1:$port/api/v1/exchange/$code/export"
+snapshot_s=null
+if [ "$snapshots" = 1 ]; then
+  echo "== waiting for the export snapshot" >&2
+  started=$(date +%s.%N)
+  state() { curl -sf -H "Authorization: Bearer $plain_key" "http://127.0.0.1:$port/api/v1/libraries/population" |
+    "$python" -c "import json,sys; d=json.load(sys.stdin); print(d['version'], d['snapshot_version'])"; }
+  for _ in $(seq 1 3000); do read -r v s <<<"$(state)"; [ "$v" = "$s" ] && break; sleep 0.2; done
+  [ "$v" = "$s" ] || { echo "the export snapshot did not catch up: library v$v, snapshot v$s" >&2; exit 1; }
+  snapshot_s=$("$python" -c "print(round($(date +%s.%N) - $started, 1))")
+  grep "export snapshot written" "$data/serve.log" | grep "library=population" | tail -1 >&2 || true
+fi
 results="$data/results.jsonl"
 : >"$results"
 
@@ -116,9 +136,11 @@ done
 peak=$(awk '/VmHWM/ {print $2}' /proc/$server_pid/status)
 cleanup; server_pid=
 
-"$python" - "$results" "$records" "$opened_hwm" "$start_rss" "$peak" <<'PY'
+"$python" - "$results" "$records" "$opened_hwm" "$start_rss" "$peak" "$snapshots" "$snapshot_s" \
+  "$(du -b "$data"/libraries/population/export/*.arrow 2>/dev/null | awk '{print $1}' | tail -1)" <<'PY'
 import json, statistics, sys
-path, records, opened, start, peak = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:])
+path, records, opened, start, peak = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:6])
+snapshots, snapshot_s, snapshot_bytes = sys.argv[6] == "1", json.loads(sys.argv[7]), sys.argv[8]
 runs = [json.loads(l) for l in open(path)]
 def median(side, key="seconds"):
     return statistics.median(r[key] for r in runs if r["side"] == side and r["round"] > 0)
@@ -139,6 +161,9 @@ for side in ["huitong-csv", "huitong-csv-masked", "huitong-parquet", "duckdb-csv
 ratio = figures["huitong-csv"]["rows_per_s"] / figures["duckdb-csv"]["rows_per_s"]
 report = {
     "records": records,
+    "exports_read": "export snapshot" if snapshots else "serving index",
+    "snapshot_wait_s": snapshot_s,
+    "snapshot_bytes": int(snapshot_bytes) if snapshots and snapshot_bytes else None,
     "figures": figures,
     "ratio_csv": round(ratio, 3),
     "ratio_csv_masked": round(figures["huitong-csv-masked"]["rows_per_s"] / figures["duckdb-csv"]["rows_per_s"], 3),

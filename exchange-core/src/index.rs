@@ -136,6 +136,69 @@ pub fn decode_values<'a>(bytes: &'a [u8], mut f: impl FnMut(usize, Option<&'a st
     Ok(n)
 }
 
+/// Records as the index stores them, back to back: what a scan copies out of the index to be
+/// decoded elsewhere (on another thread) with [`Encoded::batch`].
+#[derive(Debug, Default)]
+pub struct Encoded {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Encoded {
+    /// Room for `records` records of about `bytes_each` bytes.
+    pub fn with_capacity(records: usize, bytes_each: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(records * bytes_each),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
+    /// Appends one encoded record, as [`encode`] wrote it.
+    pub fn push(&mut self, record: &[u8]) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Records held.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The stored, plain values as a batch over every field of `library`
+    /// ([`LibrarySchema::text_schema`]), copied straight into the columns. A record written
+    /// with fewer fields than the schema now has gets nulls for the rest.
+    pub fn batch(&self, library: &crate::LibrarySchema) -> Result<arrow::array::RecordBatch> {
+        use arrow::array::{ArrayRef, StringBuilder};
+        let width = library.fields.len();
+        let rows = self.len();
+        let mut columns: Vec<StringBuilder> = (0..width)
+            .map(|_| StringBuilder::with_capacity(rows, self.bytes.len() / width.max(1)))
+            .collect();
+        let mut start = 0;
+        for end in &self.ends {
+            let held = decode_values(&self.bytes[start..*end], |i, value| {
+                if let Some(column) = columns.get_mut(i) {
+                    column.append_option(value);
+                }
+            })?;
+            for column in columns.iter_mut().skip(held) {
+                column.append_null();
+            }
+            start = *end;
+        }
+        let columns: Vec<ArrayRef> = columns
+            .iter_mut()
+            .map(|c| std::sync::Arc::new(c.finish()) as ArrayRef)
+            .collect();
+        arrow::array::RecordBatch::try_new(library.text_schema(), columns).map_err(Error::index)
+    }
+}
+
 /// The key → current-record index of one library.
 pub struct ServingIndex {
     db: Database,
@@ -282,6 +345,20 @@ impl ServingIndex {
         let tx = self.db.begin_read().map_err(Error::index)?;
         let meta = tx.open_table(META).map_err(Error::index)?;
         Ok(meta.get(VERSION_KEY).map_err(Error::index)?.map(|v| v.value()))
+    }
+
+    /// A read view and the library version it reflects (`None`: never written), read in one
+    /// transaction.
+    pub fn versioned_reader(&self) -> Result<(Option<i64>, IndexReader)> {
+        let tx = self.db.begin_read().map_err(Error::index)?;
+        let version = tx
+            .open_table(META)
+            .map_err(Error::index)?
+            .get(VERSION_KEY)
+            .map_err(Error::index)?
+            .map(|v| v.value());
+        let records = tx.open_table(RECORDS).map_err(Error::index)?;
+        Ok((version, IndexReader { records }))
     }
 
     /// A read view.

@@ -9,7 +9,8 @@
 //!   Chinese labels.
 //! - Library schemas ([`schema::POPULATION`], …) and the [`Library`] store: a Delta table of
 //!   record versions plus a serving index for key lookups; its [`history`]: records and the
-//!   whole library as of a version or a time, and the net change between two versions.
+//!   whole library as of a version or a time, and the net change between two versions; its
+//!   [`snapshot`]: the current records in key order as an Arrow file, for bulk exports.
 //! - Themed libraries' schemas (主题库), declared at run time and registered once
 //!   ([`theme::register_theme`]); [`LibrarySchema::by_name`] finds them beside the base libraries.
 //!
@@ -29,6 +30,7 @@ pub mod lineage;
 pub mod normalize;
 pub mod region;
 pub mod schema;
+pub mod snapshot;
 pub mod store;
 pub mod theme;
 pub mod uscc;

@@ -312,6 +312,17 @@ impl LibrarySchema {
         self.fields.iter().position(|f| f.name == name)
     }
 
+    /// Every field as nullable text, in schema order: the stored values as the serving index
+    /// holds them (dates as `YYYY-MM-DD`), which views, exports and export snapshots read.
+    pub fn text_schema(&self) -> Arc<Schema> {
+        Arc::new(Schema::new(
+            self.fields
+                .iter()
+                .map(|f| Field::new(f.name, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
     /// The Arrow schema of the library table: the fields, then the system columns.
     pub fn arrow_schema(&self) -> Arc<Schema> {
         let mut fields: Vec<Field> = self

@@ -41,6 +41,7 @@ use url::Url;
 use crate::index::{IndexReader, ServingIndex, StoredRecord};
 use crate::lineage::{Lineage, Origin};
 use crate::schema::{FieldKind, LibrarySchema};
+use crate::snapshot::{SnapshotReader, SnapshotStats, Snapshots};
 use crate::{Error, Result};
 
 const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
@@ -51,6 +52,7 @@ pub struct Library {
     dir: PathBuf,
     url: Url,
     index: ServingIndex,
+    snapshots: Snapshots,
     write_lock: Mutex<()>,
 }
 
@@ -186,11 +188,13 @@ impl Library {
             )),
             other => other,
         })?;
+        let snapshots = Snapshots::open(&dir, schema)?;
         let library = Self {
             schema,
             dir,
             url,
             index,
+            snapshots,
             write_lock: Mutex::new(()),
         };
         library.catch_up(&table).await?;
@@ -225,6 +229,24 @@ impl Library {
     /// A consistent read view of the current records.
     pub fn reader(&self) -> Result<IndexReader> {
         self.index.reader()
+    }
+
+    /// The library version of the export snapshot in place ([`crate::snapshot`]), if any.
+    pub fn snapshot_version(&self) -> Option<i64> {
+        self.snapshots.version()
+    }
+
+    /// The export snapshot of `version`, when there is one: the current records of that
+    /// version in key order, a batch at a time. `None` means scanning the index instead.
+    pub fn open_snapshot(&self, version: i64) -> Option<SnapshotReader> {
+        self.snapshots.open_version(version, self.schema)
+    }
+
+    /// Writes the export snapshot of the version the library serves now, unless it is in
+    /// place already or being written (then `None`). Blocking: reads every current record.
+    pub fn refresh_snapshot(&self) -> Result<Option<SnapshotStats>> {
+        let (version, reader) = self.index.versioned_reader()?;
+        self.snapshots.write(version.unwrap_or(0), &reader, self.schema)
     }
 
     /// Keys deleted after version `since`, with the version of their last deletion, in key

@@ -388,3 +388,111 @@ async fn a_grants_row_filter_hides_other_records_everywhere() {
     .await;
     assert_eq!(body["row_count"], 0);
 }
+
+/// The population library's current version and its export snapshot's, as the API reports them.
+async fn snapshot_state(app: &TestApp) -> (i64, Option<i64>) {
+    let library = json_of(
+        app.get("/api/v1/libraries/population", &app.key("platform_admin"))
+            .await,
+        200,
+    )
+    .await;
+    (
+        library["version"].as_i64().unwrap(),
+        library["snapshot_version"].as_i64(),
+    )
+}
+
+/// Waits until the export snapshot of the population library is at its current version (at most
+/// a minute: the server writes it in the background within a second or two); returns that version.
+async fn snapshot_caught_up(app: &TestApp) -> i64 {
+    for _ in 0..600 {
+        let (version, snapshot) = snapshot_state(app).await;
+        if snapshot == Some(version) {
+            return version;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the export snapshot did not catch up: {:?}", snapshot_state(app).await);
+}
+
+/// Every export of `cases`, as (library version header, body).
+async fn exports(app: &TestApp, cases: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (role, params) in cases {
+        let response = export(app, &app.key(role), params).await;
+        assert_eq!(response.status().as_u16(), 200, "{role} {params}");
+        let version = response.headers()["x-library-version"].to_str().unwrap().to_string();
+        out.push((version, response.bytes().await.unwrap().to_vec()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn exports_read_the_snapshot_of_their_version_or_else_the_index_with_the_same_bytes() {
+    let app = huitong_tests::spawn_app_with(huitong_tests::SpawnOptions {
+        catalog_cache_seconds: 0.0,
+        snapshot_min_interval_seconds: 0,
+        ..huitong_tests::SpawnOptions::on(MetaDb::Sqlite)
+    })
+    .await;
+    set_share_method(&app, exchange_core::ShareMethod::Bulk).await;
+    let filter = encode("gender = '女' OR phone IS NULL");
+    let filtered = format!("fields=name,id_number,phone,birth_date&filter={filter}");
+    let cases: Vec<(&str, String)> = ["csv", "ndjson", "json", "parquet"]
+        .iter()
+        .flat_map(|format| {
+            [
+                ("consumer_granted", format!("format={format}")),
+                ("consumer_granted", format!("format={format}&{filtered}")),
+                ("provider_admin", format!("format={format}")),
+            ]
+        })
+        .collect();
+    let cases: Vec<(&str, &str)> = cases.iter().map(|(r, p)| (*r, p.as_str())).collect();
+
+    // From the snapshot, then from the index once the snapshot file is gone: the same files.
+    let version = snapshot_caught_up(&app).await;
+    let from_snapshot = exports(&app, &cases).await;
+    assert!(from_snapshot.iter().all(|(v, _)| *v == version.to_string()));
+    let records = app.libraries.get("population").unwrap().len().unwrap() as usize;
+    let csv = String::from_utf8(from_snapshot[0].1.clone()).unwrap();
+    assert_eq!(csv.lines().count(), records + 1, "a header and every record");
+    let file = app
+        .data_path()
+        .join("libraries/population/export")
+        .join(format!("current-v{version}.arrow"));
+    std::fs::remove_file(&file).unwrap();
+    let from_index = exports(&app, &cases).await;
+    for ((case, a), b) in cases.iter().zip(&from_snapshot).zip(&from_index) {
+        assert!(a == b, "{case:?}: the snapshot's export differs from the index's");
+    }
+    // Found missing by those exports, it is written again.
+    assert_eq!(snapshot_caught_up(&app).await, version);
+    assert!(file.exists());
+
+    // A change makes the snapshot stale: exports at once serve the new version, then the
+    // snapshot of that version gives the same files again.
+    let library = app.libraries.get("population").unwrap();
+    let schema = library.schema();
+    let key = app.sample_ids[0].clone();
+    let mut row = vec![None; schema.fields.len()];
+    row[0] = Some(key.clone());
+    row[schema.position("name").unwrap()] = Some("快照后改名".to_string());
+    let mut writer = library
+        .writer("GAJ", 0, exchange_core::Authority::by_field(schema, |f| f == "name"))
+        .await
+        .unwrap();
+    writer.upsert(row).unwrap();
+    let changed = writer.commit("test-snapshot", 1).await.unwrap().version;
+    assert!(changed > version);
+    let after_change = exports(&app, &cases).await;
+    assert!(after_change.iter().all(|(v, _)| *v == changed.to_string()));
+    let plain = String::from_utf8(exports(&app, &[("provider_admin", "format=csv")]).await[0].1.clone()).unwrap();
+    assert!(
+        plain.lines().any(|l| l.starts_with(&key) && l.contains("快照后改名")),
+        "the change is exported"
+    );
+    assert_eq!(snapshot_caught_up(&app).await, changed);
+    assert_eq!(exports(&app, &cases).await, after_change);
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::SchemaRef;
+use exchange_core::index::Encoded;
 use exchange_core::{FieldKind, IndexReader, LibrarySchema, StoredRecord};
 use policy::Access;
 
@@ -192,11 +193,10 @@ impl View {
 
 /// The stored, plain values of `records` as a batch over every library item.
 pub fn raw_batch<'r>(library: &LibrarySchema, records: impl Iterator<Item = &'r StoredRecord> + Clone) -> RecordBatch {
-    let names: Vec<&str> = library.fields.iter().map(|f| f.name).collect();
-    let columns: Vec<ArrayRef> = (0..names.len())
+    let columns: Vec<ArrayRef> = (0..library.fields.len())
         .map(|i| Arc::new(records.clone().map(|r| r.values[i].as_deref()).collect::<StringArray>()) as ArrayRef)
         .collect();
-    RecordBatch::try_new(text_schema(&names), columns).expect("columns match the library")
+    RecordBatch::try_new(library.text_schema(), columns).expect("columns match the library")
 }
 
 /// Reads the current records in key order, a chunk at a time.
@@ -219,16 +219,12 @@ impl Scan {
     /// The next `n` records at most, copied from the index as they are stored (decoded later,
     /// elsewhere, with [`Encoded::batch`]); empty at the end.
     pub fn next_encoded(&mut self, n: usize) -> exchange_core::Result<Encoded> {
-        let mut encoded = Encoded {
-            bytes: Vec::with_capacity(n * 256),
-            ends: Vec::with_capacity(n),
-        };
+        let mut encoded = Encoded::with_capacity(n, 256);
         if self.done {
             return Ok(encoded);
         }
         let last = self.reader.visit(self.after.as_deref(), n, |_, bytes| {
-            encoded.bytes.extend_from_slice(bytes);
-            encoded.ends.push(encoded.bytes.len());
+            encoded.push(bytes);
             Ok(())
         })?;
         match last {
@@ -249,50 +245,5 @@ impl Scan {
             None => self.done = true,
         }
         Ok(page)
-    }
-}
-
-/// Records as the serving index stores them, back to back: what an export's index scan hands
-/// its writer, which decodes them, so that the two share the work.
-pub struct Encoded {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl Encoded {
-    /// Records held.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether it holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The stored, plain values as a batch over every item of `library` (as [`raw_batch`]
-    /// makes it), copied straight into the columns.
-    pub fn batch(&self, library: &LibrarySchema) -> exchange_core::Result<RecordBatch> {
-        let names: Vec<&str> = library.fields.iter().map(|f| f.name).collect();
-        let rows = self.len();
-        let mut columns: Vec<StringBuilder> = names
-            .iter()
-            .map(|_| StringBuilder::with_capacity(rows, self.bytes.len() / names.len().max(1)))
-            .collect();
-        let mut start = 0;
-        for end in &self.ends {
-            let held = exchange_core::index::decode_values(&self.bytes[start..*end], |i, value| {
-                if let Some(column) = columns.get_mut(i) {
-                    column.append_option(value);
-                }
-            })?;
-            // A record written with fewer items than the schema now has.
-            for column in columns.iter_mut().skip(held) {
-                column.append_null();
-            }
-            start = *end;
-        }
-        let columns: Vec<ArrayRef> = columns.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef).collect();
-        Ok(RecordBatch::try_new(text_schema(&names), columns).expect("columns match the library"))
     }
 }

@@ -74,6 +74,10 @@ pub struct LibraryInfo {
     pub version: i64,
     /// Current records.
     pub records: u64,
+    /// The library version of its export snapshot (the current records as a file that bulk
+    /// exports read); equal to `version` when exports read it, absent or lower while it is
+    /// being written or when snapshots are off.
+    pub snapshot_version: Option<i64>,
     /// The fields, key first.
     pub fields: Vec<FieldInfo>,
 }
@@ -98,6 +102,7 @@ fn info(resources: &[catalog::Resource], library: &Library) -> Result<LibraryInf
         key_parts: schema.key_parts,
         version: library.version().map_err(internal)?,
         records: library.len().map_err(internal)?,
+        snapshot_version: library.snapshot_version(),
         fields: schema
             .fields
             .iter()

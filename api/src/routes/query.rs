@@ -10,6 +10,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use arrow::array::RecordBatch;
 use catalog::Resource;
+use exchange_core::index::Encoded;
 use exchange_core::{Library, ShareMethod};
 use policy::Access;
 use serde::Deserialize;
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::problem::Problem;
-use crate::query::view::{CHUNK, Encoded, Scan, View, raw_batch};
+use crate::query::view::{CHUNK, Scan, View, raw_batch};
 use crate::query::{FilterError, RowFilter};
 use crate::routes::exchange::{CallRecord, authorize, project};
 use crate::startup::AppState;
@@ -554,26 +555,25 @@ pub(crate) async fn export_response(
                 },
                 sink,
             ),
-            None => match library.reader() {
-                Ok(reader) => {
-                    // The index is read on a thread of its own, at most a few chunks ahead of
-                    // the writer: reading and encoding each hold a core. The scan stops when
+            None => match current_records(&library, version) {
+                Ok(mut source) => {
+                    // Storage is read on a thread of its own, at most a few chunks ahead of
+                    // the writer: reading and encoding each hold a core. Reading stops when
                     // the writer stops taking chunks.
                     let (ahead, chunks) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
-                    let mut scan = Scan::new(reader, None);
                     runtime.spawn_blocking(move || {
                         loop {
-                            let chunk = scan.next_encoded(CHUNK).map_err(|e| e.to_string());
-                            let last = chunk.as_ref().map_or(true, Encoded::is_empty);
+                            let chunk = source.next();
+                            let last = !matches!(chunk, Ok(Some(_)));
                             if ahead.send(chunk).is_err() || last {
                                 break;
                             }
                         }
                     });
                     out.write(
-                        || {
-                            let chunk = chunks.recv().map_err(|_| "the index scan stopped".to_string())??;
-                            chunk.batch(view.library).map_err(|e| e.to_string())
+                        || match chunks.recv().map_err(|_| "reading the records stopped".to_string())?? {
+                            Some(chunk) => chunk.batch(view.library),
+                            None => Ok(RecordBatch::new_empty(view.library.text_schema())),
                         },
                         sink,
                     )
@@ -592,6 +592,50 @@ pub(crate) async fn export_response(
         .insert_header(("Content-Disposition", format!("attachment; filename=\"{filename}\"")))
         .insert_header(("X-Library-Version", version.to_string()))
         .streaming(body))
+}
+
+/// Where an export of the current version reads its records: the library's export snapshot of
+/// that version when there is one, else a scan of the serving index. Both give the current
+/// records in key order, so the file is the same either way.
+enum CurrentRecords {
+    Snapshot(exchange_core::snapshot::SnapshotReader),
+    Index(Scan),
+}
+
+/// A chunk of records as it comes off storage: decoded into columns by the export's writer.
+enum Chunk {
+    Batch(RecordBatch),
+    Encoded(Encoded),
+}
+
+fn current_records(library: &Library, version: i64) -> exchange_core::Result<CurrentRecords> {
+    Ok(match library.open_snapshot(version) {
+        Some(snapshot) => CurrentRecords::Snapshot(snapshot),
+        None => CurrentRecords::Index(Scan::new(library.reader()?, None)),
+    })
+}
+
+impl CurrentRecords {
+    /// The next chunk; `None` at the end.
+    fn next(&mut self) -> Result<Option<Chunk>, String> {
+        match self {
+            Self::Snapshot(snapshot) => Ok(snapshot.next_batch().map_err(|e| e.to_string())?.map(Chunk::Batch)),
+            Self::Index(scan) => {
+                let encoded = scan.next_encoded(CHUNK).map_err(|e| e.to_string())?;
+                Ok((!encoded.is_empty()).then_some(Chunk::Encoded(encoded)))
+            }
+        }
+    }
+}
+
+impl Chunk {
+    /// The stored values as a batch over every library item (as [`raw_batch`] makes it).
+    fn batch(self, library: &exchange_core::LibrarySchema) -> Result<RecordBatch, String> {
+        match self {
+            Self::Batch(batch) => Ok(batch),
+            Self::Encoded(encoded) => encoded.batch(library).map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// Bytes buffered before a chunk is handed to the response.
