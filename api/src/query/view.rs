@@ -95,11 +95,16 @@ impl View {
                     .map(|r| r.values[c.position].as_deref().map_or(0, str::len))
                     .sum();
                 let mut column = StringBuilder::with_capacity(rows, bytes);
+                let mut masked = String::new();
                 for record in records.clone() {
                     match record.values[c.position].as_deref() {
                         None => column.append_null(),
                         Some(v) if c.plain => column.append_value(v),
-                        Some(v) => column.append_value(policy::mask::mask(c.kind, v)),
+                        Some(v) => {
+                            masked.clear();
+                            policy::mask::mask_into(c.kind, v, &mut masked);
+                            column.append_value(&masked);
+                        }
                     }
                 }
                 Arc::new(column.finish()) as ArrayRef
@@ -174,10 +179,15 @@ impl View {
                     FilterError::Evaluation(format!("a stored column of type {}", column.data_type()))
                 })?;
                 let mut masked = StringBuilder::with_capacity(values.len(), values.values().len());
-                for value in values {
-                    match value {
+                let mut value = String::new();
+                for v in values {
+                    match v {
                         None => masked.append_null(),
-                        Some(v) => masked.append_value(policy::mask::mask(c.kind, v)),
+                        Some(v) => {
+                            value.clear();
+                            policy::mask::mask_into(c.kind, v, &mut value);
+                            masked.append_value(&value);
+                        }
                     }
                 }
                 Ok(Arc::new(masked.finish()) as ArrayRef)
