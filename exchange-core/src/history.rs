@@ -383,10 +383,21 @@ impl Library {
 
     /// A DataFusion session over the table with a bounded memory pool (sorts spill to disk).
     async fn history_session(&self, table: &DeltaTable) -> Result<SessionContext> {
+        self.session_within(table, SessionConfig::new(), QUERY_MEMORY).await
+    }
+
+    /// A DataFusion session with `config` over the table (as `library`) whose queries hold at
+    /// most `memory` bytes; sorts beyond it spill to the OS temp directory.
+    pub(crate) async fn session_within(
+        &self,
+        table: &DeltaTable,
+        config: SessionConfig,
+        memory: usize,
+    ) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new(QUERY_MEMORY)))
+            .with_memory_pool(Arc::new(FairSpillPool::new(memory)))
             .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         table.update_datafusion_session(&ctx.state())?;
         ctx.register_table("library", table.table_provider().await?)?;
         Ok(ctx)
@@ -547,7 +558,7 @@ fn table_version(table: &DeltaTable) -> i64 {
 }
 
 /// A quoted SQL identifier.
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

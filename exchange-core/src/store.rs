@@ -368,15 +368,18 @@ impl Library {
         if reset {
             self.index.apply(None, true, std::iter::empty())?;
         }
-        let ctx = datafusion::prelude::SessionContext::new();
-        table.update_datafusion_session(&ctx.state())?;
-        ctx.register_table("library", table.table_provider().await?)?;
+        // One partition: one sort that spills its runs and merges them, where a sort per
+        // partition plus a merge across them asks the pool for more than it can give.
+        let config = datafusion::prelude::SessionConfig::new().with_target_partitions(1);
+        let ctx = self.session_within(table, config, REPLAY_MEMORY).await?;
+        let key = crate::history::ident(self.schema.key);
         for version in (from + 1)..=table_version {
-            // Within a version each key appears once (a writer refuses a second row for a key),
-            // so the rows of one version apply in any order.
+            // Within a version each key appears once (a writer refuses a second row for a key).
+            // In key order (sorted beyond REPLAY_MEMORY on disk), the inserts walk the B-tree
+            // from left to right instead of landing all over it: a full load appends.
             let df = ctx
                 .sql(&format!(
-                    "SELECT * FROM library WHERE _version = {version} AND _op IN ('I', 'U', 'D')"
+                    "SELECT * FROM library WHERE _version = {version} AND _op IN ('I', 'U', 'D') ORDER BY {key}"
                 ))
                 .await?;
             let mut stream = df.execute_stream().await?;
@@ -391,8 +394,6 @@ impl Library {
                 if pending.len() >= INDEX_CHUNK || (batch.is_none() && !pending.is_empty()) {
                     read_time += t.elapsed();
                     t = std::time::Instant::now();
-                    // Sorted, the chunk's inserts walk the B-tree in order.
-                    pending.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                     self.index
                         .apply(None, false, pending.iter().map(|(k, r)| (k.as_str(), r.as_ref())))?;
                     pending.clear();
@@ -533,6 +534,9 @@ pub(crate) fn cell_to_string(array: &ArrayRef, row: usize) -> Option<String> {
 
 /// Records applied to the serving index per transaction when a version is replayed.
 const INDEX_CHUNK: usize = 100_000;
+
+/// Memory the replay's sort of a version's rows by key may hold before it spills to disk.
+const REPLAY_MEMORY: usize = 256 << 20;
 
 /// Parquet files of a run roll over at this size.
 const TARGET_FILE_SIZE: u64 = 128 << 20;
@@ -977,6 +981,9 @@ impl LibraryWriter<'_> {
             "delta commit done"
         );
         drop(self.reader.take());
+        // The run's key set (hundreds of MB for 10M keys) is not needed past the commit; the
+        // replay's sort wants the room.
+        self.seen = KeySet::default();
         let table = self.library.table().await?;
         self.library.catch_up(&table).await?;
         tracing::debug!(
