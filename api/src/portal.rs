@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::{Caller, session_cookie};
-use crate::console::{Lang, esc, other_language};
+use crate::console::{Lang, Table, esc, other_language, th};
 use crate::routes::exchange::CallRecord;
 use crate::startup::AppState;
 
@@ -791,18 +791,19 @@ async fn developer_page(
                 .open_applications(ApplicationView::Applicant(d.id))
                 .await
                 .unwrap_or_default();
-            let _ = write!(
-                body,
-                "<h2>{}</h2><table id=\"applications\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-                lang.t("我的申请", "My applications"),
-                lang.t("数据集", "Dataset"),
-                lang.t("用途", "Purpose"),
-                lang.t("状态", "Status"),
-                lang.t("答复", "Answer")
+            let _ = write!(body, "<h2>{}</h2>", lang.t("我的申请", "My applications"));
+            let mut table = Table::new(
+                "applications",
+                &[
+                    th(lang.t("数据集", "Dataset")),
+                    th(lang.t("用途", "Purpose")),
+                    th(lang.t("状态", "Status")),
+                    th(lang.t("答复", "Answer")),
+                ],
             );
             for a in &applications {
                 let _ = write!(
-                    body,
+                    table.row(),
                     "<tr data-id=\"{}\"><td><a href=\"/datasets/{}{}\">{}</a></td><td>{}</td><td class=\"status\">{}</td><td>{}</td></tr>",
                     a.id,
                     esc(&a.dataset),
@@ -813,14 +814,7 @@ async fn developer_page(
                     esc(a.reason.as_deref().unwrap_or(""))
                 );
             }
-            if applications.is_empty() {
-                let _ = write!(
-                    body,
-                    "<tr><td colspan=\"4\" class=\"empty\">{}</td></tr>",
-                    lang.t("尚无申请。", "No applications yet.")
-                );
-            }
-            body.push_str("</tbody></table>");
+            body.push_str(&table.finish(lang.t("尚无申请。", "No applications yet.")));
         }
         None => {
             let _ = write!(

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use catalog::{ApplicationView, OpenApplication};
 use serde::Deserialize;
 
-use super::{Lang, console_caller, esc, header as page_header, page, when};
+use super::{Lang, Table, console_caller, esc, header as page_header, page, th, when};
 use crate::problem::Problem;
 use crate::quality::page::LangQuery;
 use crate::startup::AppState;
@@ -22,18 +22,20 @@ pub(crate) async fn section(state: &AppState, view: ApplicationView, lang: Lang)
         .into_iter()
         .filter(|a| a.status == "pending")
         .collect();
-    let mut out = format!(
-        "<h2>{}</h2><table id=\"open-applications\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        lang.t("待答复的开放申请", "Open-data applications to answer"),
-        lang.t("数据集", "Dataset"),
-        lang.t("申请人", "Applicant"),
-        lang.t("用途", "Purpose"),
-        lang.t("提交时间", "Filed"),
-        lang.t("答复", "Answer"),
+    let mut table = Table::new(
+        "open-applications",
+        &[
+            th("#"),
+            th(lang.t("数据集", "Dataset")),
+            th(lang.t("申请人", "Applicant")),
+            th(lang.t("用途", "Purpose")),
+            th(lang.t("提交时间", "Filed")),
+            th(lang.t("答复", "Answer")),
+        ],
     );
     for a in &pending {
         let _ = write!(
-            out,
+            table.row(),
             "<tr data-id=\"{id}\"><td>{id}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>\
              <form method=\"post\" action=\"/console/open-applications/{id}{s}\" class=\"approve\" style=\"display:inline\">\
              <input type=\"hidden\" name=\"decision\" value=\"approve\"><button type=\"submit\">{}</button></form> \
@@ -51,15 +53,11 @@ pub(crate) async fn section(state: &AppState, view: ApplicationView, lang: Lang)
             s = lang.suffix(),
         );
     }
-    if pending.is_empty() {
-        let _ = write!(
-            out,
-            "<tr><td colspan=\"6\" class=\"empty\">{}</td></tr>",
-            lang.t("没有待答复的开放申请。", "No application waits for an answer.")
-        );
-    }
-    out.push_str("</tbody></table>");
-    Ok(out)
+    Ok(format!(
+        "<h2>{}</h2>{}",
+        lang.t("待答复的开放申请", "Open-data applications to answer"),
+        table.finish(lang.t("没有待答复的开放申请。", "No application waits for an answer."))
+    ))
 }
 
 /// The answer form's fields.

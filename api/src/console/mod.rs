@@ -71,6 +71,63 @@ pub(crate) fn document(
         .body(page)
 }
 
+/// One header cell of a [`Table`]: its text (the server's own label) and whether its column
+/// holds numbers (right-aligned).
+pub(crate) struct Th<'a>(pub(crate) &'a str, pub(crate) bool);
+
+/// A header cell of a text column.
+pub(crate) fn th(text: &str) -> Th<'_> {
+    Th(text, false)
+}
+
+/// An HTML table written a row at a time: its header, the rows the caller writes through
+/// [`Table::row`], and, when no row was written, one row saying so across every column.
+pub(crate) struct Table {
+    html: String,
+    columns: usize,
+    rows: usize,
+}
+
+impl Table {
+    /// `<table id=…>` with `head` as its header row.
+    pub(crate) fn new(id: &str, head: &[Th<'_>]) -> Self {
+        let mut html = format!("<table id=\"{id}\"><thead><tr>");
+        for Th(text, numeric) in head {
+            let _ = write!(
+                html,
+                "{}{text}</th>",
+                if *numeric { "<th class=\"n\">" } else { "<th>" }
+            );
+        }
+        html.push_str("</tr></thead><tbody>");
+        Self {
+            html,
+            columns: head.len(),
+            rows: 0,
+        }
+    }
+
+    /// Where the next `<tr>…</tr>` is written.
+    pub(crate) fn row(&mut self) -> &mut String {
+        self.rows += 1;
+        &mut self.html
+    }
+
+    /// The table's HTML; `empty` fills its one row when no other was written.
+    pub(crate) fn finish(mut self, empty: &str) -> String {
+        if self.rows == 0 {
+            let _ = write!(
+                self.html,
+                "<tr><td colspan=\"{}\" class=\"empty\">{}</td></tr>",
+                self.columns,
+                esc(empty)
+            );
+        }
+        self.html.push_str("</tbody></table>");
+        self.html
+    }
+}
+
 /// The link to the same page in the other language: `path` with `query` (already encoded,
 /// without `lang`) and `lang=en` for Chinese pages.
 pub(crate) fn other_language(lang: Lang, path: &str, query: &str) -> String {

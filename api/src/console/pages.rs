@@ -14,7 +14,7 @@ use policy::Role;
 use serde::Deserialize;
 
 use super::charts::{call_bars, rate_bars, rate_line};
-use super::{Lang, console_caller, esc, header, page, when};
+use super::{Lang, Table, Th, console_caller, esc, header, page, th, when};
 use crate::auth::Caller;
 use crate::kpi::route::{KpiQuery, department_of, period_of};
 use crate::kpi::{KPIS, KpiReport, Period, compute, percent};
@@ -161,19 +161,22 @@ fn run_status(lang: Lang, run: &catalog::SyncRun) -> String {
 }
 
 fn demands_table(id: &str, demands: &[&Demand], lang: Lang, empty: &str) -> String {
-    let mut out = format!(
-        "<table id=\"{id}\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        lang.t("需求", "Demand"),
-        lang.t("资源", "Resource"),
-        lang.t("需求方", "Consumer"),
-        lang.t("答复部门", "Answered by"),
-        lang.t("状态", "Status"),
-        lang.t("答复期限", "Due")
+    let mut table = Table::new(
+        id,
+        &[
+            th("#"),
+            th(lang.t("需求", "Demand")),
+            th(lang.t("资源", "Resource")),
+            th(lang.t("需求方", "Consumer")),
+            th(lang.t("答复部门", "Answered by")),
+            th(lang.t("状态", "Status")),
+            th(lang.t("答复期限", "Due")),
+        ],
     );
     for d in demands {
         let class = if d.overdue { " class=\"overdue\"" } else { "" };
         let _ = write!(
-            out,
+            table.row(),
             "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
             d.id,
             esc(&d.title),
@@ -185,27 +188,26 @@ fn demands_table(id: &str, demands: &[&Demand], lang: Lang, empty: &str) -> Stri
             if d.overdue { overdue_badge(lang) } else { String::new() }
         );
     }
-    if demands.is_empty() {
-        let _ = write!(out, "<tr><td colspan=\"7\" class=\"empty\">{}</td></tr>", esc(empty));
-    }
-    out.push_str("</tbody></table>");
-    out
+    table.finish(empty)
 }
 
 fn objections_table(id: &str, objections: &[catalog::Objection], lang: Lang) -> String {
-    let mut out = format!(
-        "<table id=\"{id}\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        lang.t("资源", "Resource"),
-        lang.t("字段", "Field"),
-        lang.t("提出部门", "Raised by"),
-        lang.t("处理部门", "Routed to"),
-        lang.t("状态", "Status"),
-        lang.t("处理期限", "Due")
+    let mut table = Table::new(
+        id,
+        &[
+            th("#"),
+            th(lang.t("资源", "Resource")),
+            th(lang.t("字段", "Field")),
+            th(lang.t("提出部门", "Raised by")),
+            th(lang.t("处理部门", "Routed to")),
+            th(lang.t("状态", "Status")),
+            th(lang.t("处理期限", "Due")),
+        ],
     );
     for o in objections {
         let class = if o.overdue { " class=\"overdue\"" } else { "" };
         let _ = write!(
-            out,
+            table.row(),
             "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
             o.id,
             esc(&o.resource_code),
@@ -217,15 +219,7 @@ fn objections_table(id: &str, objections: &[catalog::Objection], lang: Lang) -> 
             if o.overdue { overdue_badge(lang) } else { String::new() }
         );
     }
-    if objections.is_empty() {
-        let _ = write!(
-            out,
-            "<tr><td colspan=\"7\" class=\"empty\">{}</td></tr>",
-            lang.t("无", "None")
-        );
-    }
-    out.push_str("</tbody></table>");
-    out
+    table.finish(lang.t("无", "None"))
 }
 
 /// The KPI cards: each KPI's rate over the period, with its figures.
@@ -317,17 +311,18 @@ async fn department_home(state: &AppState, caller: &Caller, department: i64, lan
 
     let resources = state.catalog.resources().await?;
     let mine: Vec<&Resource> = resources.iter().filter(|r| r.provider_id == department).collect();
-    let _ = write!(
-        body,
-        "<h2>{}</h2><table id=\"my-resources\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th class=\"n\">{}</th></tr></thead><tbody>",
-        lang.t("我的资源", "My resources"),
-        lang.t("资源代码", "Code"),
-        lang.t("名称", "Name"),
-        lang.t("状态", "Status"),
-        lang.t("共享类型", "Share type"),
-        lang.t("开放类型", "Open type"),
-        lang.t("更新周期", "Update cycle"),
-        lang.t("库记录数", "Records"),
+    let _ = write!(body, "<h2>{}</h2>", lang.t("我的资源", "My resources"));
+    let mut table = Table::new(
+        "my-resources",
+        &[
+            th(lang.t("资源代码", "Code")),
+            th(lang.t("名称", "Name")),
+            th(lang.t("状态", "Status")),
+            th(lang.t("共享类型", "Share type")),
+            th(lang.t("开放类型", "Open type")),
+            th(lang.t("更新周期", "Update cycle")),
+            Th(lang.t("库记录数", "Records"), true),
+        ],
     );
     for r in &mine {
         let records = r
@@ -350,7 +345,7 @@ async fn department_home(state: &AppState, caller: &Caller, department: i64, lan
             ),
         };
         let _ = write!(
-            body,
+            table.row(),
             "<tr><td><a href=\"/console/quality/{}{}\">{}</a></td><td>{}</td><td>{}</td><td>{share}</td><td>{open}</td><td>{cycle}</td><td class=\"n\">{records}</td></tr>",
             esc(&r.code),
             lang.suffix(),
@@ -359,14 +354,7 @@ async fn department_home(state: &AppState, caller: &Caller, department: i64, lan
             resource_status(lang, r.status),
         );
     }
-    if mine.is_empty() {
-        let _ = write!(
-            body,
-            "<tr><td colspan=\"7\" class=\"empty\">{}</td></tr>",
-            lang.t("本部门尚未编目资源。", "No resource catalogued yet.")
-        );
-    }
-    body.push_str("</tbody></table>");
+    body.push_str(&table.finish(lang.t("本部门尚未编目资源。", "No resource catalogued yet.")));
 
     let mut incoming = state.catalog.demands(DemandView::Incoming(department)).await?;
     // Pending first, the most urgent first; answered ones after.
@@ -407,16 +395,17 @@ async fn department_home(state: &AppState, caller: &Caller, department: i64, lan
     body.push_str(&super::applications::section(state, catalog::ApplicationView::Provider(department), lang).await?);
 
     let connectors = connector_rows(state, &resources, Some(department)).await?;
-    let _ = write!(
-        body,
-        "<h2>{}</h2><table id=\"connector-runs\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th class=\"n\">{}</th></tr></thead><tbody>",
-        lang.t("数据源同步", "Connector runs"),
-        lang.t("数据源", "Connector"),
-        lang.t("资源", "Resource"),
-        lang.t("健康", "Health"),
-        lang.t("开始时间", "Started"),
-        lang.t("结果", "Result"),
-        lang.t("读取/新增/更新/隔离", "read/new/updated/quarantined"),
+    let _ = write!(body, "<h2>{}</h2>", lang.t("数据源同步", "Connector runs"));
+    let mut table = Table::new(
+        "connector-runs",
+        &[
+            th(lang.t("数据源", "Connector")),
+            th(lang.t("资源", "Resource")),
+            th(lang.t("健康", "Health")),
+            th(lang.t("开始时间", "Started")),
+            th(lang.t("结果", "Result")),
+            Th(lang.t("读取/新增/更新/隔离", "read/new/updated/quarantined"), true),
+        ],
     );
     for c in &connectors {
         let class = if c.health.is_problem() {
@@ -426,7 +415,7 @@ async fn department_home(state: &AppState, caller: &Caller, department: i64, lan
         };
         if c.runs.is_empty() {
             let _ = write!(
-                body,
+                table.row(),
                 "<tr{class}><td>{}</td><td>{}</td><td>{}</td><td colspan=\"3\">—</td></tr>",
                 esc(&c.name),
                 esc(&c.resource_code),
@@ -435,7 +424,7 @@ async fn department_home(state: &AppState, caller: &Caller, department: i64, lan
         }
         for (i, run) in c.runs.iter().enumerate() {
             let _ = write!(
-                body,
+                table.row(),
                 "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}/{}/{}/{}</td></tr>",
                 if i == 0 { class } else { "" },
                 if i == 0 { esc(&c.name) } else { String::new() },
@@ -450,14 +439,7 @@ async fn department_home(state: &AppState, caller: &Caller, department: i64, lan
             );
         }
     }
-    if connectors.is_empty() {
-        let _ = write!(
-            body,
-            "<tr><td colspan=\"6\" class=\"empty\">{}</td></tr>",
-            lang.t("本部门没有数据源。", "No connector of ours.")
-        );
-    }
-    body.push_str("</tbody></table>");
+    body.push_str(&table.finish(lang.t("本部门没有数据源。", "No connector of ours.")));
     Ok(body)
 }
 
@@ -482,17 +464,22 @@ async fn platform_home(state: &AppState, caller: &Caller, lang: Lang) -> Result<
         .collect();
     let _ = write!(
         body,
-        "<h2>{} <small>({})</small></h2><table id=\"registrations\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        "<h2>{} <small>({})</small></h2>",
         lang.t("待审核的资源注册", "Registrations to review"),
         submitted.len(),
-        lang.t("资源代码", "Code"),
-        lang.t("名称", "Name"),
-        lang.t("提供方", "Provider"),
-        lang.t("提交时间", "Submitted"),
+    );
+    let mut table = Table::new(
+        "registrations",
+        &[
+            th(lang.t("资源代码", "Code")),
+            th(lang.t("名称", "Name")),
+            th(lang.t("提供方", "Provider")),
+            th(lang.t("提交时间", "Submitted")),
+        ],
     );
     for r in &submitted {
         let _ = write!(
-            body,
+            table.row(),
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.code),
             esc(&r.meta.name),
@@ -500,14 +487,7 @@ async fn platform_home(state: &AppState, caller: &Caller, lang: Lang) -> Result<
             esc(&when(&r.updated_at))
         );
     }
-    if submitted.is_empty() {
-        let _ = write!(
-            body,
-            "<tr><td colspan=\"4\" class=\"empty\">{}</td></tr>",
-            lang.t("没有待审核的注册。", "Nothing to review.")
-        );
-    }
-    body.push_str("</tbody></table>");
+    body.push_str(&table.finish(lang.t("没有待审核的注册。", "Nothing to review.")));
 
     let overdue = state.catalog.demands(DemandView::Overdue(None)).await?;
     let all = state.catalog.demands(DemandView::All).await?;
@@ -837,22 +817,27 @@ fn kpis_html(report: &KpiReport, lang: Lang) -> String {
         .collect();
     let _ = write!(
         body,
-        "<figure>{}</figure><table id=\"calls\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th class=\"n\">{}</th><th class=\"n\">{}</th></tr></thead><tbody>",
+        "<figure>{}</figure>",
         call_bars(
             "calls-chart",
             lang.t("各资源调用量（成功/拒绝）", "Calls per resource (allowed / denied)"),
             &rows,
             lang
         ),
-        lang.t("资源代码", "Code"),
-        lang.t("名称", "Name"),
-        lang.t("提供方", "Provider"),
-        lang.t("成功", "Allowed"),
-        lang.t("拒绝", "Denied"),
+    );
+    let mut table = Table::new(
+        "calls",
+        &[
+            th(lang.t("资源代码", "Code")),
+            th(lang.t("名称", "Name")),
+            th(lang.t("提供方", "Provider")),
+            Th(lang.t("成功", "Allowed"), true),
+            Th(lang.t("拒绝", "Denied"), true),
+        ],
     );
     for c in &report.calls {
         let _ = write!(
-            body,
+            table.row(),
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(&c.resource_code),
             esc(&c.name),
@@ -861,14 +846,7 @@ fn kpis_html(report: &KpiReport, lang: Lang) -> String {
             c.denied
         );
     }
-    if report.calls.is_empty() {
-        let _ = write!(
-            body,
-            "<tr><td colspan=\"5\" class=\"empty\">{}</td></tr>",
-            lang.t("期内无调用。", "No call in the period.")
-        );
-    }
-    body.push_str("</tbody></table>");
+    body.push_str(&table.finish(lang.t("期内无调用。", "No call in the period.")));
     body
 }
 
