@@ -199,6 +199,55 @@ impl Encoded {
     }
 }
 
+/// Reads the current records in key order, a chunk at a time.
+pub struct Scan {
+    reader: IndexReader,
+    after: Option<String>,
+    done: bool,
+}
+
+impl Scan {
+    /// A scan from the first key after `after` (from the start when `None`).
+    pub fn new(reader: IndexReader, after: Option<String>) -> Self {
+        Self {
+            reader,
+            after,
+            done: false,
+        }
+    }
+
+    /// The next `n` records at most, copied from the index as they are stored (decoded later,
+    /// elsewhere, with [`Encoded::batch`]); empty at the end.
+    pub fn next_encoded(&mut self, n: usize) -> Result<Encoded> {
+        let mut encoded = Encoded::with_capacity(n, 256);
+        if self.done {
+            return Ok(encoded);
+        }
+        let last = self.reader.visit(self.after.as_deref(), n, |_, bytes| {
+            encoded.push(bytes);
+            Ok(())
+        })?;
+        match last {
+            Some(key) => self.after = Some(key),
+            None => self.done = true,
+        }
+        Ok(encoded)
+    }
+
+    /// The next `n` records at most; empty at the end.
+    pub fn next_chunk(&mut self, n: usize) -> Result<Vec<(String, StoredRecord)>> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        let (page, last) = self.reader.changed_since(i64::MIN, self.after.as_deref(), n, n)?;
+        match last {
+            Some(key) => self.after = Some(key),
+            None => self.done = true,
+        }
+        Ok(page)
+    }
+}
+
 /// The key → current-record index of one library.
 pub struct ServingIndex {
     db: Database,

@@ -23,7 +23,7 @@ use arrow::array::RecordBatch;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
 
-use crate::index::{Encoded, IndexReader};
+use crate::index::{IndexReader, Scan};
 use crate::schema::LibrarySchema;
 use crate::{Error, Result};
 
@@ -140,7 +140,7 @@ impl Snapshots {
     pub(crate) fn write(
         &self,
         version: i64,
-        reader: &IndexReader,
+        reader: IndexReader,
         library: &LibrarySchema,
     ) -> Result<Option<SnapshotStats>> {
         let Ok(_writing) = self.writing.try_lock() else {
@@ -152,7 +152,7 @@ impl Snapshots {
         let started = Instant::now();
         let path = self.dir.join(file_name(version));
         let partial = self.dir.join(format!("{}.partial", file_name(version)));
-        let records = write_file(&partial, version, reader, library).inspect_err(|_| {
+        let records = write_file(&partial, version, Scan::new(reader, None), library).inspect_err(|_| {
             let _ = std::fs::remove_file(&partial);
         })?;
         std::fs::rename(&partial, &path).map_err(Error::io(format!("renaming {}", partial.display())))?;
@@ -170,8 +170,8 @@ impl Snapshots {
     }
 }
 
-/// Writes every record `reader` sees to `path`, in key order, and syncs it.
-fn write_file(path: &Path, version: i64, reader: &IndexReader, library: &LibrarySchema) -> Result<u64> {
+/// Writes every record `scan` reads to `path`, in key order, and syncs it.
+fn write_file(path: &Path, version: i64, mut scan: Scan, library: &LibrarySchema) -> Result<u64> {
     let io = |what: &str| Error::io(format!("{what} {}", path.display()));
     let schema = library.text_schema();
     let schema = std::sync::Arc::new(arrow::datatypes::Schema::new_with_metadata(
@@ -180,22 +180,14 @@ fn write_file(path: &Path, version: i64, reader: &IndexReader, library: &Library
     ));
     let file = File::create(path).map_err(io("creating"))?;
     let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), &schema)?;
-    let mut after: Option<String> = None;
     let mut records = 0u64;
     loop {
-        let mut chunk = Encoded::with_capacity(SNAPSHOT_BATCH, 192);
-        let last = reader.visit(after.as_deref(), SNAPSHOT_BATCH, |_, bytes| {
-            chunk.push(bytes);
-            Ok(())
-        })?;
-        if !chunk.is_empty() {
-            records += chunk.len() as u64;
-            writer.write(&chunk.batch(library)?.with_schema(schema.clone())?)?;
+        let chunk = scan.next_encoded(SNAPSHOT_BATCH)?;
+        if chunk.is_empty() {
+            break;
         }
-        match last {
-            Some(key) => after = Some(key),
-            None => break,
-        }
+        records += chunk.len() as u64;
+        writer.write(&chunk.batch(library)?.with_schema(schema.clone())?)?;
     }
     writer.finish()?;
     let file = writer

@@ -246,7 +246,7 @@ impl Library {
     /// place already or being written (then `None`). Blocking: reads every current record.
     pub fn refresh_snapshot(&self) -> Result<Option<SnapshotStats>> {
         let (version, reader) = self.index.versioned_reader()?;
-        self.snapshots.write(version.unwrap_or(0), &reader, self.schema)
+        self.snapshots.write(version.unwrap_or(0), reader, self.schema)
     }
 
     /// Keys deleted after version `since`, with the version of their last deletion, in key

@@ -28,7 +28,8 @@ use exchange_core::Library;
 use futures::StreamExt;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::view::{CHUNK, Scan, View};
+use super::view::{CHUNK, View};
+use exchange_core::index::Scan;
 
 /// Rows returned when the request does not say.
 pub const DEFAULT_ROWS: usize = 1000;

@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, StringBuilder};
 use arrow::datatypes::SchemaRef;
-use exchange_core::index::Encoded;
-use exchange_core::{FieldKind, IndexReader, LibrarySchema, StoredRecord};
+use exchange_core::{FieldKind, LibrarySchema, StoredRecord};
 use policy::Access;
 
 use super::filter::{FilterError, RowFilter, text_schema};
@@ -151,7 +150,7 @@ impl View {
 
 impl View {
     /// Of `raw` (stored, plain values over every library item, as [`raw_batch`] and
-    /// [`Scan::next_batch`] make them), the rows the grant's row filter and then `filter` (over
+    /// [`exchange_core::index::Encoded::batch`] and export snapshots make them), the rows the grant's row filter and then `filter` (over
     /// the view's values) let through, as the caller sees them: what [`View::select`] returns,
     /// with plain columns shared rather than copied.
     pub fn select_batch(&self, raw: &RecordBatch, filter: Option<&RowFilter>) -> Result<RecordBatch, FilterError> {
@@ -207,53 +206,4 @@ pub fn raw_batch<'r>(library: &LibrarySchema, records: impl Iterator<Item = &'r 
         .map(|i| Arc::new(records.clone().map(|r| r.values[i].as_deref()).collect::<StringArray>()) as ArrayRef)
         .collect();
     RecordBatch::try_new(library.text_schema(), columns).expect("columns match the library")
-}
-
-/// Reads the current records in key order, a chunk at a time.
-pub struct Scan {
-    reader: IndexReader,
-    after: Option<String>,
-    done: bool,
-}
-
-impl Scan {
-    /// A scan from the first key after `after` (from the start when `None`).
-    pub fn new(reader: IndexReader, after: Option<String>) -> Self {
-        Self {
-            reader,
-            after,
-            done: false,
-        }
-    }
-
-    /// The next `n` records at most, copied from the index as they are stored (decoded later,
-    /// elsewhere, with [`Encoded::batch`]); empty at the end.
-    pub fn next_encoded(&mut self, n: usize) -> exchange_core::Result<Encoded> {
-        let mut encoded = Encoded::with_capacity(n, 256);
-        if self.done {
-            return Ok(encoded);
-        }
-        let last = self.reader.visit(self.after.as_deref(), n, |_, bytes| {
-            encoded.push(bytes);
-            Ok(())
-        })?;
-        match last {
-            Some(key) => self.after = Some(key),
-            None => self.done = true,
-        }
-        Ok(encoded)
-    }
-
-    /// The next `n` records at most; empty at the end.
-    pub fn next_chunk(&mut self, n: usize) -> exchange_core::Result<Vec<(String, StoredRecord)>> {
-        if self.done {
-            return Ok(Vec::new());
-        }
-        let (page, last) = self.reader.changed_since(i64::MIN, self.after.as_deref(), n, n)?;
-        match last {
-            Some(key) => self.after = Some(key),
-            None => self.done = true,
-        }
-        Ok(page)
-    }
 }

@@ -16,9 +16,10 @@ use serde_json::{Map, Value, json};
 
 use super::ckan::{Failure, Outcome, Params, respond};
 use crate::problem::Problem;
-use crate::query::view::{CHUNK, Scan};
+use crate::query::view::CHUNK;
 use crate::routes::exchange::CallRecord;
 use crate::startup::AppState;
+use exchange_core::index::Scan;
 
 const ENDPOINT: &str = "GET|POST /api/3/action/datastore_search";
 const DEFAULT_LIMIT: usize = 100;

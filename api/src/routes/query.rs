@@ -10,7 +10,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use arrow::array::RecordBatch;
 use catalog::Resource;
-use exchange_core::index::Encoded;
+use exchange_core::index::{Encoded, Scan};
 use exchange_core::{Library, ShareMethod};
 use policy::Access;
 use serde::Deserialize;
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::problem::Problem;
-use crate::query::view::{CHUNK, Scan, View, raw_batch};
+use crate::query::view::{CHUNK, View, raw_batch};
 use crate::query::{FilterError, RowFilter};
 use crate::routes::exchange::{CallRecord, authorize, project};
 use crate::startup::AppState;
