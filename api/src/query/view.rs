@@ -149,9 +149,9 @@ impl View {
 }
 
 impl View {
-    /// Of `raw` (stored, plain values over every library item, as [`raw_batch`] and
-    /// [`exchange_core::index::Encoded::batch`] and export snapshots make them), the rows the grant's row filter and then `filter` (over
-    /// the view's values) let through, as the caller sees them: what [`View::select`] returns,
+    /// Of `raw` (stored, plain values over every library item, as [`raw_batch`],
+    /// [`exchange_core::index::Encoded::batch`] and export snapshots make them), the rows the
+    /// grant's row filter and then `filter` (over the view's values) let through, as the caller sees them: what [`View::select`] returns,
     /// with plain columns shared rather than copied.
     pub fn select_batch(&self, raw: &RecordBatch, filter: Option<&RowFilter>) -> Result<RecordBatch, FilterError> {
         let evaluation = |e: arrow::error::ArrowError| FilterError::Evaluation(e.to_string());
