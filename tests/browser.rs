@@ -21,7 +21,7 @@
 use std::ops::Deref;
 use std::path::PathBuf;
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 /// The flags Chromium needs on a CI machine: headless, no sandbox (root in a container), no
@@ -116,6 +116,34 @@ impl Browser {
         let png = self.client.screenshot().await.expect("screenshot taken");
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
+    /// The text of the first element `css` matches, waiting for it to appear; panics, naming
+    /// the selector, when none does.
+    pub async fn text(&self, css: &str) -> String {
+        self.wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+            .text()
+            .await
+            .expect("element text")
+    }
+
+    /// How many elements `css` matches now.
+    pub async fn count(&self, css: &str) -> usize {
+        self.find_all(Locator::Css(css)).await.expect("query").len()
+    }
+
+    /// Clicks the element `target` finds. A click does not wait for the page it leads to: wait
+    /// for an element of that page next.
+    pub async fn click(&self, target: Locator<'_>) {
+        self.find(target)
+            .await
+            .unwrap_or_else(|e| panic!("nothing to click: {e}"))
+            .click()
+            .await
+            .expect("clicked");
     }
 
     /// Ends the session (the browser quits).

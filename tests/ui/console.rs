@@ -12,21 +12,6 @@ fn percent(rate: &Value) -> String {
         .map_or_else(|| "—".to_string(), |r| format!("{:.1}%", r * 100.0))
 }
 
-async fn text(browser: &Browser, css: &str) -> String {
-    browser
-        .wait()
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-        .text()
-        .await
-        .expect("element text")
-}
-
-async fn count(browser: &Browser, css: &str) -> usize {
-    browser.find_all(Locator::Css(css)).await.expect("query").len()
-}
-
 /// Logs in through the console's form with `key`; ends on the page the login leads to.
 async fn log_in(browser: &Browser, app: &TestApp, key: &str, lang: &str) {
     browser
@@ -47,13 +32,7 @@ async fn log_in(browser: &Browser, app: &TestApp, key: &str, lang: &str) {
     browser
         .screenshot(&format!("console-login{}", lang.replace("?lang=", "-")))
         .await;
-    browser
-        .find(Locator::Css("form#login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Css("form#login button[type=submit]")).await;
     browser
         .wait()
         .for_element(Locator::Id("logout"))
@@ -68,17 +47,17 @@ async fn cards_match(browser: &Browser, report: &Value) {
         let code = kpi["code"].as_str().unwrap();
         let card = format!("#kpi-{code}");
         assert_eq!(
-            text(browser, &format!("{card} .rate")).await,
+            browser.text(&format!("{card} .rate")).await,
             percent(&kpi["rate"]),
             "{code}"
         );
         assert_eq!(
-            text(browser, &format!("{card} .numerator")).await,
+            browser.text(&format!("{card} .numerator")).await,
             kpi["numerator"].to_string(),
             "{code}"
         );
         assert_eq!(
-            text(browser, &format!("{card} .denominator")).await,
+            browser.text(&format!("{card} .denominator")).await,
             kpi["denominator"].to_string(),
             "{code}"
         );
@@ -105,37 +84,31 @@ async fn platform_staff_see_kpis_overdue_items_and_switch_language() {
 
     let browser = Browser::start().await;
     log_in(&browser, &app, &admin, "").await;
-    assert_eq!(text(&browser, "h1").await, "平台控制台");
+    assert_eq!(browser.text("h1").await, "平台控制台");
     // The demo's overdue demand, highlighted, on the home page.
-    assert!(count(&browser, "#overdue-demands tr.overdue").await >= 1);
-    assert!(text(&browser, "#overdue-demands tr.overdue").await.contains("已逾期"));
+    assert!(browser.count("#overdue-demands tr.overdue").await >= 1);
+    assert!(browser.text("#overdue-demands tr.overdue").await.contains("已逾期"));
     assert!(
-        count(&browser, "#sync-health tbody tr").await >= 5,
+        browser.count("#sync-health tbody tr").await >= 5,
         "the demo's connectors"
     );
     cards_match(&browser, &report).await;
     browser.screenshot("console-platform").await;
 
     // To the KPI charts through the navigation.
-    browser
-        .find(Locator::Css("header nav a[href='/console/kpis']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Css("header nav a[href='/console/kpis']")).await;
     browser.wait().for_element(Locator::Id("kpi-cards")).await.unwrap();
     assert_eq!(browser.current_url().await.unwrap().path(), "/console/kpis");
     cards_match(&browser, &report).await;
     for kpi in report["kpis"].as_array().unwrap() {
         let code = kpi["code"].as_str().unwrap();
         assert_eq!(
-            count(&browser, &format!("svg#trend-{code}")).await,
+            browser.count(&format!("svg#trend-{code}")).await,
             1,
             "{code} trend chart"
         );
         assert_eq!(
-            count(&browser, &format!("svg#departments-{code}")).await,
+            browser.count(&format!("svg#departments-{code}")).await,
             1,
             "{code} bars"
         );
@@ -162,7 +135,7 @@ async fn platform_staff_see_kpis_overdue_items_and_switch_language() {
             "{code}: {desc:?} should end with {expected:?}"
         );
     }
-    let calls = text(&browser, "#calls tbody tr").await;
+    let calls = browser.text("#calls tbody tr").await;
     assert!(
         calls.contains(huitong::demo::POPULATION_CODE) && calls.contains('2') && calls.contains('1'),
         "{calls}"
@@ -170,41 +143,23 @@ async fn platform_staff_see_kpis_overdue_items_and_switch_language() {
     browser.screenshot("console-kpis").await;
 
     // English, same numbers.
-    browser
-        .find(Locator::Id("lang-switch"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("lang-switch")).await;
     browser.wait().for_element(Locator::Css("html[lang=en]")).await.unwrap();
     let url = browser.current_url().await.unwrap();
     assert_eq!((url.path(), url.query()), ("/console/kpis", Some("lang=en")));
-    assert!(text(&browser, "h1").await.starts_with("KPIs"));
-    assert!(text(&browser, "#section-usage").await.contains("Usage rate"));
+    assert!(browser.text("h1").await.starts_with("KPIs"));
+    assert!(browser.text("#section-usage").await.contains("Usage rate"));
     cards_match(&browser, &report).await;
     browser.screenshot("console-kpis-en").await;
 
     // Back in Chinese, then out.
-    browser
-        .find(Locator::Id("lang-switch"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("lang-switch")).await;
     browser
         .wait()
         .for_element(Locator::Css("html[lang=zh-CN]"))
         .await
         .unwrap();
-    browser
-        .find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("logout")).await;
     browser
         .wait()
         .for_element(Locator::Id("key"))
@@ -235,24 +190,19 @@ async fn a_department_officer_sees_its_resources_demands_and_runs() {
         .send_keys("ht_wrong")
         .await
         .unwrap();
-    browser
-        .find(Locator::Css("form#login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert!(text(&browser, "#login-error").await.contains("not valid"));
+    browser.click(Locator::Css("form#login button[type=submit]")).await;
+    assert!(browser.text("#login-error").await.contains("not valid"));
 
     log_in(&browser, &app, &key, "").await;
-    assert!(text(&browser, "h1").await.contains("市公安局"));
+    assert!(browser.text("h1").await.contains("市公安局"));
     assert!(
-        text(&browser, "#my-resources")
+        browser
+            .text("#my-resources")
             .await
             .contains(huitong::demo::POPULATION_CODE)
     );
-    assert!(count(&browser, "#incoming-demands tbody tr").await >= 1);
-    assert!(text(&browser, "#connector-runs").await.contains("gaj-hukou"));
+    assert!(browser.count("#incoming-demands tbody tr").await >= 1);
+    assert!(browser.text("#connector-runs").await.contains("gaj-hukou"));
     cards_match(&browser, &report).await;
     browser.screenshot("console-department").await;
     browser.close().await;

@@ -8,17 +8,6 @@ use huitong::demo::{CREDIT_CODE, LEGAL_ENTITY_CODE};
 use huitong_tests::browser::Browser;
 use huitong_tests::{MetaDb, TestApp, json_of, spawn_app};
 
-async fn text(browser: &Browser, css: &str) -> String {
-    browser
-        .wait()
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-        .text()
-        .await
-        .expect("element text")
-}
-
 async fn ids(browser: &Browser) -> Vec<String> {
     let mut out = Vec::new();
     for li in browser.find_all(Locator::Css("#results li.dataset")).await.unwrap() {
@@ -35,12 +24,8 @@ async fn fill(browser: &Browser, id: &str, value: &str) {
 
 async fn submit(browser: &Browser, form: &str) {
     browser
-        .find(Locator::Css(&format!("form#{form} button[type=submit]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .click(Locator::Css(&format!("form#{form} button[type=submit]")))
+        .await;
 }
 
 /// Waits until the browser has finished writing a file to its downloads directory.
@@ -70,19 +55,13 @@ async fn the_public_searches_browses_and_downloads_in_the_portal() {
     let app = spawn_app(MetaDb::Sqlite).await;
     let browser = Browser::start().await;
     browser.goto(&format!("{}/", app.address)).await.unwrap();
-    assert_eq!(text(&browser, "h1").await, "汇通开放数据");
+    assert_eq!(browser.text("h1").await, "汇通开放数据");
     browser.screenshot("portal-home").await;
     assert_eq!(ids(&browser).await.len(), 5, "the five open datasets");
 
     // Search from the box.
     fill(&browser, "q", "处罚").await;
-    browser
-        .find(Locator::Id("search"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("search")).await;
     // The home page has no result count: waiting for one waits for the results page.
     browser.wait().for_element(Locator::Id("count")).await.unwrap();
     assert_eq!(browser.current_url().await.unwrap().path(), "/datasets");
@@ -90,36 +69,20 @@ async fn the_public_searches_browses_and_downloads_in_the_portal() {
 
     // Browse by department, then open the dataset.
     browser.goto(&format!("{}/", app.address)).await.unwrap();
-    browser
-        .find(Locator::LinkText("市市场监督管理局"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::LinkText("市市场监督管理局")).await;
     browser.wait().for_element(Locator::Id("count")).await.unwrap();
     assert_eq!(ids(&browser).await, vec![LEGAL_ENTITY_CODE]);
     browser
-        .find(Locator::Css(&format!("li[data-id='{LEGAL_ENTITY_CODE}'] a")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    assert_eq!(text(&browser, "#dataset-name").await, "法人单位基础信息");
-    assert_eq!(text(&browser, "#update-cycle").await, "每日");
+        .click(Locator::Css(&format!("li[data-id='{LEGAL_ENTITY_CODE}'] a")))
+        .await;
+    assert_eq!(browser.text("#dataset-name").await, "法人单位基础信息");
+    assert_eq!(browser.text("#update-cycle").await, "每日");
     let rows = browser.find_all(Locator::Css("#preview tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 10, "ten records previewed");
     browser.screenshot("portal-dataset").await;
 
     // Download the CSV for Excel with a click: the file is the dataset, with its BOM.
-    browser
-        .find(Locator::LinkText("CSV（Excel）"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::LinkText("CSV（Excel）")).await;
     let (name, bytes) = downloaded(&browser).await;
     let version = json_of(
         app.client
@@ -150,19 +113,13 @@ async fn the_public_searches_browses_and_downloads_in_the_portal() {
     assert!(csv.starts_with("uscc,name,"));
 
     // English.
-    browser
-        .find(Locator::Id("lang-switch"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(Locator::Id("lang-switch")).await;
     browser
         .wait()
         .for_element(Locator::Css("html[lang='en']"))
         .await
         .unwrap();
-    assert_eq!(text(&browser, "#open-type").await, "Open");
+    assert_eq!(browser.text("#open-type").await, "Open");
     browser.close().await;
 }
 
@@ -205,14 +162,14 @@ async fn a_developer_signs_up_applies_and_is_approved_in_the_portal() {
     fill(&browser, "signup-name", "赵开发").await;
     fill(&browser, "signup-email", "zhao@example").await;
     submit(&browser, "signup").await;
-    assert!(text(&browser, "#form-error").await.contains("email"));
+    assert!(browser.text("#form-error").await.contains("email"));
     fill(&browser, "signup-name", "赵开发").await;
     fill(&browser, "signup-email", "zhao@example.cn").await;
     fill(&browser, "signup-organization", "开源数据实验室").await;
     submit(&browser, "signup").await;
-    let key = text(&browser, "#new-key").await;
+    let key = browser.text("#new-key").await;
     assert!(key.starts_with("ht_") && key.len() == 43, "{key}");
-    assert!(text(&browser, "#account").await.contains("开源数据实验室"));
+    assert!(browser.text("#account").await.contains("开源数据实验室"));
 
     // The conditional dataset asks for an application; apply from its page.
     browser
@@ -229,13 +186,13 @@ async fn a_developer_signs_up_applies_and_is_approved_in_the_portal() {
     // A click does not wait for the page it leads to: wait for the developer center's table.
     browser.wait().for_element(Locator::Id("applications")).await.unwrap();
     assert_eq!(browser.current_url().await.unwrap().path(), "/developer");
-    assert_eq!(text(&browser, "#applications tbody .status").await, "待审核");
+    assert_eq!(browser.text("#applications tbody .status").await, "待审核");
     browser.screenshot("portal-developer").await;
 
     // 发改委 approves it in the console; the dataset page now previews and offers downloads.
     approve_in_the_console(&app).await;
     browser.refresh().await.unwrap();
-    assert_eq!(text(&browser, "#applications tbody .status").await, "已通过");
+    assert_eq!(browser.text("#applications tbody .status").await, "已通过");
     browser
         .goto(&format!("{}/datasets/{CREDIT_CODE}", app.address))
         .await
