@@ -43,6 +43,8 @@ pub struct TestApp {
     pub sample_keys: std::collections::BTreeMap<String, Vec<String>>,
     /// HTTP client.
     pub client: reqwest::Client,
+    /// The server's audit writer.
+    pub audit: policy::AuditLog,
 }
 
 /// The URL of a fresh PostgreSQL database, or a panic saying how to get one.
@@ -168,6 +170,7 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         .await
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let audit = app.audit();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -179,10 +182,25 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
         sample_ids: demo.sample_keys["population"].clone(),
         sample_keys: demo.sample_keys,
         client: reqwest::Client::new(),
+        audit,
     }
 }
 
 impl TestApp {
+    /// Waits until the audit records of every call answered so far are in the DB's
+    /// `audit_log` (the server moves them there from its journal in batches).
+    pub async fn settle_audit(&self) {
+        self.audit.settle().await.expect("audit records reach the DB");
+    }
+
+    /// The audit chain checked through the DB and on through the journal, as `huitong audit
+    /// verify` does.
+    pub async fn verify_audit(&self) -> policy::ChainReport {
+        policy::audit::verify(&self.catalog, Some(&self.settings.audit_dir()))
+            .await
+            .expect("the audit chain can be read")
+    }
+
     /// The demo key of `role` (`consumer_granted`, `consumer_ungranted`, …).
     pub fn key(&self, role: &str) -> String {
         self.keys[role]

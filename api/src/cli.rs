@@ -292,7 +292,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Verify) => {
             let catalog = catalog::Catalog::connect(&settings.database_url()).await?;
-            let report = policy::audit::verify(&catalog).await?;
+            let report = policy::audit::verify(&catalog, Some(&settings.audit_dir())).await?;
             match report.first_broken {
                 None => {
                     println!("audit chain intact: {} records verified", report.records);

@@ -323,6 +323,11 @@ impl Settings {
         }
     }
 
+    /// The audit journal's directory (审计日志文件).
+    pub fn audit_dir(&self) -> std::path::PathBuf {
+        self.data_dir.join("audit")
+    }
+
     /// Replaces the port of `listen`.
     pub fn set_port(&mut self, port: u16) {
         let host = self.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");

@@ -29,6 +29,8 @@ pub struct AppState {
     pub libraries: Libraries,
     /// The audit writer.
     pub audit: AuditLog,
+    /// The audit journal's directory.
+    pub audit_dir: std::path::PathBuf,
     /// Per-credential and per-grant quotas.
     pub quotas: Arc<Quotas>,
     /// Open-data quotas of anonymous callers, keyed by client address.
@@ -77,6 +79,7 @@ pub async fn open_stores(settings: &Settings) -> crate::Result<(Catalog, Librari
 pub struct Application {
     port: u16,
     server: Server,
+    audit: AuditLog,
 }
 
 impl Application {
@@ -89,7 +92,7 @@ impl Application {
 
     /// As [`Application::build`], with stores already open.
     pub async fn build_with(settings: &Settings, catalog: Catalog, libraries: Libraries) -> crate::Result<Self> {
-        let audit = AuditLog::start(catalog.clone()).await?;
+        let audit = AuditLog::start(catalog.clone(), &settings.audit_dir()).await?;
         let audit_key = load_or_create_secret(settings, "audit.key")?;
         let jwt_key = load_or_create_secret(settings, "jwt.key")?;
         let themes = Arc::new(ThemeService::new(
@@ -136,7 +139,8 @@ impl Application {
         let state = web::Data::new(AppState {
             catalog: catalog.clone(),
             libraries,
-            audit,
+            audit: audit.clone(),
+            audit_dir: settings.audit_dir(),
             quotas,
             open_anonymous,
             open_developers,
@@ -192,7 +196,7 @@ impl Application {
             .disable_signals()
             .shutdown_timeout(5)
             .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, audit })
     }
 
     /// The port actually bound.
@@ -203,6 +207,11 @@ impl Application {
     /// Serves until stopped (Ctrl-C in the CLI, or the test runtime ending).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// The audit writer, to wait for its records to reach the DB ([`AuditLog::settle`]).
+    pub fn audit(&self) -> AuditLog {
+        self.audit.clone()
     }
 
     /// The server handle, to stop it gracefully.

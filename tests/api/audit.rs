@@ -34,10 +34,14 @@ async fn verify_cli(app: &TestApp, extra: &[&str]) -> ExitCode {
 async fn every_call_allowed_or_denied_is_recorded_in_an_intact_chain() {
     let app = spawn_app(MetaDb::Sqlite).await;
     let calls = make_calls(&app).await;
-    let report = policy::audit::verify(&app.catalog).await.unwrap();
+    // Checked through the journal: every call is there whether or not the DB has it yet.
+    let report = app.verify_audit().await;
     assert_eq!(report.records, calls);
     assert_eq!(report.first_broken, None);
 
+    app.settle_audit().await;
+    let report = policy::audit::verify(&app.catalog, None).await.unwrap();
+    assert_eq!((report.records, report.first_broken), (calls, None), "all in the DB");
     let rows =
         sqlx::query("SELECT outcome, status, items_plain, items_masked, subject_hash FROM audit_log ORDER BY seq")
             .fetch_all(app.catalog.pool())
@@ -70,11 +74,12 @@ async fn every_call_allowed_or_denied_is_recorded_in_an_intact_chain() {
 async fn a_changed_record_is_named_by_audit_verify() {
     let app = spawn_app(MetaDb::Sqlite).await;
     make_calls(&app).await;
+    app.settle_audit().await;
     sqlx::query("UPDATE audit_log SET status = 200, outcome = 'allowed' WHERE seq = 2")
         .execute(app.catalog.pool())
         .await
         .unwrap();
-    let report = policy::audit::verify(&app.catalog).await.unwrap();
+    let report = app.verify_audit().await;
     let broken = report.first_broken.expect("tampering detected");
     assert_eq!(broken.seq, 2);
     assert!(broken.reason.contains("changed"), "{}", broken.reason);
@@ -85,11 +90,12 @@ async fn a_changed_record_is_named_by_audit_verify() {
 async fn a_removed_record_is_named_by_audit_verify() {
     let app = spawn_app(MetaDb::Sqlite).await;
     make_calls(&app).await;
+    app.settle_audit().await;
     sqlx::query("DELETE FROM audit_log WHERE seq = 3")
         .execute(app.catalog.pool())
         .await
         .unwrap();
-    let broken = policy::audit::verify(&app.catalog).await.unwrap().first_broken.unwrap();
+    let broken = app.verify_audit().await.first_broken.unwrap();
     assert_eq!(broken.seq, 4);
     assert!(broken.reason.contains("removed"), "{}", broken.reason);
 }
@@ -98,6 +104,7 @@ async fn a_removed_record_is_named_by_audit_verify() {
 async fn audit_verify_on_postgres_via_config_file() {
     let app = spawn_app(MetaDb::Postgres).await;
     make_calls(&app).await;
+    app.settle_audit().await;
     let config = app.data_path().join("huitong.toml");
     let url = secrecy::ExposeSecret::expose_secret(app.settings.database_url.as_ref().unwrap()).to_string();
     std::fs::write(&config, format!("database_url = \"{url}\"\n")).unwrap();
@@ -108,7 +115,7 @@ async fn audit_verify_on_postgres_via_config_file() {
         .await
         .unwrap();
     assert_eq!(verify_cli(&app, &["--config", &config]).await, ExitCode::FAILURE);
-    let broken = policy::audit::verify(&app.catalog).await.unwrap().first_broken.unwrap();
+    let broken = app.verify_audit().await.first_broken.unwrap();
     assert_eq!(broken.seq, 1);
 }
 
@@ -183,7 +190,7 @@ async fn providers_see_who_used_their_data_and_consumers_their_own_calls() {
             None => break,
         }
     }
-    let total = policy::audit::verify(&app.catalog).await.unwrap().records as i64;
+    let total = app.verify_audit().await.records as i64;
     assert_eq!(paged, (1..=total).collect::<Vec<_>>());
     // A consumer cannot read another department's calls.
     huitong_tests::assert_problem(

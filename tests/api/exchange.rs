@@ -401,6 +401,7 @@ async fn a_batch_answers_in_request_order_and_marks_misses() {
     assert_eq!(body["found"], 2);
 
     // The audit record counts the rows returned and names the demand behind the grant.
+    app.settle_audit().await;
     let row = sqlx::query("SELECT row_count, demand_id, endpoint FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_one(app.catalog.pool())
         .await
@@ -409,7 +410,7 @@ async fn a_batch_answers_in_request_order_and_marks_misses() {
     assert_eq!(row.get::<Option<i64>, _>("row_count"), Some(2));
     assert!(row.get::<Option<i64>, _>("demand_id").is_some());
     assert!(row.get::<String, _>("endpoint").ends_with("records:batch"));
-    let report = policy::audit::verify(&app.catalog).await.unwrap();
+    let report = app.verify_audit().await;
     assert_eq!(report.first_broken, None);
 
     // Bad batches: named, never a 500.

@@ -488,6 +488,8 @@ pub async fn compute(state: &AppState, period: &Period, department: Option<&str>
     for (name, library) in state.libraries.all() {
         library_records.insert(name.to_string(), library.len().map_err(ComputeError::Library)?);
     }
+    // The call counts read the audit table: it first gets every call answered so far.
+    state.audit.settle().await.map_err(ComputeError::Settle)?;
     let calls = call_counts(state, period).await?;
     let inputs = Inputs {
         resources,
@@ -597,6 +599,9 @@ pub enum ComputeError {
     /// The audit trail could not be read.
     #[error("reading the audit trail: {0}")]
     Audit(#[from] sqlx::Error),
+    /// The audit journal's records could not be moved into the DB.
+    #[error("bringing the audit table up to date: {0}")]
+    Settle(policy::Error),
     /// A library's record count could not be read.
     #[error("counting a library's records: {0}")]
     Library(exchange_core::Error),

@@ -135,6 +135,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Que
         ..AuditQuery::default()
     };
     scope(&caller, &params, &mut query)?;
+    // Every call answered before this one is listed.
+    state.audit.settle().await.map_err(|e| Problem::internal(&e))?;
     match params.format.as_deref().unwrap_or("json") {
         "json" => {
             let records = policy::audit::query(&state.catalog, &query)
@@ -232,7 +234,7 @@ fn csv_export(state: std::sync::Arc<AppState>, mut query: AuditQuery) -> HttpRes
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin, Role::Reviewer], "checking the audit chain")?;
-    let report = policy::audit::verify(&state.catalog)
+    let report = policy::audit::verify(&state.catalog, Some(&state.audit_dir))
         .await
         .map_err(|e| Problem::internal(&e))?;
     Ok(HttpResponse::Ok().json(json!({

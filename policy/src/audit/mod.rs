@@ -1,0 +1,987 @@
+//! The audit trail (全程留痕、可追溯): one record per call, allowed or denied, each holding the
+//! hash of the one before, so changing, removing or inserting a record breaks the chain at that
+//! point.
+//!
+//! Records are written by one thread in group commits to an append-only journal
+//! ([`journal`]): callers queue their record and wait until the group holding it is written and
+//! synced, so throughput is not capped by one sync per call and no response leaves unrecorded.
+//! A second thread moves journaled records into the metadata DB's `audit_log` in large
+//! transactions, off the call path; [`AuditLog::settle`] waits for it, so readers of the table
+//! see every call answered before they asked. After a crash, the records the journal holds and
+//! the DB does not are moved at the next start.
+
+mod journal;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as sync_mpsc;
+
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot};
+
+use catalog::{Catalog, now_text};
+
+use crate::{Error, Result, sha256_hex};
+
+/// The `prev_hash` of the first record.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Most records per group commit.
+const MAX_GROUP: usize = 512;
+
+/// Records the ingester gathers into one DB transaction while calls keep coming.
+const INGEST_BATCH: usize = 2048;
+
+/// How long calls pause before the ingester writes what it has gathered.
+const INGEST_IDLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Groups that may wait for the ingester before the writer waits too.
+const INGEST_QUEUE: usize = 4096;
+
+/// What happened in one call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// The request id (X-Request-Id, or generated).
+    pub request_id: String,
+    /// The credential used, when one was valid.
+    pub credential_id: Option<i64>,
+    /// The caller's department code.
+    pub department: Option<String>,
+    /// The resource called.
+    pub resource_code: Option<String>,
+    /// Method and route, e.g. `GET /api/v1/exchange/{resource_code}/records/{key}`.
+    pub endpoint: String,
+    /// Keyed hash of the record key or filter (never the key itself).
+    pub subject_hash: Option<String>,
+    /// HTTP status returned.
+    pub status: u16,
+    /// `allowed`, or the problem code.
+    pub outcome: String,
+    /// Items returned unmasked.
+    pub items_plain: Vec<String>,
+    /// Items returned masked.
+    pub items_masked: Vec<String>,
+    /// The grant that allowed the call.
+    pub grant_id: Option<i64>,
+    /// Time spent serving, in microseconds.
+    pub latency_us: i64,
+    /// Records returned (allowed calls).
+    pub row_count: Option<i64>,
+    /// The demand the grant answers.
+    pub demand_id: Option<i64>,
+    /// Keyed hash of the client address, for calls without a credential (anonymous open data).
+    pub client_hash: Option<String>,
+    /// The open-data application (开放申请) that allowed the call.
+    pub application_id: Option<i64>,
+}
+
+/// A record as hashed, in the journal and the DB: field order is part of the chain format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Canonical<S> {
+    seq: i64,
+    at: S,
+    request_id: S,
+    credential_id: Option<i64>,
+    department: Option<S>,
+    resource_code: Option<S>,
+    endpoint: S,
+    subject_hash: Option<S>,
+    status: i64,
+    outcome: S,
+    items_plain: S,
+    items_masked: S,
+    grant_id: Option<i64>,
+    latency_us: i64,
+    // Added later: absent from the hashed form when empty, so older records keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    row_count: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    demand_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    client_hash: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    application_id: Option<i64>,
+}
+
+impl<S: Serialize> Canonical<S> {
+    /// Serializes into `body` (cleared first) and returns the hash chained to `prev_hash`.
+    fn hash_into(&self, prev_hash: &str, body: &mut Vec<u8>) -> String {
+        body.clear();
+        serde_json::to_writer(&mut *body, self).expect("plain data serializes");
+        sha256_hex(&[prev_hash.as_bytes(), b"\n", body])
+    }
+
+    fn hash(&self, prev_hash: &str) -> String {
+        self.hash_into(prev_hash, &mut Vec::with_capacity(512))
+    }
+}
+
+impl Canonical<String> {
+    fn new(seq: i64, at: String, entry: AuditEntry) -> Self {
+        let list = |items: Vec<String>| serde_json::to_string(&items).unwrap_or_default();
+        Self {
+            seq,
+            at,
+            request_id: entry.request_id,
+            credential_id: entry.credential_id,
+            department: entry.department,
+            resource_code: entry.resource_code,
+            endpoint: entry.endpoint,
+            subject_hash: entry.subject_hash,
+            status: i64::from(entry.status),
+            outcome: entry.outcome,
+            items_plain: list(entry.items_plain),
+            items_masked: list(entry.items_masked),
+            grant_id: entry.grant_id,
+            latency_us: entry.latency_us,
+            row_count: entry.row_count,
+            demand_id: entry.demand_id,
+            client_hash: entry.client_hash,
+            application_id: entry.application_id,
+        }
+    }
+}
+
+/// A record with its chain links, as the DB stores it.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    canonical: Canonical<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+type Done<T> = oneshot::Sender<Result<T, String>>;
+
+// Nearly every message is a record: boxing it would cost an allocation per call.
+#[expect(clippy::large_enum_variant, reason = "records are the common case")]
+enum Message {
+    /// A call's record, and where to say its sequence number once it is durable.
+    Record(AuditEntry, Done<i64>),
+    /// Say when every record journaled so far is in the DB.
+    Settle(Done<()>),
+}
+
+enum Ingest {
+    /// A journaled group.
+    Records(Vec<Record>),
+    /// Answer once every record handed over before is in the DB.
+    Settle(Done<()>),
+    /// A journal segment whose records were all handed over before: removed once they are in.
+    SegmentEnded(PathBuf),
+}
+
+/// The handle to the audit writer.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Message>,
+}
+
+impl AuditLog {
+    /// Moves into `catalog` what the journal in `dir` holds beyond it (records of calls
+    /// answered before a crash), then starts the writer and the DB ingester, continuing the
+    /// chain. Fails when the journal does not continue the DB's chain: it was damaged or
+    /// changed, and the operator has to look at it.
+    pub async fn start(catalog: Catalog, dir: &Path) -> Result<Self> {
+        let head = recover(&catalog, dir).await?;
+        let journal = journal::Journal::create(dir, head.0 + 1)
+            .map_err(|e| Error::AuditUnavailable(format!("opening the audit journal in {}: {e}", dir.display())))?;
+        let (tx, rx) = mpsc::channel(8 * MAX_GROUP);
+        let (ingest_tx, ingest_rx) = sync_mpsc::sync_channel(INGEST_QUEUE);
+        // The ingester awaits sqlx on a single-threaded runtime of its own.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::AuditUnavailable(format!("starting the audit ingester: {e}")))?;
+        std::thread::Builder::new()
+            .name("huitong-audit-db".into())
+            .spawn(move || runtime.block_on(ingester(catalog, ingest_rx)))
+            .map_err(|e| Error::AuditUnavailable(format!("starting the audit ingester: {e}")))?;
+        // The writer is a plain thread: it blocks on the file, and waking it (a call queued)
+        // or being woken by it (its group synced) costs one thread switch each.
+        std::thread::Builder::new()
+            .name("huitong-audit".into())
+            .spawn(move || writer(rx, journal, head, ingest_tx))
+            .map_err(|e| Error::AuditUnavailable(format!("starting the audit writer: {e}")))?;
+        Ok(Self { tx })
+    }
+
+    /// Appends `entry` and returns its sequence number once it is durable.
+    pub async fn record(&self, entry: AuditEntry) -> Result<i64> {
+        let (done, wait) = oneshot::channel();
+        self.send(Message::Record(entry, done)).await?;
+        wait.await
+            .map_err(|_| Error::AuditUnavailable("writer stopped".into()))?
+            .map_err(Error::AuditUnavailable)
+    }
+
+    /// Returns once every record of a call answered before this was called is in the DB's
+    /// `audit_log`: readers of the table call it first.
+    pub async fn settle(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Message::Settle(done)).await?;
+        wait.await
+            .map_err(|_| Error::AuditUnavailable("writer stopped".into()))?
+            .map_err(Error::AuditUnavailable)
+    }
+
+    async fn send(&self, message: Message) -> Result<()> {
+        self.tx
+            .send(message)
+            .await
+            .map_err(|_| Error::AuditUnavailable("writer stopped".into()))
+    }
+}
+
+async fn chain_head(catalog: &Catalog) -> Result<(i64, String)> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(catalog.pool())
+        .await?;
+    Ok(match row {
+        Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
+        None => (0, GENESIS_HASH.to_string()),
+    })
+}
+
+/// Moves the journal's records beyond the DB's chain head into the DB, removes the journal's
+/// segments and returns the new head.
+async fn recover(catalog: &Catalog, dir: &Path) -> Result<(i64, String)> {
+    let unavailable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
+    let mut head = chain_head(catalog).await?;
+    let segments = journal::segments(dir).map_err(|e| unavailable(e.to_string()))?;
+    let statement = insert_statement(catalog.backend(), ROWS_PER_STATEMENT);
+    let mut batch = Vec::new();
+    for (i, (_, path)) in segments.iter().enumerate() {
+        let mut broken = None;
+        journal::read_segment(path, i + 1 == segments.len(), |line| {
+            if line.record.seq <= head.0 {
+                return std::ops::ControlFlow::Continue(());
+            }
+            let expected = head.0 + 1;
+            if line.record.seq != expected {
+                broken = Some(format!(
+                    "record {} follows {}: records are missing",
+                    line.record.seq, head.0
+                ));
+            } else if line.record.hash(&head.1) != line.hash {
+                broken = Some(format!(
+                    "record {expected} does not match its hash or does not continue the chain"
+                ));
+            }
+            if broken.is_some() {
+                return std::ops::ControlFlow::Break(());
+            }
+            let prev_hash = std::mem::replace(&mut head.1, line.hash.clone());
+            head.0 = expected;
+            batch.push(Record {
+                canonical: line.record,
+                prev_hash,
+                hash: line.hash,
+            });
+            std::ops::ControlFlow::Continue(())
+        })
+        .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        if let Some(reason) = broken {
+            return Err(unavailable(format!("{}: {reason}", path.display())));
+        }
+        for chunk in batch.chunks(INGEST_BATCH) {
+            insert(catalog, &statement, chunk).await?;
+        }
+        if !batch.is_empty() {
+            tracing::warn!(
+                records = batch.len(),
+                "audit records of calls answered before a stop moved from the journal into the DB"
+            );
+        }
+        batch.clear();
+    }
+    for (_, path) in &segments {
+        std::fs::remove_file(path).map_err(|e| unavailable(format!("removing {}: {e}", path.display())))?;
+    }
+    Ok(head)
+}
+
+/// The writer thread: gathers queued records into groups, chains, journals and syncs each
+/// group, answers its callers, and hands the records on to the ingester.
+fn writer(
+    mut rx: mpsc::Receiver<Message>,
+    mut journal: journal::Journal,
+    mut head: (i64, String),
+    ingest: sync_mpsc::SyncSender<Ingest>,
+) {
+    let mut body = Vec::with_capacity(1024);
+    let hand_over = |message: Ingest| {
+        if let Err(sync_mpsc::SendError(Ingest::Settle(done))) = ingest.send(message) {
+            let _ = done.send(Err("the audit DB ingester stopped".into()));
+        }
+    };
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Record(entry, done) => group.push((entry, done)),
+                // In order: the ingester answers it after the records handed over before.
+                Message::Settle(done) => hand_over(Ingest::Settle(done)),
+            }
+            if group.len() < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
+        let at = now_text();
+        let (first_seq, mut prev_hash) = (head.0 + 1, head.1.clone());
+        let mut records = Vec::with_capacity(group.len());
+        let mut waiting = Vec::with_capacity(group.len());
+        for (i, (entry, done)) in group.into_iter().enumerate() {
+            let canonical = Canonical::new(first_seq + i as i64, at.clone(), entry);
+            let hash = canonical.hash_into(&prev_hash, &mut body);
+            let record = Record {
+                canonical,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            };
+            journal.push(&record, &body);
+            records.push(record);
+            waiting.push(done);
+        }
+        match journal.commit(records.len() as u64) {
+            Ok(()) => {
+                head = (first_seq + records.len() as i64 - 1, prev_hash);
+                for (i, done) in waiting.into_iter().enumerate() {
+                    let _ = done.send(Ok(first_seq + i as i64));
+                }
+                hand_over(Ingest::Records(records));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "audit journal write failed; calls refused");
+                for done in waiting {
+                    let _ = done.send(Err(format!("writing the audit journal: {e}")));
+                }
+            }
+        }
+        if journal.full() {
+            match journal.rotate(head.0 + 1) {
+                Ok(ended) => hand_over(Ingest::SegmentEnded(ended)),
+                Err(e) => {
+                    tracing::error!(error = %e, "starting the next audit journal segment; the current one goes on")
+                }
+            }
+        }
+    }
+}
+
+/// The ingester thread: inserts journaled records into `audit_log`, gathered into one
+/// transaction per [`INGEST_BATCH`] records, or sooner when calls pause or a reader asks,
+/// retrying while the DB fails (the records are safe in the journal meanwhile).
+async fn ingester(catalog: Catalog, rx: sync_mpsc::Receiver<Ingest>) {
+    let statement = insert_statement(catalog.backend(), ROWS_PER_STATEMENT);
+    let mut gathered: Vec<Record> = Vec::with_capacity(INGEST_BATCH);
+    let mut settles: Vec<Done<()>> = Vec::new();
+    let mut ended: Vec<PathBuf> = Vec::new();
+    loop {
+        // Blocking here is fine: this runtime has nothing else to run.
+        let idle = gathered.is_empty() && ended.is_empty();
+        let (message, stopped) = match if idle {
+            rx.recv().map_err(Into::into)
+        } else {
+            rx.recv_timeout(INGEST_IDLE)
+        } {
+            Ok(message) => (Some(message), false),
+            Err(sync_mpsc::RecvTimeoutError::Timeout) => (None, false),
+            Err(sync_mpsc::RecvTimeoutError::Disconnected) => (None, true),
+        };
+        let paused = message.is_none();
+        match message {
+            Some(Ingest::Records(records)) => gathered.extend(records),
+            Some(Ingest::Settle(done)) => settles.push(done),
+            Some(Ingest::SegmentEnded(path)) => ended.push(path),
+            None => {}
+        }
+        if paused || !settles.is_empty() || gathered.len() >= INGEST_BATCH {
+            while let Err(e) = insert(&catalog, &statement, &gathered).await {
+                tracing::error!(error = %e, "moving audit records into the DB failed; retrying in a second");
+                for done in settles.drain(..) {
+                    let _ = done.send(Err(format!("moving audit records into the DB: {e}")));
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            gathered.clear();
+            for done in settles.drain(..) {
+                let _ = done.send(Ok(()));
+            }
+            for path in ended.drain(..) {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(error = %e, path = %path.display(), "removing an ingested audit journal segment");
+                }
+            }
+        }
+        if stopped {
+            return;
+        }
+    }
+}
+
+/// Columns of `audit_log`, in insert order.
+const COLUMNS: &str = "seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
+    status, outcome, items_plain, items_masked, grant_id, latency_us, prev_hash, hash, row_count, demand_id, client_hash, application_id";
+const COLUMN_COUNT: usize = 20;
+
+/// Records per INSERT statement: one statement per record cost more than the fsync.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// `INSERT INTO audit_log (…) VALUES ($1, …), …` for `rows` records. SQLite gets anonymous
+/// `?` placeholders: looking up a numbered one costs a scan of all of them, per value bound.
+/// A record already there is left as it is (a batch retried after its commit was in doubt).
+fn insert_statement(backend: catalog::Backend, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..COLUMN_COUNT {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                catalog::Backend::Sqlite => sql.push('?'),
+                catalog::Backend::Postgres => sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1)),
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (seq) DO NOTHING");
+    sql
+}
+
+/// Inserts `records` in one transaction; `full_statement` inserts a full chunk.
+async fn insert(catalog: &Catalog, full_statement: &str, records: &[Record]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut tx = catalog.pool().begin().await?;
+    for chunk in records.chunks(ROWS_PER_STATEMENT) {
+        let partial;
+        let sql = if chunk.len() == ROWS_PER_STATEMENT {
+            full_statement
+        } else {
+            partial = insert_statement(catalog.backend(), chunk.len());
+            partial.as_str()
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for record in chunk {
+            let c = &record.canonical;
+            query = query
+                .bind(c.seq)
+                .bind(&c.at)
+                .bind(&c.request_id)
+                .bind(c.credential_id)
+                .bind(c.department.as_deref())
+                .bind(c.resource_code.as_deref())
+                .bind(&c.endpoint)
+                .bind(c.subject_hash.as_deref())
+                .bind(c.status)
+                .bind(&c.outcome)
+                .bind(&c.items_plain)
+                .bind(&c.items_masked)
+                .bind(c.grant_id)
+                .bind(c.latency_us)
+                .bind(&record.prev_hash)
+                .bind(&record.hash)
+                .bind(c.row_count)
+                .bind(c.demand_id)
+                .bind(c.client_hash.as_deref())
+                .bind(c.application_id);
+        }
+        query.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The first record where the chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct BrokenLink {
+    /// Its sequence number.
+    pub seq: i64,
+    /// What does not hold.
+    pub reason: String,
+}
+
+/// The result of checking the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Records checked.
+    pub records: u64,
+    /// The first broken link, if any.
+    pub first_broken: Option<BrokenLink>,
+}
+
+/// Where a check of the chain has got to.
+struct Chain {
+    next_seq: i64,
+    prev_hash: String,
+    records: u64,
+}
+
+impl Chain {
+    /// Checks the next record: `prev_hash` as stored (the journal stores none: it is the
+    /// previous line's hash). Returns why it breaks the chain, if it does.
+    fn check(&mut self, canonical: &Canonical<String>, prev_hash: Option<&str>, hash: &str) -> Option<BrokenLink> {
+        self.records += 1;
+        let seq = canonical.seq;
+        let reason = if seq != self.next_seq {
+            Some(format!(
+                "expected record {} next, found {seq}: records were removed",
+                self.next_seq
+            ))
+        } else if prev_hash.is_some_and(|p| p != self.prev_hash) {
+            Some("prev_hash does not match the previous record's hash".into())
+        } else if canonical.hash(&self.prev_hash) != hash {
+            Some("the record's content does not match its hash: it was changed".into())
+        } else {
+            None
+        };
+        if reason.is_none() {
+            self.next_seq += 1;
+            hash.clone_into(&mut self.prev_hash);
+        }
+        reason.map(|reason| BrokenLink { seq, reason })
+    }
+}
+
+/// Recomputes every record's hash in order; stops at the first that does not hold: a changed
+/// record, a removed one (a gap in sequence numbers), or a `prev_hash` that does not match.
+/// With `journal` (the audit journal's directory), the chain is followed on through the
+/// records the journal holds beyond the DB, so a check while the server runs, or after it
+/// stopped before moving them, covers every call answered.
+pub async fn verify(catalog: &Catalog, journal: Option<&Path>) -> Result<ChainReport> {
+    let mut chain = Chain {
+        next_seq: 1,
+        prev_hash: GENESIS_HASH.to_string(),
+        records: 0,
+    };
+    // The server moves records from the journal into the DB while this reads: when the
+    // journal no longer holds where the DB ended, the DB has them now.
+    for attempt in 0..4 {
+        if let Some(broken) = verify_table(catalog, &mut chain).await? {
+            return Ok(ChainReport {
+                records: chain.records,
+                first_broken: Some(broken),
+            });
+        }
+        let Some(dir) = journal else { break };
+        match verify_journal(dir, &mut chain)? {
+            JournalCheck::Done(first_broken) => {
+                return Ok(ChainReport {
+                    records: chain.records,
+                    first_broken,
+                });
+            }
+            JournalCheck::Moved if attempt < 3 => continue,
+            JournalCheck::Moved => {
+                return Ok(ChainReport {
+                    records: chain.records,
+                    first_broken: Some(BrokenLink {
+                        seq: chain.next_seq,
+                        reason: format!(
+                            "expected record {} next, in neither the DB nor the journal: records were removed",
+                            chain.next_seq
+                        ),
+                    }),
+                });
+            }
+        }
+    }
+    Ok(ChainReport {
+        records: chain.records,
+        first_broken: None,
+    })
+}
+
+/// Checks the `audit_log` rows from `chain.next_seq` on.
+async fn verify_table(catalog: &Catalog, chain: &mut Chain) -> Result<Option<BrokenLink>> {
+    let mut rows = sqlx::query(
+        "SELECT seq, at, request_id, credential_id, department, resource_code, endpoint, \
+         subject_hash, status, outcome, items_plain, items_masked, grant_id, latency_us, \
+         prev_hash, hash, row_count, demand_id, client_hash, application_id FROM audit_log \
+         WHERE seq >= $1 ORDER BY seq",
+    )
+    .bind(chain.next_seq)
+    .fetch(catalog.pool());
+    while let Some(row) = rows.try_next().await? {
+        let canonical = Canonical {
+            seq: row.try_get("seq")?,
+            at: row.try_get("at")?,
+            request_id: row.try_get("request_id")?,
+            credential_id: row.try_get("credential_id")?,
+            department: row.try_get("department")?,
+            resource_code: row.try_get("resource_code")?,
+            endpoint: row.try_get("endpoint")?,
+            subject_hash: row.try_get("subject_hash")?,
+            status: row.try_get("status")?,
+            outcome: row.try_get("outcome")?,
+            items_plain: row.try_get("items_plain")?,
+            items_masked: row.try_get("items_masked")?,
+            grant_id: row.try_get("grant_id")?,
+            latency_us: row.try_get("latency_us")?,
+            row_count: row.try_get("row_count")?,
+            demand_id: row.try_get("demand_id")?,
+            client_hash: row.try_get("client_hash")?,
+            application_id: row.try_get("application_id")?,
+        };
+        let prev_hash: String = row.try_get("prev_hash")?;
+        let hash: String = row.try_get("hash")?;
+        if let Some(broken) = chain.check(&canonical, Some(&prev_hash), &hash) {
+            return Ok(Some(broken));
+        }
+    }
+    Ok(None)
+}
+
+enum JournalCheck {
+    /// Checked to the journal's end: the first broken link, if any.
+    Done(Option<BrokenLink>),
+    /// The journal starts beyond `chain.next_seq`, or a segment went away: look in the DB again.
+    Moved,
+}
+
+/// Checks the journal's records from `chain.next_seq` on.
+fn verify_journal(dir: &Path, chain: &mut Chain) -> Result<JournalCheck> {
+    let unreadable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
+    let segments = journal::segments(dir).map_err(|e| unreadable(e.to_string()))?;
+    let (mut broken, mut moved, mut checked_any) = (None, false, false);
+    for (i, (_, path)) in segments.iter().enumerate() {
+        let read = journal::read_segment(path, i + 1 == segments.len(), |line| {
+            if line.record.seq < chain.next_seq {
+                return std::ops::ControlFlow::Continue(());
+            }
+            // A gap before the first record checked here: the DB took them meanwhile.
+            if line.record.seq > chain.next_seq && !checked_any {
+                moved = true;
+                return std::ops::ControlFlow::Break(());
+            }
+            checked_any = true;
+            broken = chain.check(&line.record, None, &line.hash);
+            if broken.is_some() {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        });
+        match read {
+            Ok(()) => {}
+            Err(journal::ReadError::Gone) => return Ok(JournalCheck::Moved),
+            Err(e) => {
+                return Ok(JournalCheck::Done(Some(BrokenLink {
+                    seq: chain.next_seq,
+                    reason: format!("the audit journal {} is damaged at {e}", path.display()),
+                })));
+            }
+        }
+        if broken.is_some() {
+            return Ok(JournalCheck::Done(broken));
+        }
+        if moved {
+            return Ok(JournalCheck::Moved);
+        }
+    }
+    Ok(JournalCheck::Done(None))
+}
+
+/// A stored audit record, as listed to the people allowed to see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct AuditRecord {
+    /// Position in the chain.
+    pub seq: i64,
+    /// When it was recorded (UTC).
+    pub at: String,
+    /// The request id.
+    pub request_id: String,
+    /// The credential used.
+    pub credential_id: Option<i64>,
+    /// The caller's department code.
+    pub department: Option<String>,
+    /// The resource called.
+    pub resource_code: Option<String>,
+    /// Method and route.
+    pub endpoint: String,
+    /// Keyed hash of the key, keys, filter or SQL.
+    pub subject_hash: Option<String>,
+    /// HTTP status.
+    pub status: i64,
+    /// `allowed` or the problem code.
+    pub outcome: String,
+    /// Items returned unmasked.
+    pub items_plain: Vec<String>,
+    /// Items returned masked.
+    pub items_masked: Vec<String>,
+    /// Records returned.
+    pub row_count: Option<i64>,
+    /// The grant that allowed the call.
+    pub grant_id: Option<i64>,
+    /// The demand behind that grant.
+    pub demand_id: Option<i64>,
+    /// Keyed hash of the client address (anonymous open-data calls).
+    pub client_hash: Option<String>,
+    /// The open-data application that allowed the call.
+    pub application_id: Option<i64>,
+    /// Time spent serving, in microseconds.
+    pub latency_us: i64,
+    /// The record's hash (the next record's `prev_hash`).
+    pub hash: String,
+}
+
+/// Which records a query returns. Times are in the stored form (UTC, RFC 3339 with
+/// microseconds), compared as text.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only calls on this resource.
+    pub resource_code: Option<String>,
+    /// Only calls made for this department (its code).
+    pub caller_department: Option<String>,
+    /// Only calls by this credential.
+    pub credential_id: Option<i64>,
+    /// Only calls on resources this department provides, or made by it (a provider's view).
+    pub provider_department_id: Option<i64>,
+    /// Recorded at or after.
+    pub from: Option<String>,
+    /// Recorded before.
+    pub to: Option<String>,
+    /// Records after this sequence number (paging).
+    pub after_seq: i64,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// The records `query` selects, oldest first.
+pub async fn query(catalog: &Catalog, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+    let mut conditions = vec!["seq > $1".to_string()];
+    let mut texts: Vec<&str> = Vec::new();
+    let mut numbers: Vec<i64> = Vec::new();
+    // Placeholders are numbered: the cursor ($1), texts, numbers, then the limit.
+    for (column, op, value) in [
+        ("resource_code", "=", query.resource_code.as_deref()),
+        ("department", "=", query.caller_department.as_deref()),
+        ("at", ">=", query.from.as_deref()),
+        ("at", "<", query.to.as_deref()),
+    ] {
+        if let Some(value) = value {
+            texts.push(value);
+            conditions.push(format!("{column} {op} ${}", 1 + texts.len()));
+        }
+    }
+    if let Some(id) = query.credential_id {
+        numbers.push(id);
+        conditions.push(format!("credential_id = ${}", 1 + texts.len() + numbers.len()));
+    }
+    if let Some(id) = query.provider_department_id {
+        numbers.push(id);
+        let n = 1 + texts.len() + numbers.len();
+        conditions.push(format!(
+            "(resource_code IN (SELECT code FROM resources WHERE provider_id = ${n}) \
+             OR department = (SELECT code FROM departments WHERE id = ${n}))"
+        ));
+    }
+    let limit_placeholder = 2 + texts.len() + numbers.len();
+    let sql = format!(
+        "SELECT seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
+         status, outcome, items_plain, items_masked, row_count, grant_id, demand_id, client_hash, application_id, \
+         latency_us, hash \
+         FROM audit_log WHERE {} ORDER BY seq LIMIT ${limit_placeholder}",
+        conditions.join(" AND ")
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(query.after_seq);
+    for text in texts {
+        q = q.bind(text);
+    }
+    for number in numbers {
+        q = q.bind(number);
+    }
+    let rows = q.bind(query.limit).fetch_all(catalog.pool()).await?;
+    let list = |text: String| serde_json::from_str::<Vec<String>>(&text).unwrap_or_default();
+    rows.iter()
+        .map(|row| {
+            Ok(AuditRecord {
+                seq: row.try_get("seq")?,
+                at: row.try_get("at")?,
+                request_id: row.try_get("request_id")?,
+                credential_id: row.try_get("credential_id")?,
+                department: row.try_get("department")?,
+                resource_code: row.try_get("resource_code")?,
+                endpoint: row.try_get("endpoint")?,
+                subject_hash: row.try_get("subject_hash")?,
+                status: row.try_get("status")?,
+                outcome: row.try_get("outcome")?,
+                items_plain: list(row.try_get("items_plain")?),
+                items_masked: list(row.try_get("items_masked")?),
+                row_count: row.try_get("row_count")?,
+                grant_id: row.try_get("grant_id")?,
+                demand_id: row.try_get("demand_id")?,
+                client_hash: row.try_get("client_hash")?,
+                application_id: row.try_get("application_id")?,
+                latency_us: row.try_get("latency_us")?,
+                hash: row.try_get("hash")?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn catalog(dir: &Path) -> Catalog {
+        Catalog::connect(&format!("sqlite://{}", dir.join("meta.db").display()))
+            .await
+            .unwrap()
+    }
+
+    fn entry(n: usize) -> AuditEntry {
+        AuditEntry {
+            request_id: format!("request-{n}"),
+            endpoint: "GET /api/v1/exchange/{resource_code}/records/{key}".into(),
+            resource_code: Some("1-01-001-000001".into()),
+            status: 200,
+            outcome: "allowed".into(),
+            items_masked: vec!["name".into(), "姓名".into()],
+            latency_us: n as i64,
+            ..AuditEntry::default()
+        }
+    }
+
+    /// Starts a log on `dir`, records `n` calls one after another and waits for the DB.
+    async fn record_calls(catalog: &Catalog, journal: &Path, n: usize) -> AuditLog {
+        let log = AuditLog::start(catalog.clone(), journal).await.unwrap();
+        for i in 1..=n {
+            assert_eq!(log.record(entry(i)).await.unwrap(), i as i64);
+        }
+        log.settle().await.unwrap();
+        log
+    }
+
+    async fn db_records(catalog: &Catalog) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+            .fetch_one(catalog.pool())
+            .await
+            .unwrap()
+    }
+
+    /// A crash after the journal sync and before the DB insert, reproduced by removing the
+    /// DB's newest rows: the journal still holds them.
+    async fn lose_db_rows_after(catalog: &Catalog, seq: i64) {
+        sqlx::query("DELETE FROM audit_log WHERE seq > $1")
+            .bind(seq)
+            .execute(catalog.pool())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn settled_records_are_in_the_db_and_ended_segments_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        let _log = record_calls(&catalog, &journal, 10).await;
+        assert_eq!(db_records(&catalog).await, 10);
+        let report = verify(&catalog, None).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (10, None));
+        // Four records a segment under test: the first two segments ended and were removed.
+        let left: Vec<i64> = journal::segments(&journal)
+            .unwrap()
+            .into_iter()
+            .map(|(first, _)| first)
+            .collect();
+        assert_eq!(left, [9]);
+    }
+
+    #[tokio::test]
+    async fn records_only_the_journal_holds_reach_the_db_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        drop(record_calls(&catalog, &journal, 11).await);
+        lose_db_rows_after(&catalog, 9).await;
+        // Checked through the journal, the chain is whole; the DB alone has nine.
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (11, None));
+        assert_eq!(verify(&catalog, None).await.unwrap().records, 9);
+
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        assert_eq!(db_records(&catalog).await, 11);
+        assert_eq!(log.record(entry(12)).await.unwrap(), 12, "the chain goes on");
+        log.settle().await.unwrap();
+        let report = verify(&catalog, None).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (12, None));
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        drop(record_calls(&catalog, &journal, 6).await);
+        lose_db_rows_after(&catalog, 5).await;
+        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        let mut file = std::fs::OpenOptions::new().append(true).open(&last).unwrap();
+        std::io::Write::write_all(&mut file, b"{\"hash\":\"00ab\",\"record\":{\"seq\":7,\"at\":").unwrap();
+        assert_eq!(verify(&catalog, Some(&journal)).await.unwrap().records, 6);
+
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        assert_eq!(db_records(&catalog).await, 6);
+        assert_eq!(log.record(entry(7)).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_changed_journal_record_stops_the_start_and_fails_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        drop(record_calls(&catalog, &journal, 7).await);
+        lose_db_rows_after(&catalog, 5).await;
+        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        let text = std::fs::read_to_string(&last).unwrap();
+        assert!(text.contains("request-6"));
+        std::fs::write(&last, text.replace("request-6", "request-X")).unwrap();
+
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 6);
+        assert!(broken.reason.contains("changed"), "{}", broken.reason);
+        let Err(Error::AuditUnavailable(why)) = AuditLog::start(catalog.clone(), &journal).await else {
+            panic!("a changed journal must not be taken in");
+        };
+        assert!(why.contains("record 6"), "{why}");
+        assert_eq!(db_records(&catalog).await, 5, "nothing of it reached the DB");
+    }
+
+    #[tokio::test]
+    async fn records_removed_from_the_journal_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        drop(record_calls(&catalog, &journal, 7).await);
+        lose_db_rows_after(&catalog, 4).await;
+        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        let text = std::fs::read_to_string(&last).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains("request-6"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&last, kept).unwrap();
+
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 7);
+        assert!(broken.reason.contains("removed"), "{}", broken.reason);
+        assert!(AuditLog::start(catalog.clone(), &journal).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_journal_line_that_is_not_a_record_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        drop(record_calls(&catalog, &journal, 6).await);
+        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        let text = std::fs::read_to_string(&last).unwrap();
+        std::fs::write(&last, format!("not json\n{text}")).unwrap();
+        lose_db_rows_after(&catalog, 0).await;
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert!(broken.reason.contains("damaged at line 1"), "{}", broken.reason);
+        assert!(AuditLog::start(catalog.clone(), &journal).await.is_err());
+    }
+}
