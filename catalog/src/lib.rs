@@ -70,10 +70,24 @@ pub enum Backend {
 pub struct Catalog {
     pool: AnyPool,
     backend: Backend,
+    options: AnyConnectOptions,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Sets up a new connection: on SQLite, WAL lets readers run beside the writer, FULL sync makes
+/// a commit durable when it returns, and the busy timeout rides out short write locks.
+async fn prepare_connection(conn: &mut sqlx::AnyConnection, backend: Backend) -> Result<(), sqlx::Error> {
+    if backend == Backend::Sqlite {
+        conn.execute(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        )
+        .await?;
+    }
+    Ok(())
+}
 
 impl Catalog {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file when
@@ -100,29 +114,23 @@ impl Catalog {
         let options = options.disable_statement_logging();
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers run beside the writer; FULL sync makes a commit
-                        // durable when it returns (the audit trail relies on it); the busy
-                        // timeout rides out short write locks.
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+            .after_connect(move |conn, _meta| Box::pin(async move { prepare_connection(conn, backend).await }))
+            .connect_with(options.clone())
             .await
             .map_err(|e| Error::Connect(format!("{}: {e}", redact_url(url))))?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, options })
+    }
+
+    /// A connection of its own, outside the pool, set up as the pool's are: for a task that
+    /// keeps one for its lifetime with settings of its own (the audit ingester).
+    pub async fn dedicated_connection(&self) -> Result<sqlx::AnyConnection> {
+        let mut conn = self.options.connect().await?;
+        prepare_connection(&mut conn, self.backend).await?;
+        Ok(conn)
     }
 
     /// The pool, for crates that keep their own tables here (policy: credentials, audit).
