@@ -193,6 +193,11 @@ async fn serve(dir: &Path) -> (tokio::process::Child, String) {
     panic!("huitong serve ended before listening: {:?}", child.wait().await);
 }
 
+/// The 200 answer of `url` as JSON.
+async fn get_json(client: &reqwest::Client, url: &str, key: &str) -> serde_json::Value {
+    huitong_tests::json_of(client.get(url).bearer_auth(key).send().await.unwrap(), 200).await
+}
+
 #[tokio::test]
 async fn kill_9_under_load_loses_no_answered_call_from_the_audit_trail() {
     let dir = tempfile::tempdir().unwrap();
@@ -290,15 +295,12 @@ async fn kill_9_under_load_loses_no_answered_call_from_the_audit_trail() {
     let mut listed = std::collections::HashSet::new();
     let mut after = 0;
     loop {
-        let page: serde_json::Value = client
-            .get(format!("{address}/api/v1/audit?limit=1000&after={after}"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = get_json(
+            &client,
+            &format!("{address}/api/v1/audit?limit=1000&after={after}"),
+            &admin,
+        )
+        .await;
         for item in page["items"].as_array().expect("a page of records") {
             listed.insert(item["request_id"].as_str().unwrap().to_string());
         }
@@ -309,15 +311,7 @@ async fn kill_9_under_load_loses_no_answered_call_from_the_audit_trail() {
     }
     let missing: Vec<&String> = answered.iter().filter(|id| !listed.contains(*id)).collect();
     assert!(missing.is_empty(), "answered but not audited: {missing:?}");
-    let chain: serde_json::Value = client
-        .get(format!("{address}/api/v1/audit/verify"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let chain = get_json(&client, &format!("{address}/api/v1/audit/verify"), &admin).await;
     assert_eq!(chain["intact"], true, "{chain}");
     assert!(chain["records"].as_u64().unwrap() as usize >= answered.len(), "{chain}");
 }
