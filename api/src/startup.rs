@@ -495,13 +495,15 @@ impl RequestId {
         match sent {
             // Visible ASCII only, so this is valid UTF-8.
             Some(bytes) => Self(String::from_utf8_lossy(bytes).into_owned()),
-            None => {
-                use rand::Rng;
-                let bytes: [u8; 12] = rand::rng().random();
-                Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
-            }
+            None => Self(new_request_id()),
         }
     }
+}
+
+/// A new request id: 12 random bytes in hex.
+pub(crate) fn new_request_id() -> String {
+    use rand::Rng;
+    hex::encode(rand::rng().random::<[u8; 12]>())
 }
 
 const X_REQUEST_ID: actix_web::http::header::HeaderName =

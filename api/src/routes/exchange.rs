@@ -39,7 +39,7 @@ impl CallRecord {
                     .filter(|v| !v.is_empty() && v.len() <= 128)
                     .map(str::to_string)
             })
-            .unwrap_or_else(new_request_id);
+            .unwrap_or_else(crate::startup::new_request_id);
         Self {
             started: Instant::now(),
             entry: AuditEntry {
@@ -97,12 +97,6 @@ impl CallRecord {
         }
         response
     }
-}
-
-fn new_request_id() -> String {
-    use rand::Rng;
-    let bytes: [u8; 12] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `GET /api/v1/exchange/{resource_code}/records/{key}`: one record, masked as policy says.
