@@ -196,7 +196,7 @@ impl TestApp {
     /// The audit chain checked through the DB and on through the journal, as `huitong audit
     /// verify` does.
     pub async fn verify_audit(&self) -> policy::ChainReport {
-        policy::audit::verify(&self.catalog, Some(&self.settings.audit_dir()))
+        policy::audit::verify(&self.catalog, Some(self.audit.journal_dir()))
             .await
             .expect("the audit chain can be read")
     }

@@ -29,8 +29,6 @@ pub struct AppState {
     pub libraries: Libraries,
     /// The audit writer.
     pub audit: AuditLog,
-    /// The audit journal's directory.
-    pub audit_dir: std::path::PathBuf,
     /// Per-credential and per-grant quotas.
     pub quotas: Arc<Quotas>,
     /// Open-data quotas of anonymous callers, keyed by client address.
@@ -140,7 +138,6 @@ impl Application {
             catalog: catalog.clone(),
             libraries,
             audit: audit.clone(),
-            audit_dir: settings.audit_dir(),
             quotas,
             open_anonymous,
             open_developers,

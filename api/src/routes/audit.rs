@@ -234,7 +234,7 @@ fn csv_export(state: std::sync::Arc<AppState>, mut query: AuditQuery) -> HttpRes
 pub async fn verify(req: HttpRequest, state: web::Data<AppState>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin, Role::Reviewer], "checking the audit chain")?;
-    let report = policy::audit::verify(&state.catalog, Some(&state.audit_dir))
+    let report = policy::audit::verify(&state.catalog, Some(state.audit.journal_dir()))
         .await
         .map_err(|e| Problem::internal(&e))?;
     Ok(HttpResponse::Ok().json(json!({

@@ -128,8 +128,9 @@ pub(super) struct Journal {
     /// Its length after the last good append: a failed append is cut back to it.
     length: u64,
     records: u64,
-    /// The line buffer of the group being written.
-    pub(super) buffer: Vec<u8>,
+    /// The lines of the group being written, and how many.
+    buffer: Vec<u8>,
+    buffered: u64,
 }
 
 impl Journal {
@@ -148,6 +149,7 @@ impl Journal {
             length,
             records: 0,
             buffer: Vec::with_capacity(64 * 1024),
+            buffered: 0,
         })
     }
 
@@ -158,13 +160,15 @@ impl Journal {
         self.buffer.extend_from_slice(b"\",\"record\":");
         self.buffer.extend_from_slice(body);
         self.buffer.extend_from_slice(b"}\n");
+        self.buffered += 1;
     }
 
-    /// Writes and syncs the group buffer holding `count` records; on failure the segment is
-    /// cut back to where it was, so no half-written group stays ahead of the next.
-    pub(super) fn commit(&mut self, count: u64) -> std::io::Result<()> {
+    /// Writes and syncs the group's lines; on failure the segment is cut back to where it was,
+    /// so no half-written group stays ahead of the next.
+    pub(super) fn commit(&mut self) -> std::io::Result<()> {
         let written = self.file.write_all(&self.buffer).and_then(|()| self.file.sync_data());
         let length = self.length + self.buffer.len() as u64;
+        let count = std::mem::take(&mut self.buffered);
         self.buffer.clear();
         match written {
             Ok(()) => {

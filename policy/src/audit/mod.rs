@@ -176,6 +176,7 @@ enum Ingest {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Message>,
+    dir: PathBuf,
 }
 
 impl AuditLog {
@@ -207,7 +208,15 @@ impl AuditLog {
             .name("huitong-audit".into())
             .spawn(move || writer(rx, journal, head, ingest_tx))
             .map_err(|e| Error::AuditUnavailable(format!("starting the audit writer: {e}")))?;
-        Ok(Self { tx })
+        Ok(Self {
+            tx,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The journal's directory, for [`verify`].
+    pub fn journal_dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Appends `entry` and returns its sequence number once it is durable.
@@ -251,32 +260,22 @@ async fn chain_head(catalog: &Catalog) -> Result<(i64, String)> {
 /// segments and returns the new head.
 async fn recover(catalog: &Catalog, dir: &Path) -> Result<(i64, String)> {
     let unavailable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
-    let mut head = chain_head(catalog).await?;
+    let (seq, hash) = chain_head(catalog).await?;
+    let mut chain = Chain::after(seq, hash);
     let segments = journal::segments(dir).map_err(|e| unavailable(e.to_string()))?;
     let statement = insert_statement(catalog.backend(), ROWS_PER_STATEMENT);
     let mut batch = Vec::new();
     for (i, (_, path)) in segments.iter().enumerate() {
         let mut broken = None;
         journal::read_segment(path, i + 1 == segments.len(), |line| {
-            if line.record.seq <= head.0 {
+            if line.record.seq < chain.next_seq {
                 return std::ops::ControlFlow::Continue(());
             }
-            let expected = head.0 + 1;
-            if line.record.seq != expected {
-                broken = Some(format!(
-                    "record {} follows {}: records are missing",
-                    line.record.seq, head.0
-                ));
-            } else if line.record.hash(&head.1) != line.hash {
-                broken = Some(format!(
-                    "record {expected} does not match its hash or does not continue the chain"
-                ));
-            }
+            let prev_hash = chain.prev_hash.clone();
+            broken = chain.check(&line.record, None, &line.hash);
             if broken.is_some() {
                 return std::ops::ControlFlow::Break(());
             }
-            let prev_hash = std::mem::replace(&mut head.1, line.hash.clone());
-            head.0 = expected;
             batch.push(Record {
                 canonical: line.record,
                 prev_hash,
@@ -285,15 +284,16 @@ async fn recover(catalog: &Catalog, dir: &Path) -> Result<(i64, String)> {
             std::ops::ControlFlow::Continue(())
         })
         .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-        if let Some(reason) = broken {
-            return Err(unavailable(format!("{}: {reason}", path.display())));
-        }
-        let mut conn = catalog.pool().acquire().await?;
-        for chunk in batch.chunks(INGEST_BATCH) {
-            // A pool connection: its commits wait for the disk already.
-            insert(&mut conn, catalog.backend(), &statement, chunk, false).await?;
+        if let Some(broken) = broken {
+            let (file, seq, reason) = (path.display(), broken.seq, broken.reason);
+            return Err(unavailable(format!("{file}: record {seq}: {reason}")));
         }
         if !batch.is_empty() {
+            let mut conn = catalog.pool().acquire().await?;
+            for chunk in batch.chunks(INGEST_BATCH) {
+                // A pool connection: its commits wait for the disk already.
+                insert(&mut conn, catalog.backend(), &statement, chunk, false).await?;
+            }
             tracing::warn!(
                 records = batch.len(),
                 "audit records of calls answered before a stop moved from the journal into the DB"
@@ -304,7 +304,7 @@ async fn recover(catalog: &Catalog, dir: &Path) -> Result<(i64, String)> {
     for (_, path) in &segments {
         std::fs::remove_file(path).map_err(|e| unavailable(format!("removing {}: {e}", path.display())))?;
     }
-    Ok(head)
+    Ok((chain.next_seq - 1, chain.prev_hash))
 }
 
 /// The writer thread: gathers queued records into groups, chains, journals and syncs each
@@ -353,7 +353,7 @@ fn writer(
             records.push(record);
             waiting.push(done);
         }
-        match journal.commit(records.len() as u64) {
+        match journal.commit() {
             Ok(()) => {
                 head = (first_seq + records.len() as i64 - 1, prev_hash);
                 for (i, done) in waiting.into_iter().enumerate() {
@@ -593,6 +593,15 @@ struct Chain {
 }
 
 impl Chain {
+    /// A check that goes on after record `seq`, whose hash is `hash`.
+    fn after(seq: i64, hash: String) -> Self {
+        Self {
+            next_seq: seq + 1,
+            prev_hash: hash,
+            records: 0,
+        }
+    }
+
     /// Checks the next record: `prev_hash` as stored (the journal stores none: it is the
     /// previous line's hash). Returns why it breaks the chain, if it does.
     fn check(&mut self, canonical: &Canonical<String>, prev_hash: Option<&str>, hash: &str) -> Option<BrokenLink> {
@@ -624,46 +633,31 @@ impl Chain {
 /// records the journal holds beyond the DB, so a check while the server runs, or after it
 /// stopped before moving them, covers every call answered.
 pub async fn verify(catalog: &Catalog, journal: Option<&Path>) -> Result<ChainReport> {
-    let mut chain = Chain {
-        next_seq: 1,
-        prev_hash: GENESIS_HASH.to_string(),
-        records: 0,
-    };
+    let mut chain = Chain::after(0, GENESIS_HASH.to_string());
     // The server moves records from the journal into the DB while this reads: when the
-    // journal no longer holds where the DB ended, the DB has them now.
-    for attempt in 0..4 {
-        if let Some(broken) = verify_table(catalog, &mut chain).await? {
-            return Ok(ChainReport {
-                records: chain.records,
-                first_broken: Some(broken),
-            });
-        }
-        let Some(dir) = journal else { break };
-        match verify_journal(dir, &mut chain)? {
-            JournalCheck::Done(first_broken) => {
-                return Ok(ChainReport {
-                    records: chain.records,
-                    first_broken,
-                });
+    // journal no longer holds where the DB ended, the DB has them now, so look there again.
+    let first_broken = 'check: {
+        for _ in 0..4 {
+            if let Some(broken) = verify_table(catalog, &mut chain).await? {
+                break 'check Some(broken);
             }
-            JournalCheck::Moved if attempt < 3 => continue,
-            JournalCheck::Moved => {
-                return Ok(ChainReport {
-                    records: chain.records,
-                    first_broken: Some(BrokenLink {
-                        seq: chain.next_seq,
-                        reason: format!(
-                            "expected record {} next, in neither the DB nor the journal: records were removed",
-                            chain.next_seq
-                        ),
-                    }),
-                });
+            let Some(dir) = journal else { break 'check None };
+            match verify_journal(dir, &mut chain)? {
+                JournalCheck::Done(broken) => break 'check broken,
+                JournalCheck::Moved => {}
             }
         }
-    }
+        Some(BrokenLink {
+            seq: chain.next_seq,
+            reason: format!(
+                "expected record {} next, in neither the DB nor the journal: records were removed",
+                chain.next_seq
+            ),
+        })
+    };
     Ok(ChainReport {
         records: chain.records,
-        first_broken: None,
+        first_broken,
     })
 }
 
