@@ -136,9 +136,22 @@ pub fn decode_values<'a>(bytes: &'a [u8], mut f: impl FnMut(usize, Option<&'a st
     Ok(n)
 }
 
+/// The version stamp as `tx` sees it.
+fn version_in(tx: &redb::ReadTransaction) -> Result<Option<i64>> {
+    let meta = tx.open_table(META).map_err(Error::index)?;
+    Ok(meta.get(VERSION_KEY).map_err(Error::index)?.map(|v| v.value()))
+}
+
+/// The records as `tx` sees them.
+fn reader_in(tx: &redb::ReadTransaction) -> Result<IndexReader> {
+    Ok(IndexReader {
+        records: tx.open_table(RECORDS).map_err(Error::index)?,
+    })
+}
+
 /// Records as the index stores them, back to back: what a scan copies out of the index to be
 /// decoded elsewhere (on another thread) with [`Encoded::batch`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Encoded {
     bytes: Vec<u8>,
     ends: Vec<usize>,
@@ -146,7 +159,7 @@ pub struct Encoded {
 
 impl Encoded {
     /// Room for `records` records of about `bytes_each` bytes.
-    pub fn with_capacity(records: usize, bytes_each: usize) -> Self {
+    fn with_capacity(records: usize, bytes_each: usize) -> Self {
         Self {
             bytes: Vec::with_capacity(records * bytes_each),
             ends: Vec::with_capacity(records),
@@ -154,7 +167,7 @@ impl Encoded {
     }
 
     /// Appends one encoded record, as [`encode`] wrote it.
-    pub fn push(&mut self, record: &[u8]) {
+    fn push(&mut self, record: &[u8]) {
         self.bytes.extend_from_slice(record);
         self.ends.push(self.bytes.len());
     }
@@ -391,31 +404,19 @@ impl ServingIndex {
 
     /// The library version the index reflects, `None` when it was never written.
     pub fn version(&self) -> Result<Option<i64>> {
-        let tx = self.db.begin_read().map_err(Error::index)?;
-        let meta = tx.open_table(META).map_err(Error::index)?;
-        Ok(meta.get(VERSION_KEY).map_err(Error::index)?.map(|v| v.value()))
+        version_in(&self.db.begin_read().map_err(Error::index)?)
     }
 
     /// A read view and the library version it reflects (`None`: never written), read in one
     /// transaction.
     pub fn versioned_reader(&self) -> Result<(Option<i64>, IndexReader)> {
         let tx = self.db.begin_read().map_err(Error::index)?;
-        let version = tx
-            .open_table(META)
-            .map_err(Error::index)?
-            .get(VERSION_KEY)
-            .map_err(Error::index)?
-            .map(|v| v.value());
-        let records = tx.open_table(RECORDS).map_err(Error::index)?;
-        Ok((version, IndexReader { records }))
+        Ok((version_in(&tx)?, reader_in(&tx)?))
     }
 
     /// A read view.
     pub fn reader(&self) -> Result<IndexReader> {
-        let tx = self.db.begin_read().map_err(Error::index)?;
-        Ok(IndexReader {
-            records: tx.open_table(RECORDS).map_err(Error::index)?,
-        })
+        reader_in(&self.db.begin_read().map_err(Error::index)?)
     }
 
     /// The current record for `key`.

@@ -273,6 +273,16 @@ pub static LIBRARIES: &[&LibrarySchema] = &[&POPULATION, &LEGAL_ENTITY, &CREDIT,
 /// System columns appended after the library's own fields.
 pub const SYSTEM_COLUMNS: [&str; 6] = ["_op", "_version", "_source", "_run", "_ingested_at", "_lineage"];
 
+/// An Arrow schema of nullable text columns named `columns`.
+pub fn text_schema(columns: &[&str]) -> Arc<Schema> {
+    Arc::new(Schema::new(
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
 impl LibrarySchema {
     /// Looks a library up by name: a base library, or a theme registered with
     /// [`crate::theme::register_theme`].
@@ -315,12 +325,7 @@ impl LibrarySchema {
     /// Every field as nullable text, in schema order: the stored values as the serving index
     /// holds them (dates as `YYYY-MM-DD`), which views, exports and export snapshots read.
     pub fn text_schema(&self) -> Arc<Schema> {
-        Arc::new(Schema::new(
-            self.fields
-                .iter()
-                .map(|f| Field::new(f.name, DataType::Utf8, true))
-                .collect::<Vec<_>>(),
-        ))
+        text_schema(&self.fields.iter().map(|f| f.name).collect::<Vec<_>>())
     }
 
     /// The Arrow schema of the library table: the fields, then the system columns.

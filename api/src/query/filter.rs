@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, new_null_array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
 use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -172,15 +172,7 @@ impl RowFilter {
     }
 }
 
-/// A schema of nullable text columns.
-pub fn text_schema(columns: &[&str]) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| Field::new(*c, DataType::Utf8, true))
-            .collect::<Vec<_>>(),
-    ))
-}
+pub use exchange_core::schema::text_schema;
 
 /// DataFusion's message without its error-kind prefix noise repeated.
 pub(crate) fn clean(e: &datafusion::error::DataFusionError) -> String {
