@@ -106,8 +106,9 @@ mod tests {
         }
     }
 
-    /// The first, straightforward version (a `Vec<char>` per value), kept to hold the
-    /// allocation-free one to the same output.
+    /// A straightforward version (a `Vec<char>` per value, cut by characters), kept to hold the
+    /// allocation-free one to the same output: a second statement of the masking rules, to be
+    /// changed with them.
     fn reference(kind: FieldKind, value: &str) -> String {
         let chars: Vec<char> = value.chars().collect();
         let keep = |head: usize, tail: usize| -> String {

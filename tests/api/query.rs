@@ -428,18 +428,24 @@ async fn exports(app: &TestApp, cases: &[(&str, &str)]) -> Vec<(String, Vec<u8>)
     out
 }
 
-#[tokio::test]
-async fn exports_read_the_snapshot_of_their_version_or_else_the_index_with_the_same_bytes() {
+/// A server whose population resource is shared in bulk; a library's export snapshot is
+/// written again at most once per `snapshot_interval` seconds.
+async fn bulk_app(snapshot_interval: u64) -> TestApp {
     let app = huitong_tests::spawn_app_with(huitong_tests::SpawnOptions {
         catalog_cache_seconds: 0.0,
-        snapshot_min_interval_seconds: 0,
+        snapshot_min_interval_seconds: snapshot_interval,
         ..huitong_tests::SpawnOptions::on(MetaDb::Sqlite)
     })
     .await;
     set_share_method(&app, exchange_core::ShareMethod::Bulk).await;
+    app
+}
+
+/// Every format, whole and filtered, plain and masked: (demo role, query).
+fn export_cases() -> Vec<(&'static str, String)> {
     let filter = encode("gender = '女' OR phone IS NULL");
     let filtered = format!("fields=name,id_number,phone,birth_date&filter={filter}");
-    let cases: Vec<(&str, String)> = ["csv", "ndjson", "json", "parquet"]
+    ["csv", "ndjson", "json", "parquet"]
         .iter()
         .flat_map(|format| {
             [
@@ -448,28 +454,56 @@ async fn exports_read_the_snapshot_of_their_version_or_else_the_index_with_the_s
                 ("provider_admin", format!("format={format}")),
             ]
         })
-        .collect();
+        .collect()
+}
+
+/// The export snapshot file of `version`.
+fn snapshot_file(app: &TestApp, version: i64) -> std::path::PathBuf {
+    app.data_path()
+        .join("libraries/population/export")
+        .join(format!("current-v{version}.arrow"))
+}
+
+#[tokio::test]
+async fn exports_read_the_snapshot_of_their_version_or_else_the_index_with_the_same_bytes() {
+    // Written once, then not again for an hour: with the file removed, exports must scan the
+    // index.
+    let app = bulk_app(3600).await;
+    let cases = export_cases();
     let cases: Vec<(&str, &str)> = cases.iter().map(|(r, p)| (*r, p.as_str())).collect();
 
-    // From the snapshot, then from the index once the snapshot file is gone: the same files.
     let version = snapshot_caught_up(&app).await;
     let from_snapshot = exports(&app, &cases).await;
     assert!(from_snapshot.iter().all(|(v, _)| *v == version.to_string()));
     let records = app.libraries.get("population").unwrap().len().unwrap() as usize;
     let csv = String::from_utf8(from_snapshot[0].1.clone()).unwrap();
     assert_eq!(csv.lines().count(), records + 1, "a header and every record");
-    let file = app
-        .data_path()
-        .join("libraries/population/export")
-        .join(format!("current-v{version}.arrow"));
+    let file = snapshot_file(&app, version);
     std::fs::remove_file(&file).unwrap();
     let from_index = exports(&app, &cases).await;
+    assert!(
+        !file.exists(),
+        "no snapshot was written meanwhile: these came from the index"
+    );
     for ((case, a), b) in cases.iter().zip(&from_snapshot).zip(&from_index) {
         assert!(a == b, "{case:?}: the snapshot's export differs from the index's");
     }
-    // Found missing by those exports, it is written again.
+}
+
+#[tokio::test]
+async fn a_missing_or_stale_export_snapshot_is_written_again() {
+    let app = bulk_app(0).await;
+    let cases = export_cases();
+    let cases: Vec<(&str, &str)> = cases.iter().map(|(r, p)| (*r, p.as_str())).collect();
+
+    // Found missing by an export, it is written again.
+    let version = snapshot_caught_up(&app).await;
+    let file = snapshot_file(&app, version);
+    std::fs::remove_file(&file).unwrap();
+    let before = exports(&app, &cases).await;
     assert_eq!(snapshot_caught_up(&app).await, version);
     assert!(file.exists());
+    assert_eq!(exports(&app, &cases).await, before);
 
     // A change makes the snapshot stale: exports at once serve the new version, then the
     // snapshot of that version gives the same files again.
