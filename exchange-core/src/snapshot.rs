@@ -48,6 +48,7 @@ pub struct SnapshotStats {
 /// The export snapshots of one library.
 pub(crate) struct Snapshots {
     dir: PathBuf,
+    library: &'static LibrarySchema,
     /// The version of the snapshot in place, if any.
     current: Mutex<Option<i64>>,
     /// Held while a snapshot is written: one writer at a time.
@@ -66,7 +67,7 @@ impl Snapshots {
     /// The snapshots under `<library_dir>/export`: the newest one that opens as a snapshot of
     /// `library` is kept, every other file there (older snapshots, a write a crash cut short)
     /// is removed.
-    pub(crate) fn open(library_dir: &Path, library: &LibrarySchema) -> Result<Self> {
+    pub(crate) fn open(library_dir: &Path, library: &'static LibrarySchema) -> Result<Self> {
         let dir = library_dir.join("export");
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         let mut found: Vec<(i64, PathBuf)> = Vec::new();
@@ -105,6 +106,7 @@ impl Snapshots {
         }
         Ok(Self {
             dir,
+            library,
             current: Mutex::new(current),
             writing: Mutex::new(()),
         })
@@ -116,11 +118,11 @@ impl Snapshots {
     }
 
     /// The snapshot of `version`, when it is the one in place and still opens.
-    pub(crate) fn open_version(&self, version: i64, library: &LibrarySchema) -> Option<SnapshotReader> {
+    pub(crate) fn open_version(&self, version: i64) -> Option<SnapshotReader> {
         if self.version() != Some(version) {
             return None;
         }
-        match SnapshotReader::open(&self.dir.join(file_name(version)), library) {
+        match SnapshotReader::open(&self.dir.join(file_name(version)), self.library) {
             Ok(reader) => Some(reader),
             Err(e) => {
                 // Replaced since (then the current version moved on first), or removed or
@@ -137,12 +139,7 @@ impl Snapshots {
 
     /// Writes the snapshot of the records `reader` sees, at `version`. Returns `None` without
     /// writing when that version's snapshot is in place or another write is under way.
-    pub(crate) fn write(
-        &self,
-        version: i64,
-        reader: IndexReader,
-        library: &LibrarySchema,
-    ) -> Result<Option<SnapshotStats>> {
+    pub(crate) fn write(&self, version: i64, reader: IndexReader) -> Result<Option<SnapshotStats>> {
         let Ok(_writing) = self.writing.try_lock() else {
             return Ok(None);
         };
@@ -152,7 +149,7 @@ impl Snapshots {
         let started = Instant::now();
         let path = self.dir.join(file_name(version));
         let partial = self.dir.join(format!("{}.partial", file_name(version)));
-        let records = write_file(&partial, version, Scan::new(reader, None), library).inspect_err(|_| {
+        let records = write_file(&partial, version, Scan::new(reader, None), self.library).inspect_err(|_| {
             let _ = std::fs::remove_file(&partial);
         })?;
         std::fs::rename(&partial, &path).map_err(Error::io(format!("renaming {}", partial.display())))?;
@@ -173,13 +170,10 @@ impl Snapshots {
 /// Writes every record `scan` reads to `path`, in key order, and syncs it.
 fn write_file(path: &Path, version: i64, mut scan: Scan, library: &LibrarySchema) -> Result<u64> {
     let io = |what: &str| Error::io(format!("{what} {}", path.display()));
-    let schema = library.text_schema();
-    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new_with_metadata(
-        schema.fields().clone(),
-        [(VERSION_METADATA.to_string(), version.to_string())].into(),
-    ));
     let file = File::create(path).map_err(io("creating"))?;
-    let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), &schema)?;
+    let mut writer = FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), &library.text_schema())?;
+    // In the file's footer: the batches keep the plain text schema.
+    writer.write_metadata(VERSION_METADATA, version.to_string());
     let mut records = 0u64;
     loop {
         let chunk = scan.next_encoded(SNAPSHOT_BATCH)?;
@@ -187,7 +181,7 @@ fn write_file(path: &Path, version: i64, mut scan: Scan, library: &LibrarySchema
             break;
         }
         records += chunk.len() as u64;
-        writer.write(&chunk.batch(library)?.with_schema(schema.clone())?)?;
+        writer.write(&chunk.batch(library)?)?;
     }
     writer.finish()?;
     let file = writer
@@ -203,46 +197,26 @@ fn write_file(path: &Path, version: i64, mut scan: Scan, library: &LibrarySchema
 pub struct SnapshotReader {
     version: i64,
     batches: FileReader<BufReader<File>>,
-    /// The batches' schema without the file's metadata, as index scans make them.
-    schema: arrow::datatypes::SchemaRef,
 }
 
 impl SnapshotReader {
     fn open(path: &Path, library: &LibrarySchema) -> Result<Self> {
         let file = File::open(path).map_err(Error::io(format!("opening {}", path.display())))?;
         let batches = FileReader::try_new(BufReader::with_capacity(1 << 20, file), None)?;
-        let schema = batches.schema();
-        let expected = library.text_schema();
-        if schema.fields() != expected.fields() {
+        if batches.schema() != library.text_schema() {
             return Err(Error::index("an export snapshot of another schema"));
         }
-        let version = schema
-            .metadata()
+        let version = batches
+            .custom_metadata()
             .get(VERSION_METADATA)
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| Error::index("an export snapshot without its library version"))?;
-        Ok(Self {
-            version,
-            batches,
-            schema: expected,
-        })
+        Ok(Self { version, batches })
     }
 
-    /// The library version the snapshot reflects.
-    pub fn version(&self) -> i64 {
-        self.version
-    }
-
-    /// The next batch of records (schema [`LibrarySchema::text_schema`], without the
-    /// snapshot's metadata); `None` at the end.
+    /// The next batch of records (schema [`LibrarySchema::text_schema`]); `None` at the end.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        match self.batches.next() {
-            None => Ok(None),
-            Some(batch) => Ok(Some(RecordBatch::try_new(
-                self.schema.clone(),
-                batch?.columns().to_vec(),
-            )?)),
-        }
+        Ok(self.batches.next().transpose()?)
     }
 }
 
@@ -269,7 +243,7 @@ mod tests {
 
     fn snapshot_rows(library: &Library, version: i64) -> Vec<Vec<Option<String>>> {
         let mut snapshot = library.open_snapshot(version).expect("a snapshot of this version");
-        assert_eq!(snapshot.version(), version);
+        assert_eq!(snapshot.version, version);
         let mut rows = Vec::new();
         while let Some(batch) = snapshot.next_batch().unwrap() {
             assert_eq!(batch.schema(), POPULATION.text_schema());

@@ -239,14 +239,14 @@ impl Library {
     /// The export snapshot of `version`, when there is one: the current records of that
     /// version in key order, a batch at a time. `None` means scanning the index instead.
     pub fn open_snapshot(&self, version: i64) -> Option<SnapshotReader> {
-        self.snapshots.open_version(version, self.schema)
+        self.snapshots.open_version(version)
     }
 
     /// Writes the export snapshot of the version the library serves now, unless it is in
     /// place already or being written (then `None`). Blocking: reads every current record.
     pub fn refresh_snapshot(&self) -> Result<Option<SnapshotStats>> {
         let (version, reader) = self.index.versioned_reader()?;
-        self.snapshots.write(version.unwrap_or(0), reader, self.schema)
+        self.snapshots.write(version.unwrap_or(0), reader)
     }
 
     /// Keys deleted after version `since`, with the version of their last deletion, in key
