@@ -86,6 +86,9 @@ impl CursorKind {
 }
 
 fn parse_timestamp(text: &str) -> Option<i64> {
+    if let Some(micros) = parse_plain_timestamp(text) {
+        return Some(micros);
+    }
     if let Ok(seconds) = text.parse::<i64>() {
         return seconds.checked_mul(1_000_000);
     }
@@ -108,9 +111,61 @@ fn parse_timestamp(text: &str) -> Option<i64> {
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros())
 }
 
+/// `YYYY-MM-DD HH:MM:SS[.fraction]`, as PostgreSQL and MySQL write a timestamp without a zone,
+/// read by hand: a run reads one per row. Anything else is `None`, for the general parser.
+fn parse_plain_timestamp(text: &str) -> Option<i64> {
+    let (date, time) = text.split_once(' ')?;
+    let date = exchange_core::normalize::parse_stored_date(date)?;
+    let (hms, fraction) = match time.split_once('.') {
+        Some((hms, fraction)) => (hms, Some(fraction)),
+        None => (time, None),
+    };
+    let b = hms.as_bytes();
+    if b.len() != 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let two = |i: usize| {
+        let (tens, ones) = (b[i], b[i + 1]);
+        (tens.is_ascii_digit() && ones.is_ascii_digit()).then(|| u32::from(tens - b'0') * 10 + u32::from(ones - b'0'))
+    };
+    let micros = match fraction {
+        None => 0,
+        Some(f) if (1..=9).contains(&f.len()) && f.bytes().all(|d| d.is_ascii_digit()) => {
+            // Nanoseconds, as chrono reads a fraction, then truncated to microseconds.
+            f.parse::<u32>().ok()? * 10u32.pow(9 - f.len() as u32) / 1000
+        }
+        Some(_) => return None,
+    };
+    let t = date.and_hms_micro_opt(two(0)?, two(3)?, two(6)?, micros)?;
+    Some(t.and_utc().timestamp_micros())
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The hand-written reader of plain timestamps agrees with chrono wherever it answers.
+        #[test]
+        fn plain_timestamps_read_as_chrono_reads_them(
+            seconds in 0i64..(300 * 366 * 86_400),
+            fraction in proptest::option::of("[0-9]{1,9}"),
+            noise in "[0-9 :.-]{10,30}",
+        ) {
+            let t = chrono::DateTime::from_timestamp(seconds - 200 * 366 * 86_400, 0).unwrap().naive_utc();
+            let mut text = t.format("%Y-%m-%d %H:%M:%S").to_string();
+            if let Some(f) = fraction {
+                text = format!("{text}.{f}");
+            }
+            let chrono = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc().timestamp_micros());
+            prop_assert_eq!(parse_plain_timestamp(&text), chrono(&text), "{}", text);
+            if let Some(fast) = parse_plain_timestamp(&noise) {
+                prop_assert_eq!(Some(fast), chrono(&noise), "{}", noise);
+            }
+        }
+    }
 
     #[test]
     fn cursor_values_round_trip() {

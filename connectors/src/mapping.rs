@@ -137,7 +137,10 @@ impl Transform {
                     Cow::Owned(t.to_string())
                 }
             }
-            Transform::FoldWidth => Cow::Owned(exchange_core::normalize::fold_width(&v)),
+            Transform::FoldWidth => match exchange_core::normalize::fold_width(&v) {
+                Cow::Borrowed(folded) if folded.len() == v.len() => v,
+                folded => Cow::Owned(folded.into_owned()),
+            },
             Transform::Upper => Cow::Owned(v.to_ascii_uppercase()),
             Transform::Lower => Cow::Owned(v.to_ascii_lowercase()),
             Transform::Remove(chars) => Cow::Owned(v.chars().filter(|c| !chars.contains(*c)).collect()),
@@ -151,7 +154,7 @@ impl Transform {
                     Some(f) => format!("{v:?} is not a date in the format {f}"),
                     None => format!("{v:?} is not a recognizable date"),
                 })?;
-                Cow::Owned(date.format("%Y-%m-%d").to_string())
+                Cow::Owned(exchange_core::normalize::format_date(date))
             }
             Transform::CodeTable { codes, strict } => match codes.get(v.trim()) {
                 Some(mapped) => Cow::Owned(mapped.clone()),

@@ -484,7 +484,7 @@ fn derive_from_id_number(fields: &[exchange_core::LibraryField], values: &mut [O
         if value.is_none() {
             match field.kind {
                 FieldKind::Date if field.name == "birth_date" => {
-                    *value = Some(id.birth_date().format("%Y-%m-%d").to_string());
+                    *value = Some(exchange_core::normalize::format_date(id.birth_date()));
                 }
                 FieldKind::Gender => *value = Some(id.gender().to_string()),
                 _ => {}

@@ -81,8 +81,8 @@ impl IdNumber {
             return Err(IdNumberError::Province(province.to_string()));
         }
         let birth = std::str::from_utf8(&digits[6..14]).unwrap_or_default();
-        match NaiveDate::parse_from_str(birth, "%Y%m%d") {
-            Ok(date) if date <= today && date.year() >= 1850 => {}
+        match crate::normalize::parse_compact_date(&digits[6..14]) {
+            Some(date) if date <= today && date.year() >= 1850 => {}
             _ => return Err(IdNumberError::BirthDate(birth.to_string())),
         }
         let expected = check_character(&digits[..17]);
@@ -113,7 +113,7 @@ impl IdNumber {
 
     /// The birth date in positions 7-14.
     pub fn birth_date(&self) -> NaiveDate {
-        NaiveDate::parse_from_str(&self.0[6..14], "%Y%m%d").expect("checked by parse")
+        crate::normalize::parse_compact_date(&self.0.as_bytes()[6..14]).expect("checked by parse")
     }
 
     /// 男 for an odd sequence number, 女 for an even one.

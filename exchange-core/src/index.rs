@@ -40,21 +40,28 @@ pub struct StoredRecord {
 /// ([`crate::Lineage::encode`]).
 pub fn encode(record: &StoredRecord, out: &mut Vec<u8>) {
     out.clear();
-    out.extend_from_slice(&record.version.to_le_bytes());
-    let source = &record.source.as_bytes()[..record.source.len().min(u16::MAX as usize)];
+    encode_head(record.version, &record.source, &record.values, out);
+    record.lineage.encode(out);
+}
+
+/// Appends what [`encode`] writes before the lineage: for a writer that has the parts at hand
+/// and its lineage already encoded.
+pub(crate) fn encode_head<S: AsRef<str>>(version: i64, source: &str, values: &[Option<S>], out: &mut Vec<u8>) {
+    out.extend_from_slice(&version.to_le_bytes());
+    let source = &source.as_bytes()[..source.len().min(u16::MAX as usize)];
     out.extend_from_slice(&(source.len() as u16).to_le_bytes());
     out.extend_from_slice(source);
-    out.extend_from_slice(&(record.values.len() as u16).to_le_bytes());
-    for value in &record.values {
+    out.extend_from_slice(&(values.len() as u16).to_le_bytes());
+    for value in values {
         match value {
             Some(v) => {
+                let v = v.as_ref().as_bytes();
                 out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                out.extend_from_slice(v.as_bytes());
+                out.extend_from_slice(v);
             }
             None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
         }
     }
-    record.lineage.encode(out);
 }
 
 struct Cursor<'a> {
@@ -445,15 +452,7 @@ impl ServingIndex {
         reset: bool,
         changes: impl IntoIterator<Item = (&'a str, Option<&'a StoredRecord>)>,
     ) -> Result<()> {
-        let mut tx = self.db.begin_write().map_err(Error::index)?;
-        if stamp.is_none() {
-            tx.set_durability(Durability::None).map_err(Error::index)?;
-        }
-        {
-            if reset {
-                tx.delete_table(RECORDS).map_err(Error::index)?;
-            }
-            let mut records = tx.open_table(RECORDS).map_err(Error::index)?;
+        self.write(stamp, reset, |records| {
             let mut buf = Vec::with_capacity(256);
             for (key, record) in changes {
                 match record {
@@ -466,6 +465,45 @@ impl ServingIndex {
                     }
                 }
             }
+            Ok(())
+        })
+    }
+
+    /// [`ServingIndex::apply`] for records already encoded.
+    pub(crate) fn apply_encoded<'a>(
+        &self,
+        stamp: Option<i64>,
+        changes: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> Result<()> {
+        self.write(stamp, false, |records| {
+            for (key, record) in changes {
+                match record {
+                    Some(record) => records.insert(key, record).map(drop),
+                    None => records.remove(key).map(drop),
+                }
+                .map_err(Error::index)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One write transaction over the records table, stamped (and durable) or not.
+    fn write(
+        &self,
+        stamp: Option<i64>,
+        reset: bool,
+        changes: impl FnOnce(&mut redb::Table<'_, &'static str, &'static [u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let mut tx = self.db.begin_write().map_err(Error::index)?;
+        if stamp.is_none() {
+            tx.set_durability(Durability::None).map_err(Error::index)?;
+        }
+        {
+            if reset {
+                tx.delete_table(RECORDS).map_err(Error::index)?;
+            }
+            let mut records = tx.open_table(RECORDS).map_err(Error::index)?;
+            changes(&mut records)?;
             let mut meta = tx.open_table(META).map_err(Error::index)?;
             if let Some(version) = stamp {
                 meta.insert(VERSION_KEY, version).map_err(Error::index)?;

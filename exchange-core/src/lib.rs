@@ -26,6 +26,7 @@ mod error;
 pub mod history;
 pub mod id_number;
 pub mod index;
+mod index_changes;
 pub mod lineage;
 pub mod normalize;
 pub mod region;

@@ -77,10 +77,10 @@ impl RegionCode {
         if !matches!(s.len(), 2 | 4 | 6 | 9) || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RegionCodeError::Malformed(raw.to_string()));
         }
-        if TABLE.names.contains_key(&s) {
-            Ok(Self(s))
+        if TABLE.names.contains_key(s.as_ref()) {
+            Ok(Self(s.into_owned()))
         } else {
-            Err(RegionCodeError::Unknown(s))
+            Err(RegionCodeError::Unknown(s.into_owned()))
         }
     }
 

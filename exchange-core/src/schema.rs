@@ -362,7 +362,7 @@ impl LibraryField {
     /// `Ok(Some(canonical))` when it parses, `Err(reason)` when it does not.
     pub fn normalize(&self, raw: &str) -> Result<Option<String>, String> {
         use crate::normalize::{
-            fold_width, normalize_decimal, normalize_degrees, normalize_gender, normalize_industry_code,
+            fold_width, format_date, normalize_decimal, normalize_degrees, normalize_gender, normalize_industry_code,
             normalize_mobile, normalize_phone, parse_date,
         };
         let folded = fold_width(raw);
@@ -376,10 +376,9 @@ impl LibraryField {
             FieldKind::Gender => normalize_gender(&folded)
                 .ok_or_else(|| format!("{folded:?} is not a GB/T 2261.1 gender"))?
                 .to_string(),
-            FieldKind::Date => parse_date(&folded)
-                .ok_or_else(|| format!("{folded:?} is not a recognizable date"))?
-                .format("%Y-%m-%d")
-                .to_string(),
+            FieldKind::Date => {
+                format_date(parse_date(&folded).ok_or_else(|| format!("{folded:?} is not a recognizable date"))?)
+            }
             FieldKind::RegionCode => crate::RegionCode::parse(&folded)
                 .map_err(|e| e.to_string())?
                 .as_str()
@@ -417,7 +416,7 @@ impl LibraryField {
             }
             // Names hold no inner spaces in Chinese; a stray one comes from data entry.
             FieldKind::PersonName if folded.chars().any(|c| c > '\u{2E80}') => folded.split_whitespace().collect(),
-            FieldKind::PersonName | FieldKind::Address | FieldKind::Text => folded,
+            FieldKind::PersonName | FieldKind::Address | FieldKind::Text => folded.into_owned(),
         };
         Ok(Some(value))
     }

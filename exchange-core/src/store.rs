@@ -38,7 +38,8 @@ use futures::TryStreamExt;
 use tokio::sync::{Mutex, MutexGuard};
 use url::Url;
 
-use crate::index::{IndexReader, ServingIndex, StoredRecord};
+use crate::index::{IndexReader, ServingIndex, StoredRecord, encode_head};
+use crate::index_changes::IndexChanges;
 use crate::lineage::{Lineage, Origin};
 use crate::schema::{FieldKind, LibrarySchema};
 use crate::snapshot::{SnapshotReader, SnapshotStats, Snapshots};
@@ -325,7 +326,7 @@ impl Library {
         } else {
             Some(self.index.reader()?)
         };
-        let sink = RecordBatchWriter::for_table(&table)?.with_target_file_size(TARGET_FILE_SIZE);
+        let sink = ParquetSink::start(RecordBatchWriter::for_table(&table)?.with_target_file_size(TARGET_FILE_SIZE));
         Ok(LibraryWriter {
             library: self,
             _guard: guard,
@@ -341,6 +342,7 @@ impl Library {
             inserted_lineage: HashMap::new(),
             reader,
             seen: KeySet::default(),
+            changes: IndexChanges::new(self.dir.clone(), INDEX_CHANGES_MEMORY),
             rows: PendingRows::new(self.schema),
             sink,
             stats: WriteStats::default(),
@@ -471,6 +473,70 @@ impl Library {
     }
 }
 
+/// The Parquet files of a write, encoded and compressed on a task of their own, so that a
+/// batch is encoded while the next one is mapped and normalized.
+struct ParquetSink {
+    batches: Option<tokio::sync::mpsc::Sender<RecordBatch>>,
+    task: Option<tokio::task::JoinHandle<Result<Vec<deltalake::kernel::Add>>>>,
+}
+
+impl ParquetSink {
+    fn start(mut writer: RecordBatchWriter) -> Self {
+        // One batch queued while one is encoded: memory stays at a few batches.
+        let (batches, mut queued) = tokio::sync::mpsc::channel::<RecordBatch>(1);
+        let task = tokio::spawn(async move {
+            while let Some(batch) = queued.recv().await {
+                writer.write(batch).await?;
+            }
+            Ok(writer.flush().await?)
+        });
+        Self {
+            batches: Some(batches),
+            task: Some(task),
+        }
+    }
+
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        if let Some(batches) = &self.batches
+            && batches.send(batch).await.is_ok()
+        {
+            return Ok(());
+        }
+        // The task stopped: it failed, and says why.
+        match self.finish().await {
+            Ok(_) => Err(Error::index("the Parquet writer stopped early")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes what is buffered and returns the files written.
+    async fn finish(&mut self) -> Result<Vec<deltalake::kernel::Add>> {
+        self.batches = None;
+        let task = self
+            .task
+            .take()
+            .ok_or_else(|| Error::index("the Parquet writer already failed"))?;
+        task.await
+            .map_err(|e| Error::index(format!("the Parquet writer failed: {e}")))?
+    }
+}
+
+impl Drop for ParquetSink {
+    /// A write dropped without its commit writes no more files.
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// A lineage as the table stores it (text) and as the index does (encoded).
+fn lineage_forms(lineage: &Lineage) -> (String, Vec<u8>) {
+    let mut encoded = Vec::new();
+    lineage.encode(&mut encoded);
+    (lineage.to_text(), encoded)
+}
+
 async fn table_watermark(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
     let log_store = table.log_store();
     Ok(table
@@ -527,13 +593,17 @@ pub(crate) fn cell_to_string(array: &ArrayRef, row: usize) -> Option<String> {
     }
     if let Some(dates) = array.as_any().downcast_ref::<Date32Array>() {
         let date = EPOCH + chrono::Duration::days(i64::from(dates.value(row)));
-        return Some(date.format("%Y-%m-%d").to_string());
+        return Some(crate::normalize::format_date(date));
     }
     None
 }
 
 /// Records applied to the serving index per transaction when a version is replayed.
 const INDEX_CHUNK: usize = 100_000;
+
+/// Memory a write's index changes may hold before they spill to disk (in unit tests, little
+/// enough that a test of a few thousand records spills).
+const INDEX_CHANGES_MEMORY: usize = if cfg!(test) { 1 << 20 } else { 64 << 20 };
 
 /// Memory the replay's sort of a version's rows by key may hold before it spills to disk (in
 /// unit tests, little enough that a test of a hundred thousand records spills).
@@ -662,7 +732,7 @@ impl PendingRows {
                 ValueColumn::Text(b) => b.append_option(value),
                 ValueColumn::Date(b) => b.append_option(
                     value
-                        .and_then(|s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+                        .and_then(crate::normalize::parse_stored_date)
                         .map(|d| (d - EPOCH).num_days() as i32),
                 ),
             }
@@ -711,14 +781,16 @@ pub struct LibraryWriter<'a> {
     /// This write's department, run and version: the origin of every value it writes.
     origin: Origin,
     authority: Authority,
-    /// The lineage text of a new record, by the set of fields it fills.
-    inserted_lineage: HashMap<u128, String>,
+    /// The lineage of a new record, as text and encoded, by the set of fields it fills.
+    inserted_lineage: HashMap<u128, (String, Vec<u8>)>,
     /// The index as of the start of the write; `None` when the library was empty (a first load
     /// looks nothing up).
     reader: Option<IndexReader>,
     seen: KeySet,
+    /// What the write changes in the serving index, applied once it is committed.
+    changes: IndexChanges,
     rows: PendingRows,
-    sink: RecordBatchWriter,
+    sink: ParquetSink,
     stats: WriteStats,
 }
 
@@ -762,24 +834,28 @@ impl LibraryWriter<'_> {
         }
         let Some(current) = self.current(key)? else {
             self.stats.inserted += 1;
-            // A new record's lineage is this write's origin for every filled field: its text
-            // depends only on which fields are filled, so it is built once per pattern (up to
-            // 128 fields; a wider record builds its own).
+            // A new record's lineage is this write's origin for every filled field: it depends
+            // only on which fields are filled, so it is built once per pattern (up to 128
+            // fields; a wider record builds its own).
             let origin = &self.origin;
-            let text: std::borrow::Cow<'_, str> = if values.len() <= 128 {
+            let built;
+            let (text, encoded) = if values.len() <= 128 {
                 let filled = values
                     .iter()
                     .enumerate()
                     .fold(0u128, |mask, (i, v)| if v.is_some() { mask | 1 << i } else { mask });
                 self.inserted_lineage
                     .entry(filled)
-                    .or_insert_with(|| Lineage::uniform(&values, origin.clone()).to_text())
-                    .as_str()
-                    .into()
+                    .or_insert_with(|| lineage_forms(&Lineage::uniform(&values, origin.clone())))
             } else {
-                Lineage::uniform(&values, origin.clone()).to_text().into()
+                built = lineage_forms(&Lineage::uniform(&values, origin.clone()));
+                &built
             };
-            self.rows.push("I", &origin.source, Some(&text), values);
+            self.changes.put(key, |out| {
+                encode_head(self.version, &origin.source, &values, out);
+                out.extend_from_slice(encoded);
+            })?;
+            self.rows.push("I", &origin.source, Some(text), values);
             return Ok(Upsert::Inserted);
         };
         let StoredRecord {
@@ -857,6 +933,10 @@ impl LibraryWriter<'_> {
             return Ok(Upsert::Unchanged);
         }
         self.stats.updated += 1;
+        self.changes.put(key, |out| {
+            encode_head(self.version, &source, &merged, out);
+            lineage.encode(out);
+        })?;
         self.rows.push("U", &source, Some(&lineage.to_text()), merged);
         Ok(Upsert::Updated)
     }
@@ -867,15 +947,17 @@ impl LibraryWriter<'_> {
         if !self.seen.insert(key) || self.current(key)?.is_none() {
             return Ok(false);
         }
-        self.push_delete(key);
+        self.push_delete(key)?;
         Ok(true)
     }
 
-    fn push_delete(&mut self, key: &str) {
+    fn push_delete(&mut self, key: &str) -> Result<()> {
         self.stats.deleted += 1;
+        self.changes.delete(key)?;
         let fields = self.library.schema.fields.len();
         let values = std::iter::once(Some(key)).chain(std::iter::repeat_n(None, fields - 1));
         self.rows.push("D", &self.origin.source, None, values);
+        Ok(())
     }
 
     /// For a full snapshot: marks deleted every record this write's source owns that the write
@@ -908,7 +990,7 @@ impl LibraryWriter<'_> {
             });
         }
         for key in &gone {
-            self.push_delete(key);
+            self.push_delete(key)?;
         }
         Ok(gone.len() as u64)
     }
@@ -936,7 +1018,7 @@ impl LibraryWriter<'_> {
     pub async fn commit(mut self, app_id: &str, watermark: i64) -> Result<CommitOutcome> {
         let started = std::time::Instant::now();
         self.flush().await?;
-        let adds = self.sink.flush().await?;
+        let adds = self.sink.finish().await?;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             files = adds.len(),
@@ -982,15 +1064,29 @@ impl LibraryWriter<'_> {
             "delta commit done"
         );
         drop(self.reader.take());
-        // The run's key set (hundreds of MB for 10M keys) is not needed past the commit; the
-        // replay's sort wants the room.
+        // The run's key set (hundreds of MB for 10M keys) is not needed past the commit.
         self.seen = KeySet::default();
-        let table = self.library.table().await?;
-        self.library.catch_up(&table).await?;
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "serving index caught up"
-        );
+        let index = &self.library.index;
+        if index.version()? == Some(version - 1) {
+            // The index reflects the version this write started from: its own changes bring
+            // it up to date, in key order.
+            let changes = self.changes.len();
+            self.changes.apply(index)?;
+            index.apply(Some(version), false, std::iter::empty())?;
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                changes,
+                "serving index updated from the write"
+            );
+        } else {
+            // Not expected while the write holds the library; the table is the authority.
+            let table = self.library.table().await?;
+            self.library.catch_up(&table).await?;
+            tracing::debug!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "serving index caught up"
+            );
+        }
         Ok(CommitOutcome {
             version,
             stats: self.stats,
@@ -1021,6 +1117,31 @@ mod tests {
         let mut writer = library.writer(source, run, authority).await.unwrap();
         writer.upsert(values).unwrap();
         writer.commit("test", run).await.unwrap().stats
+    }
+
+    /// Every record of the index as stored.
+    fn index_records(library: &Library) -> Vec<(String, Vec<u8>)> {
+        let mut held = Vec::new();
+        library
+            .reader()
+            .unwrap()
+            .visit(None, usize::MAX, |key, bytes| {
+                held.push((key.to_string(), bytes.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        held
+    }
+
+    /// Asserts that the index the writes kept up to date is the one a replay of the table
+    /// builds from scratch, byte for byte.
+    async fn assert_the_index_rebuilds_the_same(dir: &Path, library: Library) {
+        let kept = index_records(&library);
+        assert!(!kept.is_empty());
+        drop(library);
+        std::fs::remove_file(dir.join("libraries/population/serving.redb")).unwrap();
+        let library = Library::open(dir, &POPULATION).await.unwrap();
+        assert_eq!(index_records(&library), kept);
     }
 
     #[tokio::test]
@@ -1162,6 +1283,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        assert_the_index_rebuilds_the_same(dir.path(), library).await;
     }
 
     #[tokio::test]
@@ -1196,7 +1318,8 @@ mod tests {
         let library = Library::open(dir.path(), &POPULATION).await.unwrap();
         let n = 120_000;
         let mut writer = library.writer("GAJ", 1, Authority::all(&POPULATION)).await.unwrap();
-        // Keys written out of order, with values wide enough that the rows exceed REPLAY_MEMORY.
+        // Keys written out of order, with values wide enough that the rows exceed REPLAY_MEMORY
+        // (and the write's index changes spill past INDEX_CHANGES_MEMORY).
         for i in (0..n).map(|i| (i * 7_919) % n) {
             writer
                 .upsert(row(&[
@@ -1221,12 +1344,7 @@ mod tests {
         let want: Vec<String> = (0..n).map(|i| format!("K{i:07}")).collect();
         assert_eq!(keys(&library), want);
         // Rebuilt from the table alone: the same records.
-        let before = library.get("K0004242").unwrap().unwrap();
-        drop(library);
-        std::fs::remove_file(dir.path().join("libraries/population/serving.redb")).unwrap();
-        let library = Library::open(dir.path(), &POPULATION).await.unwrap();
-        assert_eq!(keys(&library), want);
-        assert_eq!(library.get("K0004242").unwrap().unwrap(), before);
+        assert_the_index_rebuilds_the_same(dir.path(), library).await;
     }
 
     #[tokio::test]
@@ -1244,5 +1362,6 @@ mod tests {
         let record = library.get(key).unwrap().unwrap();
         assert_eq!(record.values, row(&[("id_number", key), ("name", "张三")]));
         assert!(record.lineage.field(POPULATION.position("phone").unwrap()).is_none());
+        assert_the_index_rebuilds_the_same(dir.path(), library).await;
     }
 }

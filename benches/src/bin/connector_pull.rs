@@ -22,6 +22,10 @@ use huitong::demo::POPULATION_CODE;
 use huitong::settings::Settings;
 use serde_json::json;
 
+/// The allocator `huitong sync` runs with: the pull is timed as the product runs it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config(source: &str, mode: &str) -> serde_json::Value {
     json!({
         "source": {"kind": "postgres", "url": source, "table": "hukou"},

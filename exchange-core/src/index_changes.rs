@@ -1,0 +1,431 @@
+//! The changes a write makes to the serving index, gathered as its rows go by and applied in
+//! key order once the write is committed: a full load appends to the index's B-tree from left
+//! to right, and nothing is read back from the Parquet files the write just made.
+//!
+//! Changes are held in memory up to a budget; past it they are sorted and spilled as a run to
+//! an anonymous temporary file in the library's directory (gone with the process, whatever
+//! happens). At commit the runs and what is still in memory are merged.
+//!
+//! A run is a sequence of entries: key length (u32 LE), record length (u32 LE, `u32::MAX` for a
+//! deletion), the key, the encoded record ([`crate::index::encode`]).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::path::PathBuf;
+
+use crate::index::ServingIndex;
+use crate::{Error, Result};
+
+/// The record length of a deletion.
+const DELETED: u32 = u32::MAX;
+
+/// Changes applied to the index per transaction (its dirty pages are held in memory until it
+/// commits).
+const APPLY_CHUNK: usize = 100_000;
+
+/// One change in memory: the first bytes of its key (most comparisons of a sort end there),
+/// where the key starts in the buffer, the key's length and the record's (which follows the
+/// key), or [`DELETED`].
+#[derive(Clone, Copy)]
+struct Entry {
+    prefix: u128,
+    start: usize,
+    key_len: u32,
+    record_len: u32,
+}
+
+impl Entry {
+    fn new(key: &[u8], start: usize, record_len: u32) -> Self {
+        let mut head = [0u8; 16];
+        let n = key.len().min(16);
+        head[..n].copy_from_slice(&key[..n]);
+        Self {
+            prefix: u128::from_be_bytes(head),
+            start,
+            key_len: key.len() as u32,
+            record_len,
+        }
+    }
+
+    /// Key order: the prefixes, zero-padded, order as the keys do unless they are equal.
+    fn cmp(&self, other: &Self, bytes: &[u8]) -> std::cmp::Ordering {
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| self.key(bytes).cmp(other.key(bytes)))
+    }
+
+    fn key<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[self.start..self.start + self.key_len as usize]
+    }
+
+    fn record<'a>(&self, bytes: &'a [u8]) -> Option<&'a [u8]> {
+        (self.record_len != DELETED).then(|| {
+            let from = self.start + self.key_len as usize;
+            &bytes[from..from + self.record_len as usize]
+        })
+    }
+}
+
+/// Changes with their bytes: those gathered, and each chunk applied.
+#[derive(Default)]
+struct Entries {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Entries {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.entries.clear();
+    }
+
+    fn push(&mut self, key: &[u8], record: Option<&[u8]>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        if let Some(record) = record {
+            self.bytes.extend_from_slice(record);
+        }
+        self.entries
+            .push(Entry::new(key, start, record.map_or(DELETED, |r| r.len() as u32)));
+    }
+
+    fn sort(&mut self) {
+        let bytes = &self.bytes;
+        self.entries.sort_unstable_by(|a, b| a.cmp(b, bytes));
+    }
+
+    /// Applies `entries` (a slice of this buffer's) in one transaction.
+    fn apply(&self, entries: &[Entry], index: &ServingIndex) -> Result<()> {
+        let mut changes = Vec::with_capacity(entries.len());
+        for e in entries {
+            let key = std::str::from_utf8(e.key(&self.bytes)).map_err(Error::index)?;
+            changes.push((key, e.record(&self.bytes)));
+        }
+        index.apply_encoded(None, changes)
+    }
+}
+
+/// The index changes of one write.
+pub(crate) struct IndexChanges {
+    dir: PathBuf,
+    budget: usize,
+    pending: Entries,
+    runs: Vec<File>,
+    len: u64,
+}
+
+impl IndexChanges {
+    /// Changes that spill to `dir` past `budget` bytes in memory.
+    pub(crate) fn new(dir: PathBuf, budget: usize) -> Self {
+        Self {
+            dir,
+            budget,
+            pending: Entries {
+                // Reserved, not touched: no copying as it fills up to the budget.
+                bytes: Vec::with_capacity(budget + (64 << 10)),
+                entries: Vec::new(),
+            },
+            runs: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// `key` now holds the record whose encoding `encode` appends to the buffer it is given.
+    pub(crate) fn put(&mut self, key: &str, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        let start = self.pending.bytes.len();
+        self.pending.bytes.extend_from_slice(key.as_bytes());
+        encode(&mut self.pending.bytes);
+        let record_len = self.pending.bytes.len() - start - key.len();
+        self.pending
+            .entries
+            .push(Entry::new(key.as_bytes(), start, record_len as u32));
+        self.added()
+    }
+
+    /// `key` was deleted.
+    pub(crate) fn delete(&mut self, key: &str) -> Result<()> {
+        self.pending.push(key.as_bytes(), None);
+        self.added()
+    }
+
+    /// How many changes were gathered.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn added(&mut self) -> Result<()> {
+        self.len += 1;
+        if self.pending.bytes.len() >= self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is in memory, sorted, as a run.
+    fn spill(&mut self) -> Result<()> {
+        let io = |e: std::io::Error| Error::io(format!("spilling index changes to {}", self.dir.display()))(e);
+        self.pending.sort();
+        let file = tempfile::tempfile_in(&self.dir).map_err(io)?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let bytes = &self.pending.bytes;
+        for e in &self.pending.entries {
+            out.write_all(&e.key_len.to_le_bytes()).map_err(io)?;
+            out.write_all(&e.record_len.to_le_bytes()).map_err(io)?;
+            out.write_all(e.key(bytes)).map_err(io)?;
+            out.write_all(e.record(bytes).unwrap_or_default()).map_err(io)?;
+        }
+        let mut file = out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.rewind().map_err(io)?;
+        self.runs.push(file);
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Applies every change to `index` in key order, in transactions of [`APPLY_CHUNK`] that
+    /// are not synced; the caller stamps the version afterwards.
+    pub(crate) fn apply(mut self, index: &ServingIndex) -> Result<()> {
+        self.pending.sort();
+        if self.runs.is_empty() {
+            // Everything fitted in memory: applied from where it is.
+            for chunk in self.pending.entries.chunks(APPLY_CHUNK) {
+                self.pending.apply(chunk, index)?;
+            }
+            return Ok(());
+        }
+        let mut sources: Vec<Source> = Vec::with_capacity(self.runs.len() + 1);
+        for file in std::mem::take(&mut self.runs) {
+            sources.push(Source::run(file)?);
+        }
+        sources.push(Source::Memory {
+            entries: std::mem::take(&mut self.pending),
+            next: 0,
+        });
+        let mut merge = Merge::new(sources);
+        let mut chunk = Entries::default();
+        while let Some(source) = merge.peek() {
+            let (key, record) = merge.sources[source].current();
+            chunk.push(key, record);
+            merge.advance()?;
+            if chunk.entries.len() >= APPLY_CHUNK {
+                chunk.apply(&chunk.entries, index)?;
+                chunk.clear();
+            }
+        }
+        chunk.apply(&chunk.entries, index)
+    }
+}
+
+/// One sorted input of the merge: a spilled run, or the changes still in memory.
+enum Source {
+    Run {
+        reader: BufReader<File>,
+        /// The current entry's key and record.
+        buf: Vec<u8>,
+        key_len: usize,
+        record_len: u32,
+        done: bool,
+    },
+    Memory {
+        entries: Entries,
+        next: usize,
+    },
+}
+
+impl Source {
+    fn run(file: File) -> Result<Self> {
+        let mut source = Source::Run {
+            reader: BufReader::with_capacity(1 << 18, file),
+            buf: Vec::with_capacity(512),
+            key_len: 0,
+            record_len: 0,
+            done: false,
+        };
+        source.advance()?;
+        Ok(source)
+    }
+
+    fn done(&self) -> bool {
+        match self {
+            Source::Run { done, .. } => *done,
+            Source::Memory { entries, next } => *next >= entries.entries.len(),
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        self.current().0
+    }
+
+    fn current(&self) -> (&[u8], Option<&[u8]>) {
+        match self {
+            Source::Run {
+                buf,
+                key_len,
+                record_len,
+                ..
+            } => {
+                let (key, record) = buf.split_at(*key_len);
+                (key, (*record_len != DELETED).then_some(record))
+            }
+            Source::Memory { entries, next } => {
+                let e = entries.entries[*next];
+                (e.key(&entries.bytes), e.record(&entries.bytes))
+            }
+        }
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        match self {
+            Source::Run {
+                reader,
+                buf,
+                key_len,
+                record_len,
+                done,
+            } => {
+                let io = Error::io("reading back spilled index changes");
+                let mut head = [0u8; 8];
+                match reader.read_exact(&mut head) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        *done = true;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+                *key_len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+                *record_len = u32::from_le_bytes(head[4..].try_into().expect("4 bytes"));
+                let len = *key_len
+                    + if *record_len == DELETED {
+                        0
+                    } else {
+                        *record_len as usize
+                    };
+                buf.resize(len, 0);
+                reader.read_exact(buf).map_err(io)?;
+            }
+            Source::Memory { next, .. } => *next += 1,
+        }
+        Ok(())
+    }
+}
+
+/// A k-way merge of sorted sources: a binary min-heap of source positions, by current key.
+struct Merge {
+    sources: Vec<Source>,
+    heap: Vec<usize>,
+}
+
+impl Merge {
+    fn new(sources: Vec<Source>) -> Self {
+        let heap: Vec<usize> = (0..sources.len()).filter(|&i| !sources[i].done()).collect();
+        let mut merge = Self { sources, heap };
+        for i in (0..merge.heap.len() / 2).rev() {
+            merge.sift_down(i);
+        }
+        merge
+    }
+
+    /// The source holding the smallest key.
+    fn peek(&self) -> Option<usize> {
+        self.heap.first().copied()
+    }
+
+    /// Moves the smallest source on to its next entry.
+    fn advance(&mut self) -> Result<()> {
+        let top = self.heap[0];
+        self.sources[top].advance()?;
+        if self.sources[top].done() {
+            self.heap.swap_remove(0);
+        }
+        if !self.heap.is_empty() {
+            self.sift_down(0);
+        }
+        Ok(())
+    }
+
+    fn less(&self, a: usize, b: usize) -> bool {
+        self.sources[self.heap[a]].key() < self.sources[self.heap[b]].key()
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (left, right) = (2 * i + 1, 2 * i + 2);
+            let mut smallest = i;
+            if left < self.heap.len() && self.less(left, smallest) {
+                smallest = left;
+            }
+            if right < self.heap.len() && self.less(right, smallest) {
+                smallest = right;
+            }
+            if smallest == i {
+                return;
+            }
+            self.heap.swap(i, smallest);
+            i = smallest;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The index after `before` was stored and then `changes` applied through [`IndexChanges`].
+    fn applied(before: &[String], changes: &[(String, Option<Vec<u8>>)], budget: usize) -> Vec<(String, Vec<u8>)> {
+        let dir = tempfile::tempdir().unwrap();
+        let index = ServingIndex::open(&dir.path().join("index.redb")).unwrap();
+        index
+            .apply_encoded(None, before.iter().map(|k| (k.as_str(), Some(b"before".as_slice()))))
+            .unwrap();
+        let mut gathered = IndexChanges::new(dir.path().to_path_buf(), budget);
+        for (key, record) in changes {
+            match record {
+                Some(record) => gathered.put(key, |out| out.extend_from_slice(record)).unwrap(),
+                None => gathered.delete(key).unwrap(),
+            }
+        }
+        assert_eq!(gathered.len(), changes.len() as u64);
+        gathered.apply(&index).unwrap();
+        let mut held = Vec::new();
+        index
+            .reader()
+            .unwrap()
+            .visit(None, usize::MAX, |key, bytes| {
+                held.push((key.to_string(), bytes.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        held
+    }
+
+    proptest! {
+        /// Whatever the budget (so however many runs spill), the index ends up holding each
+        /// changed key's record, no deleted key, and the keys the write did not touch as they were.
+        #[test]
+        fn spilled_and_merged_changes_reach_the_index(
+            before in proptest::collection::btree_set("[a-z0-9]{1,3}", 0..50),
+            changes in proptest::collection::btree_map(
+                "[a-z0-9]{1,3}",
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+                0..300,
+            ),
+            budget in 1usize..4000,
+        ) {
+            let before: Vec<String> = before.into_iter().collect();
+            // A write touches a key once, in any order.
+            let changes: Vec<(String, Option<Vec<u8>>)> = changes.into_iter().rev().collect();
+            let mut want: BTreeMap<String, Vec<u8>> = before.iter().map(|k| (k.clone(), b"before".to_vec())).collect();
+            for (key, record) in &changes {
+                match record {
+                    Some(record) => want.insert(key.clone(), record.clone()),
+                    None => want.remove(key),
+                };
+            }
+            prop_assert_eq!(applied(&before, &changes, budget), want.into_iter().collect::<Vec<_>>());
+        }
+    }
+}
