@@ -59,8 +59,7 @@ impl CursorKind {
         match self {
             CursorKind::Integer => text.parse().ok(),
             CursorKind::Timestamp => parse_timestamp(text),
-            CursorKind::Date => exchange_core::normalize::parse_date(text)
-                .map(|d| (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()),
+            CursorKind::Date => exchange_core::normalize::parse_date(text).map(|d| (d - EPOCH).num_days()),
         }
     }
 
@@ -78,12 +77,13 @@ impl CursorKind {
                     t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
                 }
             }
-            CursorKind::Date => (NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(value))
-                .format("%Y-%m-%d")
-                .to_string(),
+            CursorKind::Date => exchange_core::normalize::format_date(EPOCH + chrono::Duration::days(value)),
         }
     }
 }
+
+/// Day 0 of a date cursor.
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
 
 fn parse_timestamp(text: &str) -> Option<i64> {
     if let Some(micros) = parse_plain_timestamp(text) {
@@ -124,10 +124,7 @@ fn parse_plain_timestamp(text: &str) -> Option<i64> {
     if b.len() != 8 || b[2] != b':' || b[5] != b':' {
         return None;
     }
-    let two = |i: usize| {
-        let (tens, ones) = (b[i], b[i + 1]);
-        (tens.is_ascii_digit() && ones.is_ascii_digit()).then(|| u32::from(tens - b'0') * 10 + u32::from(ones - b'0'))
-    };
+    let two = |i: usize| exchange_core::normalize::parse_digits(&b[i..i + 2]);
     let micros = match fraction {
         None => 0,
         Some(f) if (1..=9).contains(&f.len()) && f.bytes().all(|d| d.is_ascii_digit()) => {
@@ -152,17 +149,22 @@ mod tests {
         fn plain_timestamps_read_as_chrono_reads_them(
             seconds in 0i64..(300 * 366 * 86_400),
             fraction in proptest::option::of("[0-9]{1,9}"),
-            noise in "[0-9 :.-]{10,30}",
+            at in 0usize..30,
+            typo in proptest::sample::select(vec!['0', '3', '9', ' ', ':', '.', '-', 'T', 'x']),
         ) {
             let t = chrono::DateTime::from_timestamp(seconds - 200 * 366 * 86_400, 0).unwrap().naive_utc();
             let mut text = t.format("%Y-%m-%d %H:%M:%S").to_string();
             if let Some(f) = fraction {
                 text = format!("{text}.{f}");
             }
-            let chrono = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc().timestamp_micros());
+            let chrono = |s: &str| {
+                NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc().timestamp_micros())
+            };
             prop_assert_eq!(parse_plain_timestamp(&text), chrono(&text), "{}", text);
-            if let Some(fast) = parse_plain_timestamp(&noise) {
-                prop_assert_eq!(Some(fast), chrono(&noise), "{}", noise);
+            // One character mistyped: where the hand-written reader answers, chrono agrees.
+            let mistyped: String = text.chars().enumerate().map(|(i, c)| if i == at { typo } else { c }).collect();
+            if let Some(fast) = parse_plain_timestamp(&mistyped) {
+                prop_assert_eq!(Some(fast), chrono(&mistyped), "{}", mistyped);
             }
         }
     }

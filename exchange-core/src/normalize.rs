@@ -9,17 +9,12 @@ use chrono::NaiveDate;
 /// and trims surrounding whitespace. `"１１０１０５　"` becomes `"110105"`. A value with nothing to
 /// fold is borrowed, trimmed: most values are, and a pull normalizes millions of them.
 pub fn fold_width(s: &str) -> Cow<'_, str> {
-    let wide = |c: char| matches!(c, '\u{FF01}'..='\u{FF5E}' | '\u{3000}');
-    if !s.chars().any(wide) {
+    if !s.chars().any(|c| half_width(c).is_some()) {
         return Cow::Borrowed(s.trim());
     }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
-        out.push(match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            '\u{3000}' => ' ',
-            _ => c,
-        });
+        out.push(half_width(c).unwrap_or(c));
     }
     let trimmed = out.trim();
     Cow::Owned(if trimmed.len() == out.len() {
@@ -27,6 +22,15 @@ pub fn fold_width(s: &str) -> Cow<'_, str> {
     } else {
         trimmed.to_string()
     })
+}
+
+/// The half-width form of a full-width character, if it is one.
+fn half_width(c: char) -> Option<char> {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0),
+        '\u{3000}' => Some(' '),
+        _ => None,
+    }
 }
 
 /// A date as the libraries store it: `YYYY-MM-DD`.
@@ -41,7 +45,11 @@ pub fn parse_stored_date(s: &str) -> Option<NaiveDate> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    NaiveDate::from_ymd_opt(digits(&b[0..4])? as i32, digits(&b[5..7])?, digits(&b[8..10])?)
+    NaiveDate::from_ymd_opt(
+        parse_digits(&b[0..4])? as i32,
+        parse_digits(&b[5..7])?,
+        parse_digits(&b[8..10])?,
+    )
 }
 
 /// Reads a date written `YYYYMMDD`, as in an ID number.
@@ -49,11 +57,18 @@ pub fn parse_compact_date(b: &[u8]) -> Option<NaiveDate> {
     if b.len() != 8 {
         return None;
     }
-    NaiveDate::from_ymd_opt(digits(&b[0..4])? as i32, digits(&b[4..6])?, digits(&b[6..8])?)
+    NaiveDate::from_ymd_opt(
+        parse_digits(&b[0..4])? as i32,
+        parse_digits(&b[4..6])?,
+        parse_digits(&b[6..8])?,
+    )
 }
 
-/// The number a short run of ASCII digits writes.
-fn digits(b: &[u8]) -> Option<u32> {
+/// The number a short run of ASCII digits (at most 9) writes; `None` for any other byte.
+pub fn parse_digits(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 9 {
+        return None;
+    }
     b.iter()
         .try_fold(0u32, |n, &d| d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0')))
 }
@@ -65,8 +80,7 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     let s = fold_width(raw);
     let s = s.split([' ', 'T']).next().unwrap_or("");
     if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
-        let (y, m, d) = (&s[0..4], &s[4..6], &s[6..8]);
-        return NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+        return parse_compact_date(s.as_bytes());
     }
     let mut parts = s.split(['-', '/', '.', '年', '月', '日']).filter(|p| !p.is_empty());
     let y: i32 = parts.next()?.parse().ok()?;

@@ -55,6 +55,9 @@ pub struct Library {
     index: ServingIndex,
     snapshots: Snapshots,
     write_lock: Mutex<()>,
+    /// Versions replayed from the table into the index since open (a write brings the index up
+    /// to date itself; a replay repairs an index that fell behind).
+    replayed: std::sync::atomic::AtomicU64,
 }
 
 /// Counts of what a write did.
@@ -197,6 +200,7 @@ impl Library {
             index,
             snapshots,
             write_lock: Mutex::new(()),
+            replayed: Default::default(),
         };
         library.catch_up(&table).await?;
         Ok(library)
@@ -376,6 +380,7 @@ impl Library {
         let ctx = self.session_within(table, config, REPLAY_MEMORY).await?;
         let key = crate::history::ident(self.schema.key);
         for version in (from + 1)..=table_version {
+            self.replayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // Within a version each key appears once (a writer refuses a second row for a key).
             // In key order (sorted beyond REPLAY_MEMORY on disk), the inserts walk the B-tree
             // from left to right instead of landing all over it: a full load appends.
@@ -811,6 +816,34 @@ impl LibraryWriter<'_> {
         self.stats
     }
 
+    /// A row holds one value per field and its dates as `YYYY-MM-DD`: the index takes the values
+    /// as given, and must hold what the table does.
+    fn check_row(&self, values: &[Option<String>]) -> Result<()> {
+        let fields = self.library.schema.fields;
+        if values.len() != fields.len() {
+            return Err(Error::InvalidValue {
+                field: "row",
+                message: format!(
+                    "a {} row has {} values for {} fields",
+                    self.library.schema.name,
+                    values.len(),
+                    fields.len()
+                ),
+            });
+        }
+        for (field, value) in fields.iter().zip(values) {
+            if let (FieldKind::Date, Some(value)) = (field.kind, value)
+                && crate::normalize::parse_stored_date(value).is_none()
+            {
+                return Err(Error::InvalidValue {
+                    field: field.name,
+                    message: format!("{value:?} is not a date written YYYY-MM-DD"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn current(&self, key: &str) -> Result<Option<StoredRecord>> {
         match &self.reader {
             Some(reader) => reader.get(key),
@@ -821,8 +854,9 @@ impl LibraryWriter<'_> {
     /// Merges one normalized row (values in schema order, key first, dates as `YYYY-MM-DD`)
     /// field by field under the write's [`Authority`] (see the module docs); values that lose a
     /// conflict are written as a `C` row. A key may be written once per write: a second row for
-    /// it is a [`Upsert::Duplicate`].
+    /// it is a [`Upsert::Duplicate`]. After an error the write is to be dropped, not committed.
     pub fn upsert(&mut self, values: Vec<Option<String>>) -> Result<Upsert> {
+        self.check_row(&values)?;
         let Some(key) = values.first().and_then(|v| v.as_deref()) else {
             return Err(Error::InvalidValue {
                 field: "key",
@@ -1284,6 +1318,89 @@ mod tests {
                 .is_empty()
         );
         assert_the_index_rebuilds_the_same(dir.path(), library).await;
+    }
+
+    #[tokio::test]
+    async fn writes_keep_the_index_as_a_replay_builds_it_without_replaying() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::open(dir.path(), &POPULATION).await.unwrap();
+        let replayed = library.replayed.load(Ordering::Relaxed);
+        let n = 12_000;
+        let person = |i: usize, street: &str| {
+            row(&[
+                ("id_number", &format!("K{i:07}")),
+                ("name", &format!("姓名{i}")),
+                (
+                    "birth_date",
+                    &format!("19{:02}-{:02}-{:02}", i % 100, i % 12 + 1, i % 28 + 1),
+                ),
+                ("address", &format!("浙江省杭州市{street}{i}号{}", "附".repeat(20))),
+            ])
+        };
+        // Enough rows that the write's index changes spill past INDEX_CHANGES_MEMORY.
+        let mut writer = library.writer("GAJ", 1, Authority::all(&POPULATION)).await.unwrap();
+        for i in (0..n).map(|i| (i * 7_919) % n) {
+            writer.upsert(person(i, "文三路")).unwrap();
+        }
+        writer.commit("test", 1).await.unwrap();
+        // A full snapshot: a third changed, a few reported deleted, the last sixth gone from
+        // the source (deleted as unseen).
+        let mut writer = library
+            .writer("GAJ", 2, Authority::snapshot(&POPULATION))
+            .await
+            .unwrap();
+        for i in 0..n * 5 / 6 {
+            if i % 100 == 1 {
+                assert!(writer.delete(&format!("K{i:07}")).unwrap());
+            } else {
+                writer
+                    .upsert(person(i, if i % 3 == 0 { "学院路" } else { "文三路" }))
+                    .unwrap();
+            }
+        }
+        assert_eq!(writer.delete_unseen(20).unwrap(), (n - n * 5 / 6) as u64);
+        let stats = writer.commit("test", 2).await.unwrap().stats;
+        assert_eq!(stats.deleted, (n - n * 5 / 6 + n * 5 / 6 / 100) as u64);
+        assert_eq!(
+            library.replayed.load(Ordering::Relaxed),
+            replayed,
+            "no version was replayed"
+        );
+        assert!(library.get("K0000101").unwrap().is_none());
+        assert!(library.get(&format!("K{:07}", n - 1)).unwrap().is_none());
+        let changed = library.get("K0000003").unwrap().unwrap();
+        assert!(
+            changed.values[POPULATION.position("address").unwrap()]
+                .as_deref()
+                .unwrap()
+                .contains("学院路")
+        );
+        assert_eq!(
+            changed.values[POPULATION.position("birth_date").unwrap()].as_deref(),
+            Some("1903-04-04")
+        );
+        assert_the_index_rebuilds_the_same(dir.path(), library).await;
+    }
+
+    #[tokio::test]
+    async fn a_row_the_table_cannot_hold_as_given_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let library = Library::open(dir.path(), &POPULATION).await.unwrap();
+        let mut writer = library.writer("GAJ", 1, Authority::all(&POPULATION)).await.unwrap();
+        let short = vec![Some("K0000001".to_string())];
+        assert!(matches!(
+            writer.upsert(short),
+            Err(Error::InvalidValue { field: "row", .. })
+        ));
+        let bad_date = row(&[("id_number", "K0000001"), ("birth_date", "1990/01/02")]);
+        assert!(matches!(
+            writer.upsert(bad_date),
+            Err(Error::InvalidValue {
+                field: "birth_date",
+                ..
+            })
+        ));
     }
 
     #[tokio::test]
