@@ -1105,11 +1105,17 @@ impl LibraryWriter<'_> {
             // The index reflects the version this write started from: its own changes bring
             // it up to date, in key order.
             let changes = self.changes.len();
+            let applying = std::time::Instant::now();
             self.changes.apply(index)?;
+            let applied_ms = applying.elapsed().as_millis() as u64;
+            // The stamp's commit is the durable one: it waits for the index's pages to reach
+            // the disk.
             index.apply(Some(version), false, std::iter::empty())?;
             tracing::debug!(
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 changes,
+                applied_ms,
+                stamped_ms = applying.elapsed().as_millis() as u64 - applied_ms,
                 "serving index updated from the write"
             );
         } else {
