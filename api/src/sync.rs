@@ -1,5 +1,6 @@
 //! Connector runs in the server: started by hand (`POST /api/v1/connectors/{id}/runs`) or by
-//! the scheduler, at most one at a time per connector, each on its own task.
+//! the scheduler, at most one at a time per connector, each on its own task of the runtime the
+//! service was made on (the process's multi-threaded one), never on an HTTP worker's.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,10 @@ pub struct SyncService {
     running: Mutex<HashSet<i64>>,
     settings: SyncSettings,
     themes: Option<Arc<ThemeService>>,
+    /// Where runs go: a run started from a request would otherwise land on that HTTP worker's
+    /// own single-threaded runtime and hold it (and every connection it serves) while it maps
+    /// and encodes rows.
+    runtime: tokio::runtime::Handle,
 }
 
 struct Logged;
@@ -46,7 +51,7 @@ impl connectors::Progress for Logged {
 }
 
 impl SyncService {
-    /// A service over the server's catalog and libraries.
+    /// A service over the server's catalog and libraries; runs go to the runtime it is made on.
     pub fn new(catalog: Catalog, libraries: Libraries, settings: SyncSettings) -> Self {
         Self {
             catalog,
@@ -54,6 +59,7 @@ impl SyncService {
             running: Mutex::new(HashSet::new()),
             settings,
             themes: None,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -94,7 +100,7 @@ impl SyncService {
             }
         };
         let this = self.clone();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let outcome = connectors::execute_run(&this.catalog, &library, &connector, run_id, &Logged).await;
             this.running.lock().expect("lock").remove(&connector.id);
             match outcome {
@@ -172,7 +178,7 @@ impl SyncService {
             return;
         }
         let tick = Duration::from_secs(self.settings.tick_seconds.max(1));
-        tokio::spawn(async move {
+        self.runtime.clone().spawn(async move {
             let mut timer = tokio::time::interval(tick);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

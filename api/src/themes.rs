@@ -582,6 +582,10 @@ pub struct ThemeService {
     settings: SyncSettings,
     declaring: tokio::sync::Mutex<()>,
     running: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Where materializations run: the runtime the service was made on (the process's
+    /// multi-threaded one), never an HTTP worker's single-threaded runtime, which a query over a
+    /// large library would hold with every connection it serves.
+    runtime: tokio::runtime::Handle,
 }
 
 impl ThemeService {
@@ -594,6 +598,24 @@ impl ThemeService {
             settings,
             declaring: tokio::sync::Mutex::new(()),
             running: Mutex::new(HashMap::new()),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// [`ThemeService::materialize`] on the service's runtime, for a caller on an HTTP worker.
+    pub async fn materialize_elsewhere(
+        self: &Arc<Self>,
+        name: &str,
+        trigger: &str,
+    ) -> Result<Materialization, ThemeError> {
+        let (this, name, trigger) = (self.clone(), name.to_string(), trigger.to_string());
+        match self
+            .runtime
+            .spawn(async move { this.materialize(&name, &trigger).await })
+            .await
+        {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
 
@@ -645,7 +667,7 @@ impl ThemeService {
     pub fn library_changed(self: &Arc<Self>, library: &str) {
         let this = self.clone();
         let library = library.to_string();
-        tokio::spawn(async move {
+        self.runtime.spawn(async move {
             let themes = match this.catalog.themes().await {
                 Ok(themes) => themes,
                 Err(e) => {
@@ -656,7 +678,7 @@ impl ThemeService {
             for theme in themes {
                 if theme.refresh == Refresh::OnChange && theme.inputs.contains(&library) {
                     let this = this.clone();
-                    tokio::spawn(async move {
+                    this.runtime.clone().spawn(async move {
                         if let Err(e) = this.materialize(&theme.name, "on_change").await {
                             tracing::warn!(theme = %theme.name, error = %e, "theme not refreshed");
                         }
@@ -707,7 +729,7 @@ impl ThemeService {
             return;
         }
         let tick = Duration::from_secs(self.settings.tick_seconds.max(1));
-        tokio::spawn(async move {
+        self.runtime.clone().spawn(async move {
             let mut timer = tokio::time::interval(tick);
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {

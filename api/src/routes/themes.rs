@@ -155,6 +155,7 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>, name: web::Path<S
 pub async fn materialize(req: HttpRequest, state: web::Data<AppState>, name: web::Path<String>) -> Reply {
     let caller = Caller::from_request(&req, &state).await?;
     caller.require(&[Role::PlatformAdmin], "materializing a theme")?;
-    let done = state.themes.materialize(&name, "manual").await?;
+    // On the server's runtime: this worker goes on serving while the theme's query runs.
+    let done = state.themes.materialize_elsewhere(&name, "manual").await?;
     Ok(HttpResponse::Created().json(done))
 }
