@@ -22,12 +22,12 @@ pub fn person(n: u64) -> String {
 const SURNAMES: [&str; 12] = ["王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙"];
 const GIVEN: [&str; 10] = ["伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰"];
 
-/// The population record of person `n`, in schema order.
+/// The population record of person `n`, in schema order (the fields after the phone empty).
 pub fn record(n: u64) -> Vec<Option<String>> {
     let id = person(n);
     let gender = if id.as_bytes()[16] % 2 == 1 { "男" } else { "女" };
     let birth = format!("{}-{}-{}", &id[6..10], &id[10..12], &id[12..14]);
-    vec![
+    let mut values = vec![
         Some(id),
         Some(format!(
             "{}{}{}",
@@ -41,7 +41,9 @@ pub fn record(n: u64) -> Vec<Option<String>> {
         Some("330106".into()),
         Some(format!("浙江省杭州市西湖区文三路{}号{}室", n % 999 + 1, n % 37 + 101)),
         Some(format!("139{:08}", n % 100_000_000)),
-    ]
+    ];
+    values.resize(exchange_core::schema::POPULATION.fields.len(), None);
+    values
 }
 
 /// Appends synthetic people 0, 1, … to `library` through the library writer (the same Parquet
