@@ -36,6 +36,8 @@ else
   echo "== preparing $rows rows in $data" >&2
   "$lookup" prepare --data-dir "$data" --rows "$rows" >&2
 fi
+# The library just written may still be on its way to the disk: measure on a quiet one.
+sync
 key=$(python3 -c "import json,sys; print(json.load(open('$data/bench.json'))['consumer_key'])")
 code=$(python3 -c "import json,sys; print(json.load(open('$data/bench.json'))['resource_code'])")
 keys="$data/bench-keys.txt"
