@@ -344,6 +344,18 @@ impl IndexReader {
         Ok(None)
     }
 
+    /// Every key with its encoded record, in key order (for tests comparing indexes).
+    #[cfg(test)]
+    pub(crate) fn all_encoded(&self) -> Vec<(String, Vec<u8>)> {
+        let mut held = Vec::new();
+        self.visit(None, usize::MAX, |key, bytes| {
+            held.push((key.to_string(), bytes.to_vec()));
+            Ok(())
+        })
+        .expect("the index reads");
+        held
+    }
+
     /// Number of records in this view.
     pub fn len(&self) -> Result<u64> {
         use redb::ReadableTableMetadata;

@@ -418,16 +418,7 @@ mod tests {
             .apply_encoded(None, before.iter().map(|k| (k.as_str(), Some(b"before".as_slice()))))
             .unwrap();
         gather(dir.path()).apply(&index).unwrap();
-        let mut held = Vec::new();
-        index
-            .reader()
-            .unwrap()
-            .visit(None, usize::MAX, |key, bytes| {
-                held.push((key.to_string(), bytes.to_vec()));
-                Ok(())
-            })
-            .unwrap();
-        (order, held)
+        (order, index.reader().unwrap().all_encoded())
     }
 
     /// Keys as libraries hold them: ID numbers that share their first 16 bytes and more, names,

@@ -45,11 +45,11 @@ pub fn parse_stored_date(s: &str) -> Option<NaiveDate> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    NaiveDate::from_ymd_opt(
-        parse_digits(&b[0..4])? as i32,
-        parse_digits(&b[5..7])?,
-        parse_digits(&b[8..10])?,
-    )
+    let mut compact = [0u8; 8];
+    compact[..4].copy_from_slice(&b[..4]);
+    compact[4..6].copy_from_slice(&b[5..7]);
+    compact[6..].copy_from_slice(&b[8..]);
+    parse_compact_date(&compact)
 }
 
 /// Reads a date written `YYYYMMDD`, as in an ID number.

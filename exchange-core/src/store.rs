@@ -1161,16 +1161,7 @@ mod tests {
 
     /// Every record of the index as stored.
     fn index_records(library: &Library) -> Vec<(String, Vec<u8>)> {
-        let mut held = Vec::new();
-        library
-            .reader()
-            .unwrap()
-            .visit(None, usize::MAX, |key, bytes| {
-                held.push((key.to_string(), bytes.to_vec()));
-                Ok(())
-            })
-            .unwrap();
-        held
+        library.reader().unwrap().all_encoded()
     }
 
     /// Asserts that the index the writes kept up to date is the one a replay of the table
