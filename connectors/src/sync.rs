@@ -2,15 +2,18 @@
 //!
 //! A run reads its source as a stream of batches, maps and normalizes each row, merges it into
 //! the library writer (which streams it to Parquet) and finally commits the rows and the
-//! connector's watermark in one Delta commit. Until that commit nothing is visible; a run that
+//! connector's watermark in one Delta commit. Mapping and normalizing a batch (pure work on its
+//! rows) runs on a blocking thread while the batch before it is merged, so the two share the
+//! cores with the source reader and the Parquet encoder. Until that commit nothing is visible; a run that
 //! fails, or a process killed at any point, leaves the library and the watermark as they were,
 //! so the next run reads the same rows again: nothing lost, nothing twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use catalog::{Catalog, Connector, QuarantinedRow, RunCounts, RunStatus, SyncRun};
-use exchange_core::{Authority, FieldKind, Library, LibraryWriter, Upsert};
+use exchange_core::{Authority, FieldKind, Library, LibrarySchema, LibraryWriter, Upsert};
 
 use crate::batch::{POSITION_COLUMN, ROW_ERROR_COLUMN};
 use crate::mapping::FieldMapping;
@@ -181,18 +184,40 @@ impl Run<'_> {
         };
         let mut stream = self.config.source.read(&request).await?;
         let mut high_water = watermark;
-        while let Some(batch) = stream.next().await {
-            let batch = batch?;
-            let mapped = MappedBatch::new(&batch, self.config, self.library)?;
-            for row in 0..batch.num_rows() {
-                self.counts.read += 1;
-                self.row(&mapped, row, since.as_ref(), &mut high_water, &mut writer)?;
+        let (config, schema) = (Arc::new(self.config.clone()), self.library.schema());
+        // The batch being planned while the one before it is merged.
+        let mut planning: Option<(RecordBatch, tokio::task::JoinHandle<Result<Vec<PlannedRow>>>)> = None;
+        loop {
+            let next = match stream.next().await {
+                Some(batch) => Some(batch?),
+                None => None,
+            };
+            let started = next.map(|batch| {
+                let (config, since, planned) = (config.clone(), since.clone(), batch.clone());
+                let plan = tokio::task::spawn_blocking(move || {
+                    MappedBatch::new(&planned, &config, schema)?.plan(&config, since.as_ref())
+                });
+                (batch, plan)
+            });
+            if let Some((batch, plan)) = std::mem::replace(&mut planning, started) {
+                // A panic while planning goes on here, as it would have inline.
+                let planned = plan
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                let mapped = MappedBatch::new(&batch, self.config, schema)?;
+                for (row, planned) in planned.into_iter().enumerate() {
+                    self.counts.read += 1;
+                    self.row(&mapped, row, planned, &mut high_water, &mut writer)?;
+                }
+                writer.flush_if_full().await?;
+                if self.quarantine.len() >= QUARANTINE_CHUNK {
+                    self.flush_quarantine().await?;
+                }
+                progress.rows(batch.num_rows() as u64);
             }
-            writer.flush_if_full().await?;
-            if self.quarantine.len() >= QUARANTINE_CHUNK {
-                self.flush_quarantine().await?;
+            if planning.is_none() {
+                break;
             }
-            progress.rows(batch.num_rows() as u64);
         }
         tracing::debug!(read = self.counts.read, "source read and merged");
         if self.config.mode == SyncMode::Full {
@@ -211,70 +236,44 @@ impl Run<'_> {
         Ok(commit.version)
     }
 
-    /// One source row: quarantined, skipped (before the watermark), deleted or merged.
+    /// One source row, as planned: quarantined, skipped (before the watermark), deleted or
+    /// merged.
     fn row(
         &mut self,
         mapped: &MappedBatch<'_>,
         row: usize,
-        since: Option<&Since>,
+        planned: PlannedRow,
         high_water: &mut Option<i64>,
         writer: &mut LibraryWriter<'_>,
     ) -> Result<()> {
-        if let Some(reason) = mapped.text(mapped.row_error, row) {
-            let rejection = Rejection {
-                field: None,
-                reason: reason.to_string(),
-            };
-            self.reject(mapped, row, rejection);
-            return Ok(());
-        }
-        if let Some(cursor) = &self.config.cursor {
-            let Some(value) = mapped.text(mapped.cursor, row).and_then(|t| cursor.kind.parse(t)) else {
-                let reason = format!(
-                    "the cursor column {} is empty or not a {:?}",
-                    cursor.column, cursor.kind
-                );
-                self.reject(mapped, row, Rejection { field: None, reason });
-                return Ok(());
-            };
-            if since.is_some_and(|s| value < s.watermark) {
-                self.counts.unchanged += 1;
-                return Ok(());
-            }
+        if let Some(value) = planned.cursor {
             *high_water = Some(high_water.map_or(value, |h| h.max(value)));
         }
-        if mapped.text(mapped.op, row) == Some("D") {
-            // A deletion carries its key only.
-            match mapped.normalize_key(row) {
-                Ok(key) => {
-                    writer.delete(&key)?;
+        match planned.plan {
+            Plan::Reject(rejection) => self.reject(mapped, row, rejection),
+            Plan::Unchanged => self.counts.unchanged += 1,
+            Plan::Delete(Ok(key)) => {
+                writer.delete(&key)?;
+            }
+            Plan::Delete(Err(rejection)) => self.reject(mapped, row, rejection),
+            Plan::Upsert(values) => {
+                if writer.upsert(values)? == Upsert::Duplicate {
+                    // Rare: the key is worked out again rather than kept for every row.
+                    let key = mapped.normalize_key(row).ok();
+                    let key_field = &self.library.schema().fields[0];
+                    let rejection = Rejection {
+                        field: Some(key_field.name.to_string()),
+                        reason: format!(
+                            "{} ({}) {} {} in the source; the first row was taken",
+                            key_field.label_zh,
+                            key_field.name,
+                            key.as_deref().unwrap_or_default(),
+                            catalog::DUPLICATE_REASON_MARK
+                        ),
+                    };
+                    self.reject(mapped, row, rejection);
                 }
-                Err(rejection) => self.reject(mapped, row, rejection),
             }
-            return Ok(());
-        }
-        let values = match mapped.normalize(row) {
-            Ok(values) => values,
-            Err(rejection) => {
-                self.reject(mapped, row, rejection);
-                return Ok(());
-            }
-        };
-        if writer.upsert(values)? == Upsert::Duplicate {
-            // Rare: the key is worked out again rather than kept for every row.
-            let key = mapped.normalize_key(row).ok();
-            let key_field = &self.library.schema().fields[0];
-            let rejection = Rejection {
-                field: Some(key_field.name.to_string()),
-                reason: format!(
-                    "{} ({}) {} {} in the source; the first row was taken",
-                    key_field.label_zh,
-                    key_field.name,
-                    key.as_deref().unwrap_or_default(),
-                    catalog::DUPLICATE_REASON_MARK
-                ),
-            };
-            self.reject(mapped, row, rejection);
         }
         Ok(())
     }
@@ -307,6 +306,25 @@ impl Run<'_> {
     }
 }
 
+/// What a source row comes to before it meets the library: worked out from the row alone, on
+/// a blocking thread ([`MappedBatch::plan`]).
+struct PlannedRow {
+    /// The row's cursor value, when it has one at or past the watermark.
+    cursor: Option<i64>,
+    plan: Plan,
+}
+
+enum Plan {
+    /// Quarantined, with why.
+    Reject(Rejection),
+    /// Before the watermark: counted unchanged.
+    Unchanged,
+    /// A deletion reported by a change feed: the key, or why it is not one.
+    Delete(std::result::Result<String, Rejection>),
+    /// The row's library values.
+    Upsert(Vec<Option<String>>),
+}
+
 /// Why a row was rejected.
 struct Rejection {
     field: Option<String>,
@@ -316,7 +334,7 @@ struct Rejection {
 /// A source batch viewed through the mapping: for each library field, its source column.
 struct MappedBatch<'a> {
     batch: &'a RecordBatch,
-    library: &'a Library,
+    schema: &'static LibrarySchema,
     columns: Vec<Option<(&'a FieldMapping, &'a StringArray)>>,
     position: Option<&'a StringArray>,
     source_position: Option<&'a StringArray>,
@@ -326,7 +344,7 @@ struct MappedBatch<'a> {
 }
 
 impl<'a> MappedBatch<'a> {
-    fn new(batch: &'a RecordBatch, config: &'a ConnectorConfig, library: &'a Library) -> Result<Self> {
+    fn new(batch: &'a RecordBatch, config: &'a ConnectorConfig, schema: &'static LibrarySchema) -> Result<Self> {
         let text_column = |name: &str, field: &str| -> Result<&'a StringArray> {
             let array = batch
                 .column_by_name(name)
@@ -337,8 +355,7 @@ impl<'a> MappedBatch<'a> {
                 .ok_or_else(|| Error::config(field, format!("the source column {name} is not text")))
         };
         let optional = |name: &str| batch.column_by_name(name).and_then(|a| a.as_any().downcast_ref());
-        let columns = library
-            .schema()
+        let columns = schema
             .fields
             .iter()
             .map(|f| {
@@ -361,7 +378,7 @@ impl<'a> MappedBatch<'a> {
             .transpose()?;
         Ok(Self {
             batch,
-            library,
+            schema,
             columns,
             position,
             source_position: optional(POSITION_COLUMN),
@@ -377,7 +394,7 @@ impl<'a> MappedBatch<'a> {
 
     /// Field `i`'s value in `row`: mapped, transformed and normalized.
     fn field(&self, i: usize, row: usize) -> Result<Option<String>, Rejection> {
-        let field = &self.library.schema().fields[i];
+        let field = &self.schema.fields[i];
         let value = match &self.columns[i] {
             None => None,
             Some((mapping, array)) => {
@@ -406,7 +423,7 @@ impl<'a> MappedBatch<'a> {
 
     /// The row's key (the first field, or the parts of a compound key), normalized.
     fn normalize_key(&self, row: usize) -> Result<String, Rejection> {
-        let schema = self.library.schema();
+        let schema = self.schema;
         if schema.key_parts.is_empty() {
             return Ok(self.field(0, row)?.unwrap_or_default());
         }
@@ -421,7 +438,7 @@ impl<'a> MappedBatch<'a> {
     }
 
     fn compose_key(&self, values: &mut [Option<String>]) -> Result<(), Rejection> {
-        let schema = self.library.schema();
+        let schema = self.schema;
         schema.compose_key(values).map_err(|reason| Rejection {
             field: Some(schema.key.to_string()),
             reason,
@@ -430,7 +447,7 @@ impl<'a> MappedBatch<'a> {
 
     /// The row's library values, or why it cannot enter the library.
     fn normalize(&self, row: usize) -> Result<Vec<Option<String>>, Rejection> {
-        let schema = self.library.schema();
+        let schema = self.schema;
         let fields = schema.fields;
         let mut values = Vec::with_capacity(fields.len());
         for i in 0..fields.len() {
@@ -441,6 +458,53 @@ impl<'a> MappedBatch<'a> {
         self.compose_key(&mut values)?;
         derive_from_id_number(fields, &mut values);
         Ok(values)
+    }
+
+    /// Plans every row of the batch (see [`PlannedRow`]), skipping rows before `since`.
+    fn plan(&self, config: &ConnectorConfig, since: Option<&Since>) -> Result<Vec<PlannedRow>> {
+        Ok((0..self.batch.num_rows())
+            .map(|row| self.plan_row(config, since, row))
+            .collect())
+    }
+
+    fn plan_row(&self, config: &ConnectorConfig, since: Option<&Since>, row: usize) -> PlannedRow {
+        let rejected = |rejection| PlannedRow {
+            cursor: None,
+            plan: Plan::Reject(rejection),
+        };
+        if let Some(reason) = self.text(self.row_error, row) {
+            return rejected(Rejection {
+                field: None,
+                reason: reason.to_string(),
+            });
+        }
+        let mut cursor = None;
+        if let Some(column) = &config.cursor {
+            let Some(value) = self.text(self.cursor, row).and_then(|t| column.kind.parse(t)) else {
+                let reason = format!(
+                    "the cursor column {} is empty or not a {:?}",
+                    column.column, column.kind
+                );
+                return rejected(Rejection { field: None, reason });
+            };
+            if since.is_some_and(|s| value < s.watermark) {
+                return PlannedRow {
+                    cursor: None,
+                    plan: Plan::Unchanged,
+                };
+            }
+            cursor = Some(value);
+        }
+        let plan = if self.text(self.op, row) == Some("D") {
+            // A deletion carries its key only.
+            Plan::Delete(self.normalize_key(row))
+        } else {
+            match self.normalize(row) {
+                Ok(values) => Plan::Upsert(values),
+                Err(rejection) => Plan::Reject(rejection),
+            }
+        };
+        PlannedRow { cursor, plan }
     }
 
     fn quarantine(&self, row: usize, row_number: i64, rejection: Rejection) -> QuarantinedRow {
