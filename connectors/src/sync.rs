@@ -185,6 +185,7 @@ impl Run<'_> {
         let mut stream = self.config.source.read(&request).await?;
         let mut high_water = watermark;
         let (config, schema) = (Arc::new(self.config.clone()), self.library.schema());
+        let after = since.as_ref().map(|s| s.watermark);
         // The batch being planned while the one before it is merged.
         let mut planning: Option<(RecordBatch, tokio::task::JoinHandle<Result<Vec<PlannedRow>>>)> = None;
         loop {
@@ -193,9 +194,9 @@ impl Run<'_> {
                 None => None,
             };
             let started = next.map(|batch| {
-                let (config, since, planned) = (config.clone(), since.clone(), batch.clone());
+                let (config, planned) = (config.clone(), batch.clone());
                 let plan = tokio::task::spawn_blocking(move || {
-                    MappedBatch::new(&planned, &config, schema)?.plan(&config, since.as_ref())
+                    Ok(MappedBatch::new(&planned, &config, schema)?.plan(&config, after))
                 });
                 (batch, plan)
             });
@@ -460,14 +461,15 @@ impl<'a> MappedBatch<'a> {
         Ok(values)
     }
 
-    /// Plans every row of the batch (see [`PlannedRow`]), skipping rows before `since`.
-    fn plan(&self, config: &ConnectorConfig, since: Option<&Since>) -> Result<Vec<PlannedRow>> {
-        Ok((0..self.batch.num_rows())
-            .map(|row| self.plan_row(config, since, row))
-            .collect())
+    /// Plans every row of the batch (see [`PlannedRow`]); rows whose cursor is before the
+    /// watermark `after` are unchanged.
+    fn plan(&self, config: &ConnectorConfig, after: Option<i64>) -> Vec<PlannedRow> {
+        (0..self.batch.num_rows())
+            .map(|row| self.plan_row(config, after, row))
+            .collect()
     }
 
-    fn plan_row(&self, config: &ConnectorConfig, since: Option<&Since>, row: usize) -> PlannedRow {
+    fn plan_row(&self, config: &ConnectorConfig, after: Option<i64>, row: usize) -> PlannedRow {
         let rejected = |rejection| PlannedRow {
             cursor: None,
             plan: Plan::Reject(rejection),
@@ -487,7 +489,7 @@ impl<'a> MappedBatch<'a> {
                 );
                 return rejected(Rejection { field: None, reason });
             };
-            if since.is_some_and(|s| value < s.watermark) {
+            if after.is_some_and(|watermark| value < watermark) {
                 return PlannedRow {
                     cursor: None,
                     plan: Plan::Unchanged,
