@@ -1,7 +1,8 @@
 //! Incremental reads: a cursor column (an increasing id, or an update time) and the watermark
 //! a run starts from.
 
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDateTime;
+use exchange_core::normalize::EPOCH;
 use serde::{Deserialize, Serialize};
 
 /// What a run asks of its source.
@@ -81,9 +82,6 @@ impl CursorKind {
         }
     }
 }
-
-/// Day 0 of a date cursor.
-const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
 
 fn parse_timestamp(text: &str) -> Option<i64> {
     if let Some(micros) = parse_plain_timestamp(text) {

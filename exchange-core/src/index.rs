@@ -481,13 +481,13 @@ impl ServingIndex {
         })
     }
 
-    /// [`ServingIndex::apply`] for records already encoded.
+    /// [`ServingIndex::apply`] for records already encoded, unstamped (the caller stamps the
+    /// version once every chunk is in).
     pub(crate) fn apply_encoded<'a>(
         &self,
-        stamp: Option<i64>,
         changes: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ) -> Result<()> {
-        self.write(stamp, false, |records| {
+        self.write(None, false, |records| {
             for (key, record) in changes {
                 match record {
                     Some(record) => records.insert(key, record).map(drop),

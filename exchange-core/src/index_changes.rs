@@ -191,7 +191,7 @@ impl IndexChanges {
     /// Applies every change to `index` in key order, in transactions of [`APPLY_CHUNK`] that
     /// are not synced; the caller stamps the version afterwards.
     pub(crate) fn apply(self, index: &ServingIndex) -> Result<()> {
-        self.apply_chunks(|changes| index.apply_encoded(None, changes))
+        self.apply_chunks(|changes| index.apply_encoded(changes))
     }
 
     /// Hands every change to `apply` in key order, in chunks of at most [`APPLY_CHUNK`].
@@ -415,7 +415,7 @@ mod tests {
             .unwrap();
         let index = ServingIndex::open(&dir.path().join("index.redb")).unwrap();
         index
-            .apply_encoded(None, before.iter().map(|k| (k.as_str(), Some(b"before".as_slice()))))
+            .apply_encoded(before.iter().map(|k| (k.as_str(), Some(b"before".as_slice()))))
             .unwrap();
         gather(dir.path()).apply(&index).unwrap();
         (order, index.reader().unwrap().all_encoded())

@@ -33,6 +33,9 @@ fn half_width(c: char) -> Option<char> {
     }
 }
 
+/// Day 0 of the date columns (Arrow's `Date32`) and of date cursors.
+pub const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+
 /// A date as the libraries store it: `YYYY-MM-DD`.
 pub fn format_date(date: NaiveDate) -> String {
     use chrono::Datelike;

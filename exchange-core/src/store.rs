@@ -27,7 +27,7 @@ use arrow::array::{
     Array, ArrayRef, Date32Array, Date32Builder, Int64Array, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray,
 };
-use chrono::{NaiveDate, Utc};
+use chrono::Utc;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -41,11 +41,10 @@ use url::Url;
 use crate::index::{IndexReader, ServingIndex, StoredRecord, encode_head};
 use crate::index_changes::IndexChanges;
 use crate::lineage::{Lineage, Origin};
+use crate::normalize::EPOCH;
 use crate::schema::{FieldKind, LibrarySchema};
 use crate::snapshot::{SnapshotReader, SnapshotStats, Snapshots};
 use crate::{Error, Result};
-
-const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
 
 /// One library: its Delta table and its serving index.
 pub struct Library {
