@@ -143,6 +143,16 @@ impl Catalog {
         self.backend
     }
 
+    /// The SQLite file, for a writer that opens it without sqlx (the audit ingester); `None`
+    /// on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(self.options.database_url.as_str()).ok()?;
+        Some(options.get_filename().to_path_buf())
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;

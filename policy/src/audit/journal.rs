@@ -5,17 +5,54 @@
 //!
 //! A segment is named after the sequence number of its first record,
 //! `journal-00000000000000000001.jsonl`, and removed once every record in it is in the DB.
-//! Only the last line of the last segment can be torn (a crash mid-write, before its sync):
-//! readers drop it, as no call was answered for it.
+//! A segment is made at its full size up front, zero-filled and synced, and groups overwrite
+//! its zeros: the `fdatasync` of a group then writes the group's blocks alone, where appending
+//! also wrote the file's new size and block allocation (measured on this machine's ext4: 88 µs
+//! a sync against 190 µs). Records end where the zeros begin; a JSON line never holds a NUL.
+//!
+//! Only the tail of the last segment can be torn (a crash mid-write, before its sync): a last
+//! line without its line end, and whatever lies past the first NUL. Readers drop it, as no call
+//! was answered for it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use super::{Canonical, Record};
 
 /// Records per segment before the writer starts the next one (a few under test, to rotate).
 pub(super) const SEGMENT_RECORDS: u64 = if cfg!(test) { 4 } else { 65_536 };
+
+/// The size a segment is made at, made ahead on a thread of its own while the one before fills:
+/// about 44,000 records of the lookup benchmark, so that a segment ends on its bytes rather
+/// than on [`SEGMENT_RECORDS`] and few of the zeros written go unused.
+const SEGMENT_BYTES: u64 = if cfg!(test) { 16 << 10 } else { 32 << 20 };
+
+/// The size of the first segment after a start, and of one made when the next is not ready:
+/// small, as calls wait while it is made.
+const SMALL_SEGMENT_BYTES: u64 = if cfg!(test) { 4 << 10 } else { 1 << 20 };
+
+/// The segment made ahead while the one from `first_seq` fills: written under this name,
+/// renamed when it is taken.
+fn spare_path(dir: &Path, first_seq: i64) -> PathBuf {
+    dir.join(format!("spare-{first_seq:020}.tmp"))
+}
+
+/// Makes `path` a new file of `bytes` zeros, synced with its size.
+fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
+    let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
+    let zeros = vec![0u8; (bytes as usize).min(1 << 20)];
+    let mut left = bytes as usize;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        file.write_all(&zeros[..n])?;
+        left -= n;
+    }
+    file.sync_all()?;
+    Ok(file)
+}
 
 /// The segment file for records from `first_seq` on.
 fn segment_path(dir: &Path, first_seq: i64) -> PathBuf {
@@ -91,12 +128,12 @@ pub(super) fn read_segment(
     let mut number = 0;
     loop {
         buffer.clear();
-        let read = reader.read_until(b'\n', &mut buffer).map_err(ReadError::Io)?;
-        if read == 0 {
+        let end = read_line(&mut reader, &mut buffer).map_err(ReadError::Io)?;
+        if buffer.is_empty() {
             return Ok(());
         }
         number += 1;
-        let complete = buffer.last() == Some(&b'\n');
+        let complete = end == LineEnd::Newline;
         match serde_json::from_slice::<Line>(&buffer) {
             Ok(line) if complete => {
                 if each(line).is_break() {
@@ -120,36 +157,85 @@ pub(super) fn read_segment(
     }
 }
 
-/// The segment being appended to.
+#[derive(Debug, PartialEq, Eq)]
+enum LineEnd {
+    Newline,
+    /// The zeros a segment is made of, or the end of the file: no more records.
+    End,
+}
+
+/// Reads into `line` up to and including the next line end, or up to the first NUL or the
+/// end of the file.
+fn read_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<LineEnd> {
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(LineEnd::End);
+        }
+        match available.iter().position(|&b| b == b'\n' || b == 0) {
+            Some(at) if available[at] == b'\n' => {
+                line.extend_from_slice(&available[..=at]);
+                reader.consume(at + 1);
+                return Ok(LineEnd::Newline);
+            }
+            Some(at) => {
+                line.extend_from_slice(&available[..at]);
+                return Ok(LineEnd::End);
+            }
+            None => {
+                let n = available.len();
+                line.extend_from_slice(available);
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+/// The segment being written.
 pub(super) struct Journal {
     dir: PathBuf,
     file: File,
     path: PathBuf,
-    /// Its length after the last good append: a failed append is cut back to it.
+    first_seq: i64,
+    /// Where the records written and synced end: the next group goes here.
     length: u64,
+    /// The zero-filled bytes the segment was made with.
+    capacity: u64,
     records: u64,
     /// The lines of the group being written, and how many.
     buffer: Vec<u8>,
     buffered: u64,
+    /// The next segment, being made ahead.
+    spare: Option<(PathBuf, JoinHandle<std::io::Result<File>>)>,
 }
 
 impl Journal {
-    /// Starts a new segment in `dir` for records from `first_seq` on.
+    /// Starts a new segment in `dir` for records from `first_seq` on, after removing segments
+    /// an earlier writer made ahead and did not take.
     pub(super) fn create(dir: &Path, first_seq: i64) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.starts_with("spare-") && name.ends_with(".tmp") {
+                fs::remove_file(&path)?;
+            }
+        }
         let path = segment_path(dir, first_seq);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        let length = file.metadata()?.len();
+        let file = make_segment(&path, SMALL_SEGMENT_BYTES)?;
         // The new name must survive a crash as well as the records written under it.
         File::open(dir)?.sync_all()?;
         Ok(Self {
             dir: dir.to_path_buf(),
             file,
             path,
-            length,
+            first_seq,
+            length: 0,
+            capacity: SMALL_SEGMENT_BYTES,
             records: 0,
             buffer: Vec::with_capacity(64 * 1024),
             buffered: 0,
+            spare: None,
         })
     }
 
@@ -163,37 +249,195 @@ impl Journal {
         self.buffered += 1;
     }
 
-    /// Writes and syncs the group's lines; on failure the segment is cut back to where it was,
-    /// so no half-written group stays ahead of the next.
+    /// Whether the group buffered should start the next segment: this one holds its records,
+    /// or has no room for the group. A group larger than a whole segment goes past its end.
+    pub(super) fn full(&self) -> bool {
+        self.records > 0 && (self.records >= SEGMENT_RECORDS || self.length + self.buffer.len() as u64 > self.capacity)
+    }
+
+    /// Writes and syncs the group's lines; on failure the bytes it may have left are zeroed
+    /// again, so no half-written group stays ahead of the next.
     pub(super) fn commit(&mut self) -> std::io::Result<()> {
-        let written = self.file.write_all(&self.buffer).and_then(|()| self.file.sync_data());
-        let length = self.length + self.buffer.len() as u64;
+        let written = self
+            .file
+            .write_all_at(&self.buffer, self.length)
+            .and_then(|()| self.file.sync_data());
         let count = std::mem::take(&mut self.buffered);
+        let size = self.buffer.len();
         self.buffer.clear();
         match written {
             Ok(()) => {
-                self.length = length;
+                self.length += size as u64;
                 self.records += count;
+                if self.spare.is_none() && self.length * 2 > self.capacity {
+                    self.make_spare();
+                }
                 Ok(())
             }
             Err(e) => {
-                if let Err(cut) = self.file.set_len(self.length).and_then(|()| self.file.sync_data()) {
-                    tracing::error!(error = %cut, path = %self.path.display(), "cutting back a failed audit journal write");
+                let zeroed = self
+                    .file
+                    .write_all_at(&vec![0; size], self.length)
+                    .and_then(|()| self.file.sync_data());
+                if let Err(zeroing) = zeroed {
+                    tracing::error!(error = %zeroing, path = %self.path.display(), "zeroing a failed audit journal write");
                 }
                 Err(e)
             }
         }
     }
 
-    /// Whether the segment holds enough records to start the next one.
-    pub(super) fn full(&self) -> bool {
-        self.records >= SEGMENT_RECORDS
+    /// Starts making the next segment, on a thread of its own.
+    fn make_spare(&mut self) {
+        let path = spare_path(&self.dir, self.first_seq);
+        let making = path.clone();
+        match std::thread::Builder::new()
+            .name("huitong-audit-spare".into())
+            .spawn(move || {
+                super::lower_priority();
+                make_segment(&making, SEGMENT_BYTES)
+            }) {
+            Ok(handle) => self.spare = Some((path, handle)),
+            Err(e) => tracing::warn!(error = %e, "starting to make the next audit journal segment"),
+        }
     }
 
-    /// Starts the next segment at `first_seq`; returns the path of the one it ends.
+    /// Starts the next segment at `first_seq`, keeping the group buffered; returns the path of
+    /// the one it ends. The segment made ahead is taken when it is ready; otherwise a small one
+    /// is made now.
     pub(super) fn rotate(&mut self, first_seq: i64) -> std::io::Result<PathBuf> {
-        let next = Self::create(&self.dir, first_seq)?;
-        let ended = std::mem::replace(self, next);
-        Ok(ended.path)
+        let path = segment_path(&self.dir, first_seq);
+        let ready = self.spare.take_if(|(_, handle)| handle.is_finished());
+        let made = match ready.map(|(spare, handle)| (spare, handle.join())) {
+            Some((spare, Ok(Ok(file)))) => fs::rename(&spare, &path).map(|()| (file, SEGMENT_BYTES)),
+            Some((spare, failed)) => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "its thread panicked".into(),
+                };
+                tracing::warn!(error = %why, "making the next audit journal segment ahead; making a small one now");
+                let _ = fs::remove_file(&spare);
+                make_segment(&path, SMALL_SEGMENT_BYTES).map(|file| (file, SMALL_SEGMENT_BYTES))
+            }
+            None => make_segment(&path, SMALL_SEGMENT_BYTES).map(|file| (file, SMALL_SEGMENT_BYTES)),
+        };
+        let (file, capacity) = made?;
+        File::open(&self.dir)?.sync_all()?;
+        self.file = file;
+        self.capacity = capacity;
+        self.first_seq = first_seq;
+        self.length = 0;
+        self.records = 0;
+        Ok(std::mem::replace(&mut self.path, path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditEntry, GENESIS_HASH};
+
+    /// Journals one group of `n` records from `first_seq` on, each with a request id of `len`
+    /// bytes, as the writer does; returns the segment it ended, if it started the next.
+    fn write_group(journal: &mut Journal, first_seq: i64, n: usize, len: usize) -> Option<PathBuf> {
+        let mut body = Vec::new();
+        for seq in first_seq..first_seq + n as i64 {
+            let entry = AuditEntry {
+                request_id: "r".repeat(len),
+                endpoint: "GET /".into(),
+                outcome: "allowed".into(),
+                ..AuditEntry::default()
+            };
+            let canonical = Canonical::new(seq, "2026-11-24T00:00:00Z".into(), entry);
+            let hash = canonical.hash_into(GENESIS_HASH, &mut body);
+            let record = Record {
+                canonical,
+                prev_hash: GENESIS_HASH.into(),
+                hash,
+            };
+            journal.push(&record, &body);
+        }
+        let ended = journal.full().then(|| journal.rotate(first_seq).unwrap());
+        journal.commit().unwrap();
+        ended
+    }
+
+    fn seqs(path: &Path) -> Vec<i64> {
+        let mut seqs = Vec::new();
+        read_segment(path, true, |line| {
+            seqs.push(line.record.seq);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        seqs
+    }
+
+    fn size(path: &Path) -> u64 {
+        fs::metadata(path).unwrap().len()
+    }
+
+    /// Waits until the segment being made ahead is made.
+    fn wait_for_spare(journal: &Journal) {
+        let (_, making) = journal.spare.as_ref().expect("a segment is being made ahead");
+        while !making.is_finished() {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn groups_overwrite_the_zeros_and_a_full_segment_takes_the_one_made_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), 1).unwrap();
+        let first = segment_path(dir.path(), 1);
+        assert_eq!(size(&first), SMALL_SEGMENT_BYTES);
+
+        assert_eq!(write_group(&mut journal, 1, 1, 2_500), None);
+        assert_eq!(
+            size(&first),
+            SMALL_SEGMENT_BYTES,
+            "written over the zeros, not appended"
+        );
+        // Past half of the segment: the next is being made.
+        wait_for_spare(&journal);
+
+        // No room for a second such group: it starts the segment made ahead.
+        assert_eq!(write_group(&mut journal, 2, 1, 2_500), Some(first.clone()));
+        let second = segment_path(dir.path(), 2);
+        assert_eq!(size(&second), SEGMENT_BYTES);
+        assert_eq!((seqs(&first), seqs(&second)), (vec![1], vec![2]));
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "the segment made ahead was renamed: {names:?}");
+    }
+
+    #[test]
+    fn a_segment_ends_on_its_record_count_and_a_group_larger_than_it_goes_past_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::create(dir.path(), 1).unwrap();
+        let first = segment_path(dir.path(), 1);
+        assert_eq!(write_group(&mut journal, 1, SEGMENT_RECORDS as usize, 10), None);
+        assert_eq!(write_group(&mut journal, 5, 1, 10), Some(first.clone()));
+        let second = segment_path(dir.path(), 5);
+        // Into a segment holding nothing yet, a group goes whole, whatever its size.
+        let big = SEGMENT_BYTES as usize + 1_000;
+        let third = segment_path(dir.path(), 6);
+        assert_eq!(write_group(&mut journal, 6, 1, big), Some(second.clone()));
+        assert!(size(&third) > SEGMENT_BYTES);
+        assert_eq!(write_group(&mut journal, 7, 1, 10), Some(third.clone()));
+        assert_eq!(seqs(&first), [1, 2, 3, 4]);
+        assert_eq!((seqs(&second), seqs(&third)), (vec![5], vec![6]));
+        assert_eq!(seqs(&segment_path(dir.path(), 7)), [7]);
+    }
+
+    #[test]
+    fn a_start_removes_segments_made_ahead_and_not_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let left = spare_path(dir.path(), 1);
+        fs::write(&left, [0; 16]).unwrap();
+        Journal::create(dir.path(), 1).unwrap();
+        assert!(!left.exists());
+        assert_eq!(segments(dir.path()).unwrap(), [(1, segment_path(dir.path(), 1))]);
     }
 }
