@@ -143,13 +143,14 @@ impl Catalog {
         self.backend
     }
 
-    /// The SQLite file, for a writer that opens it without sqlx (the audit ingester); `None`
-    /// on PostgreSQL.
+    /// The SQLite file, for a writer that opens it without sqlx (the audit ingester): `None`
+    /// on PostgreSQL, and for an in-memory database, which only sqlx's connections share.
     pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
-        if self.backend != Backend::Sqlite {
+        let url = self.options.database_url.as_str();
+        if self.backend != Backend::Sqlite || url.contains(":memory:") || url.contains("mode=memory") {
             return None;
         }
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(self.options.database_url.as_str()).ok()?;
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
         Some(options.get_filename().to_path_buf())
     }
 

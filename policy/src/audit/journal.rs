@@ -41,17 +41,26 @@ fn spare_path(dir: &Path, first_seq: i64) -> PathBuf {
 }
 
 /// Makes `path` a new file of `bytes` zeros, synced with its size.
+/// A file it could not finish is removed, so no segment is left named ahead of the one written.
 fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
     let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
     let zeros = vec![0u8; (bytes as usize).min(1 << 20)];
     let mut left = bytes as usize;
-    while left > 0 {
-        let n = left.min(zeros.len());
-        file.write_all(&zeros[..n])?;
-        left -= n;
+    let filled = (|| {
+        while left > 0 {
+            let n = left.min(zeros.len());
+            file.write_all(&zeros[..n])?;
+            left -= n;
+        }
+        file.sync_all()
+    })();
+    match filled {
+        Ok(()) => Ok(file),
+        Err(e) => {
+            let _ = fs::remove_file(path);
+            Err(e)
+        }
     }
-    file.sync_all()?;
-    Ok(file)
 }
 
 /// The segment file for records from `first_seq` on.
@@ -207,6 +216,8 @@ pub(super) struct Journal {
     buffered: u64,
     /// The next segment, being made ahead.
     spare: Option<(PathBuf, JoinHandle<std::io::Result<File>>)>,
+    /// Why writes are refused: a failed write that could not be zeroed again.
+    broken: Option<String>,
 }
 
 impl Journal {
@@ -236,6 +247,7 @@ impl Journal {
             buffer: Vec::with_capacity(64 * 1024),
             buffered: 0,
             spare: None,
+            broken: None,
         })
     }
 
@@ -257,13 +269,21 @@ impl Journal {
 
     /// Writes and syncs the group's lines; on failure the bytes it may have left are zeroed
     /// again, so no half-written group stays ahead of the next.
+    ///
+    /// When the zeroing fails too, the bytes of the failed group may still be there behind the
+    /// next, and a reader would take them for records: the journal then refuses every write
+    /// until the server is restarted (and the start reads what the segment holds).
     pub(super) fn commit(&mut self) -> std::io::Result<()> {
+        let count = std::mem::take(&mut self.buffered);
+        let size = self.buffer.len();
+        if let Some(why) = &self.broken {
+            self.buffer.clear();
+            return Err(std::io::Error::other(why.clone()));
+        }
         let written = self
             .file
             .write_all_at(&self.buffer, self.length)
             .and_then(|()| self.file.sync_data());
-        let count = std::mem::take(&mut self.buffered);
-        let size = self.buffer.len();
         self.buffer.clear();
         match written {
             Ok(()) => {
@@ -280,7 +300,11 @@ impl Journal {
                     .write_all_at(&vec![0; size], self.length)
                     .and_then(|()| self.file.sync_data());
                 if let Err(zeroing) = zeroed {
-                    tracing::error!(error = %zeroing, path = %self.path.display(), "zeroing a failed audit journal write");
+                    tracing::error!(error = %zeroing, path = %self.path.display(), "zeroing a failed audit journal write; refusing writes until a restart");
+                    self.broken = Some(format!(
+                        "a failed write to {} could not be undone ({zeroing}); restart the server",
+                        self.path.display()
+                    ));
                 }
                 Err(e)
             }
@@ -322,7 +346,12 @@ impl Journal {
             None => make_segment(&path, SMALL_SEGMENT_BYTES).map(|file| (file, SMALL_SEGMENT_BYTES)),
         };
         let (file, capacity) = made?;
-        File::open(&self.dir)?.sync_all()?;
+        // Not kept unless its name is durable: a segment named ahead of the one still written
+        // would make that one read as not the last.
+        if let Err(e) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
         self.file = file;
         self.capacity = capacity;
         self.first_seq = first_seq;
@@ -429,6 +458,41 @@ mod tests {
         assert_eq!(seqs(&first), [1, 2, 3, 4]);
         assert_eq!((seqs(&second), seqs(&third)), (vec![5], vec![6]));
         assert_eq!(seqs(&segment_path(dir.path(), 7)), [7]);
+    }
+
+    #[test]
+    fn lines_end_at_a_newline_and_records_at_the_first_nul_across_buffer_fills() {
+        let read = |bytes: &[u8]| {
+            // A buffer smaller than a line: lines and the zeros span fills.
+            let mut reader = std::io::BufReader::with_capacity(8, bytes);
+            let mut lines = Vec::new();
+            loop {
+                let mut line = Vec::new();
+                let end = read_line(&mut reader, &mut line).unwrap();
+                if line.is_empty() {
+                    return lines;
+                }
+                lines.push((String::from_utf8(line).unwrap(), end == LineEnd::Newline));
+                if end == LineEnd::End {
+                    return lines;
+                }
+            }
+        };
+        let line = |text: &str, complete| (text.to_string(), complete);
+        assert_eq!(
+            read(b"first line\nsecond, longer line\n"),
+            [line("first line\n", true), line("second, longer line\n", true)]
+        );
+        // Zeros at the start of a fill, and in the middle of one.
+        assert_eq!(read(b"1234567\n\0\0\0\0{\"late\"}\n"), [line("1234567\n", true)]);
+        assert_eq!(read(b"123\n\0\0\0{\"late\"}\n"), [line("123\n", true)]);
+        // A torn line: cut by the zeros, or by the end of the file.
+        assert_eq!(
+            read(b"whole\n{\"torn\0\0\0\0\0\0\0\0x\n"),
+            [line("whole\n", true), line("{\"torn", false)]
+        );
+        assert_eq!(read(b"whole\n{\"torn"), [line("whole\n", true), line("{\"torn", false)]);
+        assert_eq!(read(b"\0\0\0\0\0\0\0\0\0\0line\n"), []);
     }
 
     #[test]
