@@ -39,6 +39,33 @@ pub enum IdNumberError {
     },
 }
 
+/// Today's local date, and the Unix second the next local day starts at.
+static TODAY: std::sync::RwLock<Option<(NaiveDate, i64)>> = std::sync::RwLock::new(None);
+
+/// Today's local date. `chrono::Local::now` looks up the time zone on every call, and a
+/// connector run parses an ID number per row; the date is kept until the next local midnight,
+/// so the clock is read once a call and the time zone once a day.
+fn local_today() -> NaiveDate {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if let Some((today, until)) = *TODAY.read().unwrap_or_else(|e| e.into_inner())
+        && now < until
+    {
+        return today;
+    }
+    let local = chrono::Local::now();
+    let today = local.date_naive();
+    // The next local midnight; an hour from now when the time zone has none (a DST gap).
+    let until = today
+        .succ_opt()
+        .and_then(|tomorrow| tomorrow.and_hms_opt(0, 0, 0))
+        .and_then(|midnight| midnight.and_local_timezone(chrono::Local).earliest())
+        .map_or(now + 3600, |midnight| midnight.timestamp());
+    *TODAY.write().unwrap_or_else(|e| e.into_inner()) = Some((today, until));
+    today
+}
+
 /// The GB 11643 check character for the first 17 digits (ASCII digits).
 pub fn check_character(first17: &[u8]) -> char {
     let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
@@ -50,7 +77,7 @@ impl IdNumber {
     /// upper-cases `x`, and upgrades a 15-digit legacy number by inserting the century `19` and
     /// computing the check character.
     pub fn parse(raw: &str) -> Result<Self, IdNumberError> {
-        Self::parse_on(raw, chrono::Local::now().date_naive())
+        Self::parse_on(raw, local_today())
     }
 
     /// [`IdNumber::parse`] with "today" given, so that the future-date rule is testable.
@@ -143,6 +170,30 @@ impl std::str::FromStr for IdNumber {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// An ID number of someone born on `date`.
+    fn born_on(date: NaiveDate) -> String {
+        let first17 = format!("110105{}002", date.format("%Y%m%d"));
+        format!("{first17}{}", check_character(first17.as_bytes()))
+    }
+
+    #[test]
+    fn the_future_is_judged_by_the_local_date_kept_until_midnight() {
+        let before = chrono::Local::now().date_naive();
+        let (first, second) = (local_today(), local_today());
+        let after = chrono::Local::now().date_naive();
+        assert!(
+            first == before || first == after,
+            "{first} is neither {before} nor {after}"
+        );
+        assert!(second == first || second == after);
+        assert!(IdNumber::parse(&born_on(before)).is_ok());
+        let future = after + chrono::Days::new(2);
+        assert!(matches!(
+            IdNumber::parse(&born_on(future)),
+            Err(IdNumberError::BirthDate(_))
+        ));
+    }
 
     #[test]
     fn accepts_the_standard_examples() {
