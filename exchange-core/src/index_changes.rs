@@ -21,7 +21,7 @@ const DELETED: u32 = u32::MAX;
 
 /// Changes applied to the index per transaction (its dirty pages are held in memory until it
 /// commits).
-const APPLY_CHUNK: usize = 100_000;
+const APPLY_CHUNK: usize = if cfg!(test) { 7 } else { 100_000 };
 
 /// One change in memory: the first bytes of its key (most comparisons of a sort end there),
 /// where the key starts in the buffer, the key's length and the record's (which follows the
@@ -212,21 +212,48 @@ impl IndexChanges {
             entries: std::mem::take(&mut self.pending),
             next: 0,
         });
-        let mut merge = Merge::new(sources);
-        let mut chunk = Entries::default();
-        while let Some(source) = merge.peek() {
-            let (key, record) = merge.sources[source].current();
-            chunk.push(key, record.map(|r| |out: &mut Vec<u8>| out.extend_from_slice(r)));
-            merge.advance()?;
-            if chunk.entries.len() >= APPLY_CHUNK {
-                apply(chunk.changes(&chunk.entries)?)?;
+        // The merge fills the next chunk on a thread of its own while this one applies the
+        // last: the index's inserts and the merge each take a core. The channel holds none, so
+        // at most two chunks are in memory, and an applied chunk's buffers go back to be filled
+        // again rather than fresh memory being faulted in for each.
+        std::thread::scope(|scope| {
+            let (chunks, merged) = std::sync::mpsc::sync_channel::<Entries>(0);
+            let (spent, reuse) = std::sync::mpsc::sync_channel::<Entries>(1);
+            let merging = scope.spawn(move || -> Result<()> {
+                let mut merge = Merge::new(sources);
+                let mut chunk = Entries::default();
+                while let Some(source) = merge.peek() {
+                    let (key, record) = merge.sources[source].current();
+                    chunk.push(key, record.map(|r| |out: &mut Vec<u8>| out.extend_from_slice(r)));
+                    merge.advance()?;
+                    if chunk.entries.len() >= APPLY_CHUNK {
+                        let next = reuse.try_recv().unwrap_or_default();
+                        if chunks.send(std::mem::replace(&mut chunk, next)).is_err() {
+                            // The applying side failed, and says why.
+                            return Ok(());
+                        }
+                    }
+                }
+                if !chunk.entries.is_empty() {
+                    let _ = chunks.send(chunk);
+                }
+                Ok(())
+            });
+            let mut applied = Ok(());
+            for mut chunk in &merged {
+                applied = chunk.changes(&chunk.entries).and_then(&mut apply);
+                if applied.is_err() {
+                    break;
+                }
                 chunk.clear();
+                let _ = spent.try_send(chunk);
             }
-        }
-        if chunk.entries.is_empty() {
-            return Ok(());
-        }
-        apply(chunk.changes(&chunk.entries)?)
+            drop(merged);
+            let merge = merging
+                .join()
+                .unwrap_or_else(|_| Err(Error::index("merging the index changes panicked")));
+            applied.and(merge)
+        })
     }
 }
 
@@ -458,6 +485,49 @@ mod tests {
             prop_assert_eq!(order, sorted);
             prop_assert_eq!(held, want.into_iter().collect::<Vec<_>>());
         }
+    }
+
+    fn spilled(dir: &std::path::Path, keys: usize) -> IndexChanges {
+        // A budget that spills a run every few changes.
+        let mut changes = IndexChanges::new(dir.to_path_buf(), 200);
+        for i in 0..keys {
+            changes
+                .put(&format!("{i:018}"), |out| out.extend_from_slice(b"record"))
+                .unwrap();
+        }
+        assert!(changes.runs.len() > 3);
+        changes
+    }
+
+    #[test]
+    fn an_apply_that_fails_stops_the_merge_and_is_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut calls = 0;
+        let failed = spilled(dir.path(), 100).apply_chunks(|_| {
+            calls += 1;
+            if calls == 2 {
+                Err(Error::index("the index is full"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(format!("{}", failed.unwrap_err()).contains("the index is full"));
+        assert_eq!(calls, 2, "nothing applied after the failure");
+    }
+
+    #[test]
+    fn a_run_cut_short_during_the_merge_is_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let changes = spilled(dir.path(), 100);
+        let run = &changes.runs[1];
+        run.set_len(run.metadata().unwrap().len() - 1).unwrap();
+        let mut applied = 0;
+        let failed = changes.apply_chunks(|chunk| {
+            applied += chunk.len();
+            Ok(())
+        });
+        assert!(failed.is_err());
+        assert!(applied < 100);
     }
 
     #[test]
