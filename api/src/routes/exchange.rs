@@ -3,6 +3,7 @@
 //! Every call, allowed or refused, is decided by policy from the catalog and recorded in the
 //! audit trail before the response leaves.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -221,24 +222,59 @@ pub(crate) fn over_quota(over: policy::OverQuota) -> Problem {
     problem
 }
 
-/// A stored record as the caller may see it: the granted items only, masked where not plain.
-pub(crate) fn project(access: &Access, library: &Library, stored: &StoredRecord) -> Map<String, Value> {
+/// A stored record as the caller may see it: the granted items only, in the resource's order,
+/// masked where not plain. It serializes as a JSON object straight from the record's values,
+/// without a `serde_json::Map` of copies in between.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Projected<'a> {
+    fields: Vec<(&'a str, Option<Cow<'a, str>>)>,
+}
+
+impl serde::Serialize for Projected<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (name, value) in &self.fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl Projected<'_> {
+    /// Keeps the items `keep` says yes to.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.fields.retain(|(name, _)| keep(name));
+    }
+}
+
+/// [`Projected`]: `stored` as `access` lets the caller see it.
+pub(crate) fn project<'a>(access: &'a Access, library: &Library, stored: &'a StoredRecord) -> Projected<'a> {
     let schema = library.schema();
-    let mut record = Map::new();
+    let mut fields = Vec::with_capacity(access.items.len());
     for item in &access.items {
         let Some(position) = schema.position(&item.name) else {
             continue;
         };
         let value = stored.values[position].as_deref().map(|v| {
             if item.plain {
-                v.to_string()
+                Cow::Borrowed(v)
             } else {
-                policy::mask::mask(schema.fields[position].kind, v)
+                Cow::Owned(policy::mask::mask(schema.fields[position].kind, v))
             }
         });
-        record.insert(item.name.clone(), value.map(Value::String).unwrap_or(Value::Null));
+        fields.push((item.name.as_str(), value));
     }
-    record
+    Projected { fields }
+}
+
+/// The answer to `GET records/{key}`.
+#[derive(serde::Serialize)]
+struct RecordAnswer<'a> {
+    resource_code: &'a str,
+    library_version: i64,
+    record: Projected<'a>,
+    masked: &'a [String],
 }
 
 async fn serve_record(
@@ -267,12 +303,12 @@ async fn serve_record(
         .with_field("key")
     })?;
     call.entry.row_count = Some(1);
-    Ok(HttpResponse::Ok().json(json!({
-        "resource_code": resource.code,
-        "library_version": stored.version,
-        "record": project(&access, &library, &stored),
-        "masked": call.entry.items_masked,
-    })))
+    Ok(HttpResponse::Ok().json(RecordAnswer {
+        resource_code: &resource.code,
+        library_version: stored.version,
+        record: project(&access, &library, &stored),
+        masked: &call.entry.items_masked,
+    }))
 }
 
 const CHANGES_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/changes";

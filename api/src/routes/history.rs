@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use exchange_core::{Change, KeyChange, Library, StoredRecord};
 use policy::Access;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::problem::Problem;
 use crate::query::RowFilter;
@@ -207,7 +207,7 @@ async fn serve_history(
             "op": version.op.as_str(),
             "source": version.source,
             "ingested_at": version.ingested_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "record": record.map(|r| Value::Object(project(&access, &library, &r))),
+            "record": record.as_ref().map(|r| project(&access, &library, r)),
         }));
     }
     if versions.is_empty() {
@@ -349,7 +349,7 @@ fn visible_change(access: &Access, library: &Library, filter: Option<&RowFilter>
     let before = before.filter(|r| admits(filter, r));
     let after = after.filter(|r| admits(filter, r));
     let before_version = before.map(|r| r.version);
-    let shown = |r: &StoredRecord| -> Map<String, Value> { project(access, library, r) };
+    let shown = |r| project(access, library, r);
     let (op, before, after) = match (before.map(shown), after.map(shown)) {
         (None, Some(a)) => ("insert", None, Some(a)),
         (Some(b), None) => ("delete", Some(b), None),

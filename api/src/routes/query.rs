@@ -322,8 +322,8 @@ pub(crate) fn records_page(
             if kept.peek() == Some(&i) {
                 kept.next();
                 let mut record = project(&read.access, &read.library, stored);
-                record.retain(|k, _| names.contains(&k.as_str()));
-                out.push(Value::Object(record));
+                record.retain(|name| names.contains(&name));
+                out.push(serde_json::to_value(record).map_err(|e| Problem::internal(&e))?);
             }
             last = Some(key.clone());
             if out.len() == limit {
