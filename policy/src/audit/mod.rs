@@ -263,7 +263,7 @@ async fn recover(catalog: &Catalog, dir: &Path) -> Result<(i64, String)> {
     let (seq, hash) = chain_head(catalog).await?;
     let mut chain = Chain::after(seq, hash);
     let segments = journal::segments(dir).map_err(|e| unavailable(e.to_string()))?;
-    let statement = insert_statement(catalog.backend(), ROWS_PER_STATEMENT);
+    let mut conn = None;
     let mut batch = Vec::new();
     for (i, (_, path)) in segments.iter().enumerate() {
         let mut broken = None;
@@ -289,10 +289,14 @@ async fn recover(catalog: &Catalog, dir: &Path) -> Result<(i64, String)> {
             return Err(unavailable(format!("{file}: record {seq}: {reason}")));
         }
         if !batch.is_empty() {
-            let mut conn = catalog.pool().acquire().await?;
+            // The ingester's kind of connection (on SQLite its inserts block this thread, at
+            // start-up only); every commit waits for the disk, as the segments go next.
+            let conn = match &mut conn {
+                Some(conn) => conn,
+                None => conn.insert(IngestConnection::open(catalog).await?),
+            };
             for chunk in batch.chunks(INGEST_BATCH) {
-                // A pool connection: its commits wait for the disk already.
-                insert(&mut conn, catalog.backend(), &statement, chunk, false).await?;
+                conn.insert(chunk, true).await?;
             }
             tracing::warn!(
                 records = batch.len(),
@@ -463,11 +467,11 @@ fn lower_priority() {
 
 /// The ingester's connection, whose commits do not wait for the disk unless asked to.
 enum IngestConnection {
-    /// SQLite, driven directly on the ingester's thread. Through sqlx, converting each of a
-    /// record's 20 values for its Any layer and handing statements to its worker thread cost
-    /// more than SQLite's insert itself (measured: about 5 µs of CPU a record, against 2.4 µs
-    /// for SQLite alone).
-    Sqlite(rusqlite::Connection),
+    /// SQLite, driven directly on the ingester's thread, with its single-row statement.
+    /// Through sqlx, converting each of a record's 20 values for its Any layer and handing
+    /// statements to its worker thread cost more than SQLite's insert itself (measured: about
+    /// 5 µs of CPU a record, against 2.4 µs for SQLite alone).
+    Sqlite(rusqlite::Connection, String),
     /// PostgreSQL, through sqlx, with its full multi-row statement.
     Postgres(sqlx::AnyConnection, String),
 }
@@ -488,7 +492,7 @@ impl IngestConnection {
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
                 )
                 .map_err(|e| sqlite_failed(&e))?;
-                Ok(Self::Sqlite(conn))
+                Ok(Self::Sqlite(conn, insert_statement(catalog::Backend::Sqlite, 1)))
             }
             catalog::Backend::Postgres => {
                 let mut conn = catalog.dedicated_connection().await?;
@@ -503,10 +507,10 @@ impl IngestConnection {
     /// which makes every earlier commit of the connection durable too.
     async fn insert(&mut self, records: &[Record], durable: bool) -> Result<()> {
         match self {
-            Self::Sqlite(conn) => insert_sqlite(conn, records, durable).map_err(|e| sqlite_failed(&e)),
-            Self::Postgres(conn, statement) => {
-                insert(conn, catalog::Backend::Postgres, statement, records, durable).await
+            Self::Sqlite(conn, statement) => {
+                insert_sqlite(conn, statement, records, durable).map_err(|e| sqlite_failed(&e))
             }
+            Self::Postgres(conn, statement) => insert_postgres(conn, statement, records, durable).await,
         }
     }
 }
@@ -515,8 +519,14 @@ fn sqlite_failed(e: &rusqlite::Error) -> Error {
     Error::AuditUnavailable(format!("metadata database: {e}"))
 }
 
-/// [`IngestConnection::insert`] on SQLite: one prepared single-row statement, run per record.
-fn insert_sqlite(conn: &mut rusqlite::Connection, records: &[Record], durable: bool) -> rusqlite::Result<()> {
+/// [`IngestConnection::insert`] on SQLite: `statement` (single-row) prepared once per
+/// transaction and run per record.
+fn insert_sqlite(
+    conn: &mut rusqlite::Connection,
+    statement: &str,
+    records: &[Record],
+    durable: bool,
+) -> rusqlite::Result<()> {
     if records.is_empty() {
         return Ok(());
     }
@@ -526,7 +536,7 @@ fn insert_sqlite(conn: &mut rusqlite::Connection, records: &[Record], durable: b
     let inserted = (|| {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         {
-            let mut statement = tx.prepare(&insert_statement(catalog::Backend::Sqlite, 1))?;
+            let mut statement = tx.prepare(statement)?;
             for record in records {
                 let c = &record.canonical;
                 statement.execute(rusqlite::params![
@@ -591,12 +601,11 @@ fn insert_statement(backend: catalog::Backend, rows: usize) -> String {
     sql
 }
 
-/// Inserts `records` in one transaction; `full_statement` inserts a full chunk. With `durable`,
-/// the commit waits for the disk whatever the connection's setting, which makes every earlier
-/// commit of the connection durable too.
-async fn insert(
+/// [`IngestConnection::insert`] on PostgreSQL: `full_statement` inserts a full chunk of
+/// [`ROWS_PER_STATEMENT`]. With `durable`, the commit waits for the disk whatever the
+/// connection's setting, which makes every earlier commit of the connection durable too.
+async fn insert_postgres(
     conn: &mut sqlx::AnyConnection,
-    backend: catalog::Backend,
     full_statement: &str,
     records: &[Record],
     durable: bool,
@@ -605,12 +614,8 @@ async fn insert(
     if records.is_empty() {
         return Ok(());
     }
-    let sqlite = backend == catalog::Backend::Sqlite;
-    if durable && sqlite {
-        conn.execute("PRAGMA synchronous = FULL").await?;
-    }
     let mut tx = conn.begin().await?;
-    if durable && !sqlite {
+    if durable {
         tx.execute("SET LOCAL synchronous_commit = on").await?;
     }
     for chunk in records.chunks(ROWS_PER_STATEMENT) {
@@ -618,7 +623,7 @@ async fn insert(
         let sql = if chunk.len() == ROWS_PER_STATEMENT {
             full_statement
         } else {
-            partial = insert_statement(backend, chunk.len());
+            partial = insert_statement(catalog::Backend::Postgres, chunk.len());
             partial.as_str()
         };
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
@@ -649,9 +654,6 @@ async fn insert(
         query.execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    if durable && sqlite {
-        conn.execute("PRAGMA synchronous = NORMAL").await?;
-    }
     Ok(())
 }
 
@@ -1027,6 +1029,17 @@ mod tests {
             .unwrap();
     }
 
+    /// A data dir whose journal holds `calls` records and whose DB only the first `kept`, as
+    /// after a crash between the journal's sync and the DB insert; with the last segment.
+    async fn journal_ahead_of_db(calls: usize, kept: i64) -> (tempfile::TempDir, Catalog, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        drop(record_calls(&catalog, &journal, calls).await);
+        lose_db_rows_after(&catalog, kept).await;
+        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        (dir, catalog, journal, last)
+    }
+
     #[tokio::test]
     async fn settled_records_are_in_the_db_and_ended_segments_are_removed() {
         let dir = tempfile::tempdir().unwrap();
@@ -1068,11 +1081,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_torn_last_line_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
-        drop(record_calls(&catalog, &journal, 6).await);
-        lose_db_rows_after(&catalog, 5).await;
-        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        let (_dir, catalog, journal, last) = journal_ahead_of_db(6, 5).await;
         write_at(
             &last,
             records_end(&last),
@@ -1099,14 +1108,10 @@ mod tests {
 
     #[tokio::test]
     async fn what_lies_past_the_zeros_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
-        drop(record_calls(&catalog, &journal, 7).await);
-        lose_db_rows_after(&catalog, 6).await;
+        let (_dir, catalog, journal, last) = journal_ahead_of_db(7, 6).await;
         // A crash in the sync of a group can leave a later block of it on disk and zeros where
         // its first block did not get to: here record 7, chained to record 6 as written, moved
         // past the zeros. A reader that went on past them would take it in.
-        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
         let text = std::fs::read_to_string(&last).unwrap();
         let seventh = text.lines().find(|l| l.contains("request-7")).unwrap();
         let at = text.find(seventh).unwrap() as u64;
@@ -1127,11 +1132,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_journal_record_stops_the_start_and_fails_verify() {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
-        drop(record_calls(&catalog, &journal, 7).await);
-        lose_db_rows_after(&catalog, 5).await;
-        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        let (_dir, catalog, journal, last) = journal_ahead_of_db(7, 5).await;
         let text = std::fs::read_to_string(&last).unwrap();
         assert!(text.contains("request-6"));
         std::fs::write(&last, text.replace("request-6", "request-X")).unwrap();
@@ -1148,11 +1149,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_removed_from_the_journal_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
-        drop(record_calls(&catalog, &journal, 7).await);
-        lose_db_rows_after(&catalog, 4).await;
-        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        let (_dir, catalog, journal, last) = journal_ahead_of_db(7, 4).await;
         let text = std::fs::read_to_string(&last).unwrap();
         let kept: String = text
             .lines()
@@ -1169,13 +1166,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_journal_line_that_is_not_a_record_is_damage() {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
-        drop(record_calls(&catalog, &journal, 6).await);
-        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        let (_dir, catalog, journal, last) = journal_ahead_of_db(6, 0).await;
         let text = std::fs::read_to_string(&last).unwrap();
         std::fs::write(&last, format!("not json\n{text}")).unwrap();
-        lose_db_rows_after(&catalog, 0).await;
         let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
         assert!(broken.reason.contains("damaged at line 1"), "{}", broken.reason);
         assert!(AuditLog::start(catalog.clone(), &journal).await.is_err());
