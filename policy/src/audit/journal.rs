@@ -232,17 +232,14 @@ impl Journal {
                 fs::remove_file(&path)?;
             }
         }
-        let path = segment_path(dir, first_seq);
-        let file = make_segment(&path, SMALL_SEGMENT_BYTES)?;
-        // The new name must survive a crash as well as the records written under it.
-        File::open(dir)?.sync_all()?;
+        let (path, file, capacity) = new_segment(dir, first_seq, None)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             file,
             path,
             first_seq,
             length: 0,
-            capacity: SMALL_SEGMENT_BYTES,
+            capacity,
             records: 0,
             buffer: Vec::with_capacity(64 * 1024),
             buffered: 0,
@@ -327,31 +324,10 @@ impl Journal {
     }
 
     /// Starts the next segment at `first_seq`, keeping the group buffered; returns the path of
-    /// the one it ends. The segment made ahead is taken when it is ready; otherwise a small one
-    /// is made now.
+    /// the one it ends.
     pub(super) fn rotate(&mut self, first_seq: i64) -> std::io::Result<PathBuf> {
-        let path = segment_path(&self.dir, first_seq);
-        let ready = self.spare.take_if(|(_, handle)| handle.is_finished());
-        let made = match ready.map(|(spare, handle)| (spare, handle.join())) {
-            Some((spare, Ok(Ok(file)))) => fs::rename(&spare, &path).map(|()| (file, SEGMENT_BYTES)),
-            Some((spare, failed)) => {
-                let why = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "its thread panicked".into(),
-                };
-                tracing::warn!(error = %why, "making the next audit journal segment ahead; making a small one now");
-                let _ = fs::remove_file(&spare);
-                make_segment(&path, SMALL_SEGMENT_BYTES).map(|file| (file, SMALL_SEGMENT_BYTES))
-            }
-            None => make_segment(&path, SMALL_SEGMENT_BYTES).map(|file| (file, SMALL_SEGMENT_BYTES)),
-        };
-        let (file, capacity) = made?;
-        // Not kept unless its name is durable: a segment named ahead of the one still written
-        // would make that one read as not the last.
-        if let Err(e) = File::open(&self.dir).and_then(|dir| dir.sync_all()) {
-            let _ = fs::remove_file(&path);
-            return Err(e);
-        }
+        let ready = self.spare.take_if(|(_, making)| making.is_finished());
+        let (path, file, capacity) = new_segment(&self.dir, first_seq, ready)?;
         self.file = file;
         self.capacity = capacity;
         self.first_seq = first_seq;
@@ -359,6 +335,37 @@ impl Journal {
         self.records = 0;
         Ok(std::mem::replace(&mut self.path, path))
     }
+}
+
+/// Makes the segment for records from `first_seq` on: the one made ahead (`ready`, finished)
+/// when it was made whole, otherwise a small one now. Returns its path, file and size. It is
+/// not kept unless its name is durable: a segment named ahead of the one still written would
+/// make that one read as not the last.
+fn new_segment(
+    dir: &Path,
+    first_seq: i64,
+    ready: Option<(PathBuf, JoinHandle<std::io::Result<File>>)>,
+) -> std::io::Result<(PathBuf, File, u64)> {
+    let path = segment_path(dir, first_seq);
+    let made = match ready.map(|(spare, making)| (spare, making.join())) {
+        Some((spare, Ok(Ok(file)))) => fs::rename(&spare, &path).map(|()| (file, SEGMENT_BYTES)),
+        Some((spare, failed)) => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "its thread panicked".into(),
+            };
+            tracing::warn!(error = %why, "making the next audit journal segment ahead; making a small one now");
+            let _ = fs::remove_file(&spare);
+            make_segment(&path, SMALL_SEGMENT_BYTES).map(|file| (file, SMALL_SEGMENT_BYTES))
+        }
+        None => make_segment(&path, SMALL_SEGMENT_BYTES).map(|file| (file, SMALL_SEGMENT_BYTES)),
+    };
+    let (file, capacity) = made?;
+    if let Err(e) = File::open(dir).and_then(|dir| dir.sync_all()) {
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok((path, file, capacity))
 }
 
 #[cfg(test)]
