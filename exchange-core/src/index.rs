@@ -97,6 +97,26 @@ pub fn decode_head(bytes: &[u8]) -> Result<(i64, &str)> {
     Ok((version, c.text(len)?))
 }
 
+/// A record's version and values borrowed from the index: what a lookup that only answers
+/// with the values needs, without a `String` per value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    /// The library version that last changed the record.
+    pub version: i64,
+    /// Field values in schema order.
+    pub values: Vec<Option<&'a str>>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// Borrows the version and values of a record [`encode`] wrote.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self> {
+        let (version, _) = decode_head(bytes)?;
+        let mut values = Vec::with_capacity(16);
+        decode_values(bytes, |_, value| values.push(value))?;
+        Ok(Self { version, values })
+    }
+}
+
 /// Decodes what [`encode`] wrote.
 pub fn decode(bytes: &[u8]) -> Result<StoredRecord> {
     let mut c = Cursor { bytes };
@@ -298,6 +318,14 @@ impl IndexReader {
         }
     }
 
+    /// `f` of the current record for `key`, borrowed from the index.
+    pub fn get_with<T>(&self, key: &str, f: impl FnOnce(Option<RecordRef<'_>>) -> T) -> Result<T> {
+        match self.records.get(key).map_err(Error::index)? {
+            Some(bytes) => Ok(f(Some(RecordRef::decode(bytes.value())?))),
+            None => Ok(f(None)),
+        }
+    }
+
     /// Calls `f(key, version, source)` for every record, in key order.
     pub fn for_each_head(&self, mut f: impl FnMut(&str, i64, &str)) -> Result<()> {
         for entry in self.records.iter().map_err(Error::index)? {
@@ -455,6 +483,12 @@ impl ServingIndex {
         self.shared_reader()?.get(key)
     }
 
+    /// `f` of the current record for `key` as of the last commit before the call, borrowed
+    /// from the index: for a lookup answered straight from the values.
+    pub fn get_with<T>(&self, key: &str, f: impl FnOnce(Option<RecordRef<'_>>) -> T) -> Result<T> {
+        self.shared_reader()?.get_with(key, f)
+    }
+
     /// The read view shared by lookups, made again after a commit. The count is read before
     /// the view is made, so a view that a commit overtook while it was being made is made
     /// again at the next call rather than kept.
@@ -584,8 +618,15 @@ mod tests {
         encode(&record("fourth"), &mut encoded);
         index.apply_encoded([("k", Some(encoded.as_slice()))]).unwrap();
         assert_eq!(value(&index).as_deref(), Some("fourth"));
+        let borrowed = |index: &ServingIndex| {
+            index
+                .get_with("k", |r| r.map(|r| (r.version, r.values[0].map(str::to_string))))
+                .unwrap()
+        };
+        assert_eq!(borrowed(&index), Some((1, Some("fourth".to_string()))));
         index.apply_encoded([("k", None)]).unwrap();
         assert_eq!(value(&index), None);
+        assert_eq!(borrowed(&index), None);
     }
 
     proptest! {
@@ -606,6 +647,9 @@ mod tests {
             let held = decode_values(&buf, |i, value| borrowed.push((i, value.map(str::to_string)))).unwrap();
             prop_assert_eq!(held, record.values.len());
             prop_assert_eq!(borrowed, record.values.iter().cloned().enumerate().collect::<Vec<_>>());
+            let view = RecordRef::decode(&buf).unwrap();
+            prop_assert_eq!(view.version, record.version);
+            prop_assert_eq!(view.values, record.values.iter().map(|v| v.as_deref()).collect::<Vec<_>>());
         }
     }
 

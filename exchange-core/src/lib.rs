@@ -40,7 +40,7 @@ pub use domain::{OpenType, Sensitivity, ShareMethod, ShareType, UpdateCycle};
 pub use error::{Error, Result};
 pub use history::{Change, DiffPage, KeyChange, RecordOp, RecordVersion, RecordsAsOf};
 pub use id_number::{IdNumber, IdNumberError};
-pub use index::{IndexReader, StoredRecord};
+pub use index::{IndexReader, RecordRef, StoredRecord};
 pub use lineage::{Lineage, Origin};
 pub use region::RegionCode;
 pub use schema::{FieldKind, LibraryField, LibrarySchema};

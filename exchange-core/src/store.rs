@@ -215,6 +215,12 @@ impl Library {
         self.index.get(key)
     }
 
+    /// `f` of the current record for `key`, borrowed from the serving index (no copy of
+    /// its values).
+    pub fn get_with<T>(&self, key: &str, f: impl FnOnce(Option<crate::RecordRef<'_>>) -> T) -> Result<T> {
+        self.index.get_with(key, f)
+    }
+
     /// The version the library serves.
     pub fn version(&self) -> Result<i64> {
         Ok(self.index.version()?.unwrap_or(0))

@@ -15,7 +15,7 @@ use datafusion::execution::SessionState;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::ExprSchemable;
 use datafusion::physical_expr::PhysicalExpr;
-use exchange_core::{LibrarySchema, StoredRecord};
+use exchange_core::LibrarySchema;
 
 /// Why a filter does not compile or evaluate. The message is DataFusion's, for the caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,13 +128,15 @@ impl RowFilter {
         &self.columns
     }
 
-    /// Whether the filter holds for one stored record (values in the compiled column order).
+    /// Whether the filter holds for one stored record's values (in the compiled column order).
     /// Null or an evaluation failure is "no": a record the filter cannot vouch for is not shown.
-    pub fn matches(&self, record: &StoredRecord) -> bool {
+    pub fn matches<S: AsRef<str>>(&self, values: &[Option<S>]) -> bool {
         let columns: Vec<ArrayRef> = (0..self.schema.fields().len())
             .map(|i| {
                 if self.positions.contains(&i) {
-                    Arc::new(StringArray::from(vec![record.values.get(i).cloned().flatten()])) as ArrayRef
+                    Arc::new(StringArray::from(vec![
+                        values.get(i).and_then(|v| v.as_ref()).map(AsRef::as_ref),
+                    ])) as ArrayRef
                 } else {
                     self.null_column.clone()
                 }
@@ -181,6 +183,7 @@ pub(crate) fn clean(e: &datafusion::error::DataFusionError) -> String {
 
 #[cfg(test)]
 mod tests {
+    use exchange_core::StoredRecord;
     use exchange_core::schema::POPULATION;
 
     use super::*;
@@ -202,11 +205,11 @@ mod tests {
     fn compiles_and_matches_one_record() {
         let filter = RowFilter::compile(&POPULATION, "region_code LIKE '3301%'").unwrap();
         assert_eq!(filter.columns(), ["region_code"]);
-        assert!(filter.matches(&record("330102", None)));
-        assert!(!filter.matches(&record("110105", None)));
+        assert!(filter.matches(&record("330102", None).values));
+        assert!(!filter.matches(&record("110105", None).values));
         let nulls = RowFilter::compile(&POPULATION, "name = '张三'").unwrap();
-        assert!(!nulls.matches(&record("330102", None)), "null is no");
-        assert!(nulls.matches(&record("330102", Some("张三"))));
+        assert!(!nulls.matches(&record("330102", None).values), "null is no");
+        assert!(nulls.matches(&record("330102", Some("张三")).values));
     }
 
     /// (filter, expected error kind)

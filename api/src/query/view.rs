@@ -78,7 +78,7 @@ impl View {
 
     /// Whether the grant's row filter lets `record` through.
     pub fn admits(&self, record: &StoredRecord) -> bool {
-        self.row_filter.as_ref().is_none_or(|f| f.matches(record))
+        self.row_filter.as_ref().is_none_or(|f| f.matches(&record.values))
     }
 
     /// The records as the caller sees them: visible items only, masked where not plain.

@@ -248,15 +248,20 @@ impl Projected<'_> {
     }
 }
 
-/// [`Projected`]: `stored` as `access` lets the caller see it.
-pub(crate) fn project<'a>(access: &'a Access, library: &Library, stored: &'a StoredRecord) -> Projected<'a> {
+/// [`Projected`]: a record's `values` (in schema order) as `access` lets the caller see them.
+pub(crate) fn project<'a, S: AsRef<str>>(
+    access: &'a Access,
+    library: &Library,
+    values: &'a [Option<S>],
+) -> Projected<'a> {
     let schema = library.schema();
     let mut fields = Vec::with_capacity(access.items.len());
     for item in &access.items {
         let Some(position) = schema.position(&item.name) else {
             continue;
         };
-        let value = stored.values[position].as_deref().map(|v| {
+        let value = values[position].as_ref().map(|v| {
+            let v = v.as_ref();
             if item.plain {
                 Cow::Borrowed(v)
             } else {
@@ -288,27 +293,34 @@ async fn serve_record(
     let key = parse_key(&library, key)?;
     call.entry.subject_hash = Some(policy::sha256_hex(&[&state.audit_key, key.as_bytes()]));
     let row_filter = crate::query::grant_filter(&access, library.schema())?;
-    // A record outside the grant's row filter is answered exactly as a missing one.
-    let stored = visible(
-        row_filter.as_deref(),
-        library.get(&key).map_err(|e| Problem::internal(&e))?,
-    );
-    let stored = stored.ok_or_else(|| {
-        Problem::new(
-            StatusCode::NOT_FOUND,
-            "record_not_found",
-            "No such record",
-            format!("resource {resource_code} holds no record for this key"),
-        )
-        .with_field("key")
-    })?;
+    // Answered from the values as the index holds them; a record outside the grant's row
+    // filter is answered exactly as a missing one.
+    let body = library
+        .get_with(&key, |stored| {
+            let stored = stored.filter(|s| row_filter.as_deref().is_none_or(|f| f.matches(&s.values)))?;
+            Some(serde_json::to_vec(&RecordAnswer {
+                resource_code: &resource.code,
+                library_version: stored.version,
+                record: project(&access, &library, &stored.values),
+                masked: &call.entry.items_masked,
+            }))
+        })
+        .map_err(|e| Problem::internal(&e))?;
+    let body = body
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "record_not_found",
+                "No such record",
+                format!("resource {resource_code} holds no record for this key"),
+            )
+            .with_field("key")
+        })?
+        .map_err(|e| Problem::internal(&e))?;
     call.entry.row_count = Some(1);
-    Ok(HttpResponse::Ok().json(RecordAnswer {
-        resource_code: &resource.code,
-        library_version: stored.version,
-        record: project(&access, &library, &stored),
-        masked: &call.entry.items_masked,
-    }))
+    Ok(HttpResponse::Ok()
+        .content_type(actix_web::http::header::ContentType::json())
+        .body(body))
 }
 
 const CHANGES_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/changes";
@@ -446,7 +458,7 @@ async fn serve_changes(
                     "op": "upsert",
                     "key": key,
                     "version": stored.version,
-                    "record": project(&access, &library, stored),
+                    "record": project(&access, &library, &stored.values),
                 }));
             }
             let next = match last {
@@ -496,7 +508,7 @@ pub(crate) fn visible(filter: Option<&crate::query::RowFilter>, stored: Option<S
 
 /// Whether the grant's row filter (none: every row) lets the caller see `stored`.
 fn admits(filter: Option<&crate::query::RowFilter>, stored: &StoredRecord) -> bool {
-    filter.is_none_or(|f| f.matches(stored))
+    filter.is_none_or(|f| f.matches(&stored.values))
 }
 
 const BATCH_ENDPOINT: &str = "POST /api/v1/exchange/{resource_code}/records:batch";
@@ -590,7 +602,7 @@ async fn serve_batch(
                         "key": raw,
                         "status": "found",
                         "library_version": stored.version,
-                        "record": project(&access, &library, &stored),
+                        "record": project(&access, &library, &stored.values),
                     })
                 }
                 None => json!({"key": raw, "status": "not_found"}),

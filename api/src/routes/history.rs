@@ -137,7 +137,7 @@ pub(crate) async fn serve_record_as_of(
         "resource_code": resource.code,
         "as_of_version": version,
         "library_version": stored.version,
-        "record": project(&access, &library, &stored),
+        "record": project(&access, &library, &stored.values),
         "masked": call.entry.items_masked,
     })))
 }
@@ -207,7 +207,7 @@ async fn serve_history(
             "op": version.op.as_str(),
             "source": version.source,
             "ingested_at": version.ingested_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "record": record.as_ref().map(|r| project(&access, &library, r)),
+            "record": record.as_ref().map(|r| project(&access, &library, &r.values)),
         }));
     }
     if versions.is_empty() {
@@ -222,7 +222,7 @@ async fn serve_history(
 }
 
 fn admits(filter: Option<&RowFilter>, record: &StoredRecord) -> bool {
-    filter.is_none_or(|f| f.matches(record))
+    filter.is_none_or(|f| f.matches(&record.values))
 }
 
 const DIFF_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/diff";
@@ -349,8 +349,10 @@ fn visible_change(access: &Access, library: &Library, filter: Option<&RowFilter>
     let before = before.filter(|r| admits(filter, r));
     let after = after.filter(|r| admits(filter, r));
     let before_version = before.map(|r| r.version);
-    let shown = |r| project(access, library, r);
-    let (op, before, after) = match (before.map(shown), after.map(shown)) {
+    let (op, before, after) = match (
+        before.map(|r| project(access, library, &r.values)),
+        after.map(|r| project(access, library, &r.values)),
+    ) {
         (None, Some(a)) => ("insert", None, Some(a)),
         (Some(b), None) => ("delete", Some(b), None),
         (Some(b), Some(a)) if b != a => ("update", Some(b), Some(a)),

@@ -321,7 +321,7 @@ pub(crate) fn records_page(
         for (i, (key, stored)) in chunk.iter().enumerate() {
             if kept.peek() == Some(&i) {
                 kept.next();
-                let mut record = project(&read.access, &read.library, stored);
+                let mut record = project(&read.access, &read.library, &stored.values);
                 record.retain(|name| names.contains(&name));
                 out.push(serde_json::to_value(record).map_err(|e| Problem::internal(&e))?);
             }
