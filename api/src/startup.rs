@@ -161,6 +161,8 @@ impl Application {
         let port = listener.local_addr().map_err(|e| Failure::msg(e.to_string()))?.port();
         let server =
             HttpServer::new(move || {
+                // Runs on each worker thread, in its LocalSet.
+                policy::AuditLog::answer_on_this_thread();
                 App::new()
                     .app_data(state.clone())
                     .app_data(web::PathConfig::default().error_handler(|err, _| {
