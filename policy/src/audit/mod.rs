@@ -546,9 +546,14 @@ impl IngestConnection {
                     )
                 })?;
                 let conn = rusqlite::Connection::open(&path).map_err(|e| sqlite_failed(&e))?;
-                // As the pool's connections (WAL, busy timeout), but commits that do not sync.
+                // As the pool's connections (WAL, busy timeout), but commits that do not sync,
+                // and checkpoints every 256 pages (1 MiB) rather than SQLite's 1,000: a
+                // checkpoint syncs the DB file, and the journal's sync waits behind it on the
+                // disk. With the smaller checkpoints the lookup benchmark's p99 at half load
+                // went from 4.1–4.9 ms to 2.7–3.9 ms (most runs), throughput unchanged.
                 conn.execute_batch(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA wal_autocheckpoint = 256;",
                 )
                 .map_err(|e| sqlite_failed(&e))?;
                 Ok(Self::Sqlite(conn, insert_statement(catalog::Backend::Sqlite, 1)))
@@ -1164,6 +1169,25 @@ mod tests {
         log.settle().await.unwrap();
         let report = verify(&catalog, Some(&journal)).await.unwrap();
         assert_eq!((report.records, report.first_broken), (120, None));
+    }
+
+    /// The ingester's SQLite connection checkpoints in small steps (see `IngestConnection::open`).
+    #[tokio::test]
+    async fn the_ingest_connection_checkpoints_every_256_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = catalog(dir.path()).await;
+        let IngestConnection::Sqlite(conn, _) = IngestConnection::open(&catalog).await.unwrap() else {
+            panic!("a SQLite catalog gets a SQLite ingest connection");
+        };
+        let pages: i64 = conn
+            .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
+            .unwrap();
+        assert_eq!(pages, 256);
+        let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
+        assert_eq!(
+            synchronous, 1,
+            "NORMAL: the journal holds the records until a durable commit"
+        );
     }
 
     #[tokio::test]
