@@ -519,7 +519,7 @@ impl RequestId {
 /// A new request id: 12 random bytes in hex.
 pub(crate) fn new_request_id() -> String {
     use rand::Rng;
-    hex::encode(rand::rng().random::<[u8; 12]>())
+    policy::hex_string(&rand::rng().random::<[u8; 12]>())
 }
 
 const X_REQUEST_ID: actix_web::http::header::HeaderName =

@@ -130,7 +130,7 @@ async fn insert_key(
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<(i64, String)> {
     let secret: [u8; 20] = rand::rng().random();
-    let key = format!("ht_{}", hex::encode(secret));
+    let key = format!("ht_{}", crate::hex_string(&secret));
     let row = sqlx::query(
         "INSERT INTO credentials (key_prefix, key_hash, name, role, department_id, created_at, \
          expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -299,7 +299,7 @@ impl Authenticator {
         if let Some(hit) = self.cached(&cache_key) {
             return hit;
         }
-        let stored = find_by_hash(&self.catalog, &hex::encode(digest)).await?;
+        let stored = find_by_hash(&self.catalog, &crate::hex_string(&digest)).await?;
         self.remember(cache_key, stored)
     }
 

@@ -58,5 +58,25 @@ pub fn sha256_hex(parts: &[&[u8]]) -> String {
     for part in parts {
         hasher.update(part);
     }
-    hex::encode(hasher.finalize())
+    hex_string(&hasher.finalize())
+}
+
+/// `bytes` in lower-case hex. `hex::encode` builds its string a `char` at a time; this
+/// encodes through a table into one buffer (it is on every exchange call, three times).
+pub fn hex_string(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    hex::encode_to_slice(bytes, &mut out).expect("the buffer holds two digits a byte");
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn hex_string_is_lower_case_hex(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+            prop_assert_eq!(super::hex_string(&bytes), hex::encode(&bytes));
+        }
+    }
 }

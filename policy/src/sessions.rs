@@ -24,7 +24,7 @@ pub struct NewSession {
 /// Starts a session for `credential_id`, lasting `lifetime`.
 pub async fn start(catalog: &Catalog, credential_id: i64, lifetime: chrono::Duration) -> Result<NewSession> {
     let secret: [u8; 32] = rand::rng().random();
-    let token = hex::encode(secret);
+    let token = crate::hex_string(&secret);
     let expires_at = Utc::now() + lifetime;
     sqlx::query("INSERT INTO sessions (token_hash, credential_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
         .bind(sha256_hex(&[token.as_bytes()]))

@@ -101,7 +101,7 @@ impl TokenSigner {
             dept: credential.department_code.clone(),
             iat: now,
             exp: now + self.lifetime.num_seconds(),
-            jti: hex::encode(jti),
+            jti: crate::hex_string(&jti),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing with a byte secret cannot fail")

@@ -333,7 +333,7 @@ async fn serve_diff(
         "from_version": from,
         "to_version": to,
         "changes": changes,
-        "next_cursor": page.next_after.map(|k| hex::encode(k.as_bytes())),
+        "next_cursor": page.next_after.map(|k| policy::hex_string(k.as_bytes())),
         "masked": call.entry.items_masked,
     })))
 }

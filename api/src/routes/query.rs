@@ -336,7 +336,7 @@ pub(crate) fn records_page(
     let next_cursor = if exhausted {
         None
     } else {
-        last.map(|k| hex::encode(k.as_bytes()))
+        last.map(|k| policy::hex_string(k.as_bytes()))
     };
     Ok((out, version, next_cursor))
 }
