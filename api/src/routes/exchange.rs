@@ -187,6 +187,17 @@ pub(crate) async fn authorize(
     Ok((resource, library, access))
 }
 
+/// 404 for a valid key the library does not hold, or holds outside the grant's row filter.
+pub(crate) fn record_not_found(resource_code: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "record_not_found",
+        "No such record",
+        format!("resource {resource_code} holds no record for this key"),
+    )
+    .with_field("key")
+}
+
 /// 403 with the denial's stable code.
 pub(crate) fn denied(denial: policy::Denial) -> Problem {
     Problem::new(StatusCode::FORBIDDEN, denial.code(), "Access denied", denial.message())
@@ -307,15 +318,7 @@ async fn serve_record(
         })
         .map_err(|e| Problem::internal(&e))?;
     let body = body
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "record_not_found",
-                "No such record",
-                format!("resource {resource_code} holds no record for this key"),
-            )
-            .with_field("key")
-        })?
+        .ok_or_else(|| record_not_found(resource_code))?
         .map_err(|e| Problem::internal(&e))?;
     call.entry.row_count = Some(1);
     Ok(HttpResponse::Ok()

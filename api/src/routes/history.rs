@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::problem::Problem;
 use crate::query::RowFilter;
-use crate::routes::exchange::{CallRecord, authorize, parse_key, project, visible};
+use crate::routes::exchange::{CallRecord, authorize, parse_key, project, record_not_found, visible};
 use crate::startup::AppState;
 
 /// A library error: bad input (a version not reached, a time before the first commit) is a 422
@@ -103,16 +103,6 @@ impl AsOf {
             AsOf::Time(t) => library.version_at(*t).await.map_err(library_problem),
         }
     }
-}
-
-fn record_not_found(resource_code: &str) -> Problem {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "record_not_found",
-        "No such record",
-        format!("resource {resource_code} holds no record for this key"),
-    )
-    .with_field("key")
 }
 
 /// `GET …/records/{key}?as_of_version=N` or `?as_of=<time>`: the record as it was, served
