@@ -464,13 +464,11 @@ fn register_endpoints(config: &mut web::ServiceConfig) {
     }
 }
 
-/// The access log (target `huitong::http`). Exchange calls are left out: each is in the audit
-/// trail already, with more than a log line holds, and a line per lookup would cost the hot
-/// path a write.
-/// Middleware: one `huitong::http` line per request (status, request line, time to the
-/// response head), except exchange calls, which the audit trail records. A prefix test where
-/// actix-web's `Logger` matched a regex and wrapped every body: about 1 % of the CPU of an
-/// exchange lookup under load.
+/// Middleware, the access log: one `huitong::http` line per request (status, request line,
+/// time to the response head). Exchange calls are left out: each is in the audit trail
+/// already, with more than a log line holds, and a line per lookup would cost the hot path a
+/// write. A prefix test, where actix-web's `Logger` matched a regex and wrapped every body:
+/// about 1 % of the CPU of an exchange lookup under load.
 async fn log_request(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,

@@ -308,7 +308,7 @@ async fn serve_record(
     // filter is answered exactly as a missing one.
     let body = library
         .get_with(&key, |stored| {
-            let stored = stored.filter(|s| row_filter.as_deref().is_none_or(|f| f.matches(&s.values)))?;
+            let stored = stored.filter(|s| admits(row_filter.as_deref(), &s.values))?;
             Some(serde_json::to_vec(&RecordAnswer {
                 resource_code: &resource.code,
                 library_version: stored.version,
@@ -454,7 +454,7 @@ async fn serve_changes(
                 .map_err(|e| Problem::internal(&e))?;
             let row_filter = crate::query::grant_filter(&access, library.schema())?;
             for (key, stored) in &page {
-                if !admits(row_filter.as_deref(), stored) {
+                if !admits(row_filter.as_deref(), &stored.values) {
                     continue;
                 }
                 changes.push(json!({
@@ -506,12 +506,13 @@ async fn serve_changes(
 /// The record if the caller may see it: one outside the grant's row filter is treated as
 /// absent, so its existence does not leak.
 pub(crate) fn visible(filter: Option<&crate::query::RowFilter>, stored: Option<StoredRecord>) -> Option<StoredRecord> {
-    stored.filter(|stored| admits(filter, stored))
+    stored.filter(|stored| admits(filter, &stored.values))
 }
 
-/// Whether the grant's row filter (none: every row) lets the caller see `stored`.
-fn admits(filter: Option<&crate::query::RowFilter>, stored: &StoredRecord) -> bool {
-    filter.is_none_or(|f| f.matches(&stored.values))
+/// Whether the grant's row filter (none: every row) lets the caller see a record with these
+/// `values` (in schema order).
+pub(crate) fn admits<S: AsRef<str>>(filter: Option<&crate::query::RowFilter>, values: &[Option<S>]) -> bool {
+    filter.is_none_or(|f| f.matches(values))
 }
 
 const BATCH_ENDPOINT: &str = "POST /api/v1/exchange/{resource_code}/records:batch";

@@ -5,13 +5,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use exchange_core::{Change, KeyChange, Library, StoredRecord};
+use exchange_core::{Change, KeyChange, Library};
 use policy::Access;
 use serde_json::{Value, json};
 
 use crate::problem::Problem;
 use crate::query::RowFilter;
-use crate::routes::exchange::{CallRecord, authorize, parse_key, project, record_not_found, visible};
+use crate::routes::exchange::{CallRecord, admits, authorize, parse_key, project, record_not_found, visible};
 use crate::startup::AppState;
 
 /// A library error: bad input (a version not reached, a time before the first commit) is a 422
@@ -185,7 +185,7 @@ async fn serve_history(
     for version in &history {
         let record = version.record();
         let include = match &record {
-            Some(record) => admits(row_filter.as_deref(), record),
+            Some(record) => admits(row_filter.as_deref(), &record.values),
             None => shown,
         };
         shown = include && record.is_some();
@@ -209,10 +209,6 @@ async fn serve_history(
         "versions": versions,
         "masked": call.entry.items_masked,
     })))
-}
-
-fn admits(filter: Option<&RowFilter>, record: &StoredRecord) -> bool {
-    filter.is_none_or(|f| f.matches(&record.values))
 }
 
 const DIFF_ENDPOINT: &str = "GET /api/v1/exchange/{resource_code}/diff";
@@ -336,8 +332,8 @@ fn visible_change(access: &Access, library: &Library, filter: Option<&RowFilter>
         Change::Update { before, after } => (Some(before), Some(after)),
         Change::Delete { before } => (Some(before), None),
     };
-    let before = before.filter(|r| admits(filter, r));
-    let after = after.filter(|r| admits(filter, r));
+    let before = before.filter(|r| admits(filter, &r.values));
+    let after = after.filter(|r| admits(filter, &r.values));
     let before_version = before.map(|r| r.version);
     let (op, before, after) = match (
         before.map(|r| project(access, library, &r.values)),

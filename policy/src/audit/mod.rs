@@ -119,66 +119,54 @@ impl<S: AsRef<str>> Canonical<S> {
     /// exchange lookup under load.
     fn write_json(&self, o: &mut Vec<u8>) {
         fn key(o: &mut Vec<u8>, name: &str) {
-            o.extend_from_slice(b",\"");
+            if o.last() != Some(&b'{') {
+                o.push(b',');
+            }
+            o.push(b'"');
             o.extend_from_slice(name.as_bytes());
             o.extend_from_slice(b"\":");
         }
-        fn int(o: &mut Vec<u8>, value: Option<i64>) {
+        fn int(o: &mut Vec<u8>, name: &str, value: Option<i64>) {
+            key(o, name);
             match value {
                 Some(v) => o.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
                 None => o.extend_from_slice(b"null"),
             }
         }
-        fn text<S: AsRef<str>>(o: &mut Vec<u8>, value: Option<&S>) {
+        fn text<S: AsRef<str>>(o: &mut Vec<u8>, name: &str, value: Option<&S>) {
+            key(o, name);
             match value {
                 Some(v) => json_str(o, v.as_ref()),
                 None => o.extend_from_slice(b"null"),
             }
         }
-        o.extend_from_slice(b"{\"seq\":");
-        int(o, Some(self.seq));
-        key(o, "at");
-        text(o, Some(&self.at));
-        key(o, "request_id");
-        text(o, Some(&self.request_id));
-        key(o, "credential_id");
-        int(o, self.credential_id);
-        key(o, "department");
-        text(o, self.department.as_ref());
-        key(o, "resource_code");
-        text(o, self.resource_code.as_ref());
-        key(o, "endpoint");
-        text(o, Some(&self.endpoint));
-        key(o, "subject_hash");
-        text(o, self.subject_hash.as_ref());
-        key(o, "status");
-        int(o, Some(self.status));
-        key(o, "outcome");
-        text(o, Some(&self.outcome));
-        key(o, "items_plain");
-        text(o, Some(&self.items_plain));
-        key(o, "items_masked");
-        text(o, Some(&self.items_masked));
-        key(o, "grant_id");
-        int(o, self.grant_id);
-        key(o, "latency_us");
-        int(o, Some(self.latency_us));
+        o.push(b'{');
+        int(o, "seq", Some(self.seq));
+        text(o, "at", Some(&self.at));
+        text(o, "request_id", Some(&self.request_id));
+        int(o, "credential_id", self.credential_id);
+        text(o, "department", self.department.as_ref());
+        text(o, "resource_code", self.resource_code.as_ref());
+        text(o, "endpoint", Some(&self.endpoint));
+        text(o, "subject_hash", self.subject_hash.as_ref());
+        int(o, "status", Some(self.status));
+        text(o, "outcome", Some(&self.outcome));
+        text(o, "items_plain", Some(&self.items_plain));
+        text(o, "items_masked", Some(&self.items_masked));
+        int(o, "grant_id", self.grant_id);
+        int(o, "latency_us", Some(self.latency_us));
         // Left out when empty, as `skip_serializing_if` does.
         if self.row_count.is_some() {
-            key(o, "row_count");
-            int(o, self.row_count);
+            int(o, "row_count", self.row_count);
         }
         if self.demand_id.is_some() {
-            key(o, "demand_id");
-            int(o, self.demand_id);
+            int(o, "demand_id", self.demand_id);
         }
         if self.client_hash.is_some() {
-            key(o, "client_hash");
-            text(o, self.client_hash.as_ref());
+            text(o, "client_hash", self.client_hash.as_ref());
         }
         if self.application_id.is_some() {
-            key(o, "application_id");
-            int(o, self.application_id);
+            int(o, "application_id", self.application_id);
         }
         o.push(b'}');
     }
