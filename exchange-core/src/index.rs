@@ -3,8 +3,10 @@
 //! library commit and stamped with the library version it reflects, so a crash between the
 //! two is repaired by replaying the newer versions on open.
 //!
-//! Records are stored in a compact binary form (see [`encode`]): the index of a 10M-row library
-//! is written at bulk-load speed after a full pull, and read back in a microsecond per lookup.
+//! Records are stored in a compact binary form (see [`encode`]). A write that changes much of
+//! the library (its first load above all) writes them anew as a sorted, immutable base file
+//! ([`crate::segment`]) in one sequential pass; redb then holds only the changes made since (a
+//! deletion of a base record as an empty value), and a lookup reads redb, then the base.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,12 +15,19 @@ use std::sync::{Arc, RwLock};
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::segment::{Segment, SegmentWriter};
 use crate::{Error, Result};
 
 const RECORDS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("records");
 const META: TableDefinition<'_, &str, i64> = TableDefinition::new("meta");
 const VERSION_KEY: &str = "library_version";
 const FORMAT_KEY: &str = "format";
+/// The generation of the base segment (absent: no base).
+const BASE_KEY: &str = "base";
+/// Records held, base and changes together (kept only while there is a base).
+const COUNT_KEY: &str = "records";
+/// What redb holds for a base record deleted since: encoded records are never empty.
+const TOMBSTONE: &[u8] = b"";
 /// Bumped when the record encoding changes; an index in another format is rebuilt from its table.
 const FORMAT: i64 = 3;
 /// The index's page cache.
@@ -171,10 +180,19 @@ fn version_in(tx: &redb::ReadTransaction) -> Result<Option<i64>> {
     Ok(meta.get(VERSION_KEY).map_err(Error::index)?.map(|v| v.value()))
 }
 
-/// The records as `tx` sees them.
-fn reader_in(tx: &redb::ReadTransaction) -> Result<IndexReader> {
+/// The records as `tx` sees them, over `base` (the base segment when `tx` began).
+fn reader_in(tx: &redb::ReadTransaction, base: Option<Arc<Segment>>) -> Result<IndexReader> {
+    let count = match base {
+        Some(_) => {
+            let meta = tx.open_table(META).map_err(Error::index)?;
+            Some(meta.get(COUNT_KEY).map_err(Error::index)?.map_or(0, |v| v.value()) as u64)
+        }
+        None => None,
+    };
     Ok(IndexReader {
         records: tx.open_table(RECORDS).map_err(Error::index)?,
+        base,
+        count,
     })
 }
 
@@ -293,6 +311,10 @@ impl Scan {
 /// The key → current-record index of one library.
 pub struct ServingIndex {
     db: Database,
+    path: std::path::PathBuf,
+    /// The base segment and its generation, changed only with the redb commit that names it
+    /// (under the write lock), so a reader's transaction and base always agree.
+    base: RwLock<(i64, Option<Arc<Segment>>)>,
     /// Bumped after every commit: a read view made before it may be stale.
     commits: AtomicU64,
     /// The read view lookups share until the next commit, and the commit count it was made
@@ -307,33 +329,82 @@ pub type ChangedPage = (Vec<(String, StoredRecord)>, Option<String>);
 /// A consistent read view of the index, kept open across many lookups (a sync run's).
 pub struct IndexReader {
     records: ReadOnlyTable<&'static str, &'static [u8]>,
+    base: Option<Arc<Segment>>,
+    /// Records held, when there is a base.
+    count: Option<u64>,
 }
 
 impl IndexReader {
+    /// `f` of the encoded record for `key`: the change made since the base, else the base's.
+    fn get_encoded<T>(&self, key: &str, f: impl FnOnce(Option<&[u8]>) -> Result<T>) -> Result<T> {
+        if let Some(bytes) = self.records.get(key).map_err(Error::index)? {
+            let bytes = bytes.value();
+            return f((bytes != TOMBSTONE).then_some(bytes));
+        }
+        match &self.base {
+            Some(base) => base.get_with(key.as_bytes(), f)?,
+            None => f(None),
+        }
+    }
+
     /// The current record for `key`.
     pub fn get(&self, key: &str) -> Result<Option<StoredRecord>> {
-        match self.records.get(key).map_err(Error::index)? {
-            Some(bytes) => decode(bytes.value()).map(Some),
-            None => Ok(None),
-        }
+        self.get_encoded(key, |bytes| bytes.map(decode).transpose())
     }
 
     /// `f` of the current record for `key`, borrowed from the index.
     pub fn get_with<T>(&self, key: &str, f: impl FnOnce(Option<RecordRef<'_>>) -> T) -> Result<T> {
-        match self.records.get(key).map_err(Error::index)? {
-            Some(bytes) => Ok(f(Some(RecordRef::decode(bytes.value())?))),
-            None => Ok(f(None)),
+        self.get_encoded(key, |bytes| Ok(f(bytes.map(RecordRef::decode).transpose()?)))
+    }
+
+    /// A cursor on the first record after `after` (the first record when `None`): the
+    /// changes made since the base merged with the base, a change (or deletion) hiding the
+    /// base's record for its key.
+    pub(crate) fn cursor(&self, after: Option<&str>) -> Result<ViewCursor<'_>> {
+        use std::ops::Bound;
+        let mut changes = match after {
+            Some(after) => self
+                .records
+                .range::<&str>((Bound::Excluded(after), Bound::Unbounded))
+                .map_err(Error::index)?,
+            None => self.records.iter().map_err(Error::index)?,
+        };
+        let change = changes.next().transpose().map_err(Error::index)?;
+        let base = match &self.base {
+            Some(base) => Some(base.cursor(after.map(str::as_bytes))?),
+            None => None,
+        };
+        let mut cursor = ViewCursor {
+            changes,
+            change,
+            base,
+            on_change: false,
+        };
+        cursor.settle()?;
+        Ok(cursor)
+    }
+
+    /// Calls `f(key, encoded record)` for the records after `after` (from the first when
+    /// `None`) in key order, while it returns true.
+    fn walk(&self, after: Option<&str>, mut f: impl FnMut(&str, &[u8]) -> Result<bool>) -> Result<()> {
+        let mut view = self.cursor(after)?;
+        while let Some((key, record)) = view.current() {
+            let key = std::str::from_utf8(key).map_err(Error::index)?;
+            if !f(key, record)? {
+                break;
+            }
+            view.advance()?;
         }
+        Ok(())
     }
 
     /// Calls `f(key, version, source)` for every record, in key order.
     pub fn for_each_head(&self, mut f: impl FnMut(&str, i64, &str)) -> Result<()> {
-        for entry in self.records.iter().map_err(Error::index)? {
-            let (key, value) = entry.map_err(Error::index)?;
-            let (version, source) = decode_head(value.value())?;
-            f(key.value(), version, source);
-        }
-        Ok(())
+        self.walk(None, |key, bytes| {
+            let (version, source) = decode_head(bytes)?;
+            f(key, version, source);
+            Ok(true)
+        })
     }
 
     /// Calls `f(key, record)` for every record, in key order, decoding one at a time (memory
@@ -342,11 +413,15 @@ impl IndexReader {
         &self,
         mut f: impl FnMut(&str, StoredRecord) -> Result<(), E>,
     ) -> Result<(), E> {
-        for entry in self.records.iter().map_err(Error::index)? {
-            let (key, value) = entry.map_err(Error::index)?;
-            f(key.value(), decode(value.value())?)?;
-        }
-        Ok(())
+        let mut failed = None;
+        self.walk(None, |key, bytes| match f(key, decode(bytes)?) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                failed = Some(e);
+                Ok(false)
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// Calls `f(key, encoded record)` for the records after `after` in key order (from the
@@ -359,25 +434,20 @@ impl IndexReader {
         limit: usize,
         mut f: impl FnMut(&str, &[u8]) -> Result<()>,
     ) -> Result<Option<String>> {
-        use std::ops::Bound;
-        let range = match after {
-            Some(after) => self
-                .records
-                .range::<&str>((Bound::Excluded(after), Bound::Unbounded))
-                .map_err(Error::index)?,
-            None => self.records.iter().map_err(Error::index)?,
-        };
         if limit == 0 {
             return Ok(after.map(str::to_string));
         }
-        for (visited, entry) in range.enumerate() {
-            let (key, value) = entry.map_err(Error::index)?;
-            f(key.value(), value.value())?;
-            if visited + 1 == limit {
-                return Ok(Some(key.value().to_string()));
+        let (mut visited, mut last) = (0, None);
+        self.walk(after, |key, bytes| {
+            f(key, bytes)?;
+            visited += 1;
+            if visited == limit {
+                last = Some(key.to_string());
+                return Ok(false);
             }
-        }
-        Ok(None)
+            Ok(true)
+        })?;
+        Ok(last)
     }
 
     /// Every key with its encoded record, in key order (for tests comparing indexes).
@@ -395,7 +465,10 @@ impl IndexReader {
     /// Number of records in this view.
     pub fn len(&self) -> Result<u64> {
         use redb::ReadableTableMetadata;
-        self.records.len().map_err(Error::index)
+        match self.count {
+            Some(count) => Ok(count),
+            None => self.records.len().map_err(Error::index),
+        }
     }
 
     /// Whether this view holds no record.
@@ -407,35 +480,91 @@ impl IndexReader {
     /// `since`: at most `limit` of them, examining at most `budget` entries. Returns them and
     /// the last key examined, to continue from (`None` at the end of the index).
     pub fn changed_since(&self, since: i64, after: Option<&str>, limit: usize, budget: usize) -> Result<ChangedPage> {
-        use std::ops::Bound;
-        let range = match after {
-            Some(after) => self
-                .records
-                .range::<&str>((Bound::Excluded(after), Bound::Unbounded))
-                .map_err(Error::index)?,
-            None => self.records.iter().map_err(Error::index)?,
-        };
-        let mut out = Vec::new();
-        let mut last = None;
-        for (examined, entry) in range.enumerate() {
-            let (key, value) = entry.map_err(Error::index)?;
-            let key = key.value();
+        let (mut out, mut last, mut examined, mut ended) = (Vec::new(), None, 0, true);
+        self.walk(after, |key, bytes| {
             if examined >= budget || out.len() >= limit {
-                return Ok((out, last));
+                ended = false;
+                return Ok(false);
             }
-            let (version, _) = decode_head(value.value())?;
+            examined += 1;
+            let (version, _) = decode_head(bytes)?;
             if version > since {
-                out.push((key.to_string(), decode(value.value())?));
+                out.push((key.to_string(), decode(bytes)?));
             }
             last = Some(key.to_string());
+            Ok(true)
+        })?;
+        Ok((out, if ended { None } else { last }))
+    }
+}
+
+type Guard<'r, T> = redb::AccessGuard<'r, T>;
+
+/// Walks the records of a read view in key order ([`IndexReader::cursor`]).
+pub(crate) struct ViewCursor<'r> {
+    changes: redb::Range<'r, &'static str, &'static [u8]>,
+    /// The next change not yet passed.
+    change: Option<(Guard<'r, &'static str>, Guard<'r, &'static [u8]>)>,
+    base: Option<crate::segment::SegmentCursor<'r>>,
+    /// Whether the current record is `change` (else the base's).
+    on_change: bool,
+}
+
+impl ViewCursor<'_> {
+    /// The current key and encoded record; `None` past the end.
+    pub(crate) fn current(&self) -> Option<(&[u8], &[u8])> {
+        if self.on_change {
+            self.change.as_ref().map(|(k, v)| (k.value().as_bytes(), v.value()))
+        } else {
+            let base = self.base.as_ref()?;
+            Some((base.key()?, base.record()?))
         }
-        Ok((out, None))
+    }
+
+    /// Moves to the next record.
+    pub(crate) fn advance(&mut self) -> Result<()> {
+        if self.on_change {
+            self.change = self.changes.next().transpose().map_err(Error::index)?;
+        } else if let Some(base) = &mut self.base {
+            base.advance()?;
+        }
+        self.settle()
+    }
+
+    /// Makes the current record the lower of the next change and the base's next record,
+    /// passing deletions and the base records that changes hide.
+    fn settle(&mut self) -> Result<()> {
+        use std::cmp::Ordering;
+        loop {
+            let base_key = self.base.as_ref().and_then(|b| b.key());
+            let order = match (&self.change, base_key) {
+                (None, _) => {
+                    self.on_change = false;
+                    return Ok(());
+                }
+                (Some(_), None) => Ordering::Less,
+                (Some((key, _)), Some(base_key)) => key.value().as_bytes().cmp(base_key),
+            };
+            if order == Ordering::Greater {
+                self.on_change = false;
+                return Ok(());
+            }
+            if order == Ordering::Equal {
+                self.base.as_mut().expect("a base record").advance()?;
+            }
+            if self.change.as_ref().is_some_and(|(_, v)| v.value() != TOMBSTONE) {
+                self.on_change = true;
+                return Ok(());
+            }
+            self.change = self.changes.next().transpose().map_err(Error::index)?;
+        }
     }
 }
 
 impl ServingIndex {
-    /// Opens or creates the index file. An index written in an older format is emptied (and
-    /// so rebuilt from the library table by the caller).
+    /// Opens or creates the index file and its base segment. An index written in an older
+    /// format, or whose base segment is missing or damaged, is emptied (and so rebuilt from the
+    /// library table by the caller).
     pub fn open(path: &Path) -> Result<Self> {
         // redb's default page cache is 1 GiB; a quarter of that keeps a sync run of a 10M-row
         // library well inside its memory budget while lookups still hit the cache.
@@ -444,6 +573,7 @@ impl ServingIndex {
             .create(path)
             .map_err(Error::index)?;
         let tx = db.begin_write().map_err(Error::index)?;
+        let generation;
         {
             tx.open_table(RECORDS).map_err(Error::index)?;
             let mut meta = tx.open_table(META).map_err(Error::index)?;
@@ -452,13 +582,63 @@ impl ServingIndex {
                 meta.remove(VERSION_KEY).map_err(Error::index)?;
                 meta.insert(FORMAT_KEY, FORMAT).map_err(Error::index)?;
             }
+            generation = meta.get(BASE_KEY).map_err(Error::index)?.map_or(0, |v| v.value());
         }
         tx.commit().map_err(Error::index)?;
-        Ok(Self {
+        let index = Self {
             db,
+            path: path.to_path_buf(),
+            base: RwLock::new((0, None)),
             commits: AtomicU64::new(0),
             shared: RwLock::new(None),
-        })
+        };
+        if generation > 0 {
+            match Segment::open(&index.segment_path(generation)) {
+                Ok(segment) => {
+                    *index.base.write().unwrap_or_else(|e| e.into_inner()) = (generation, Some(Arc::new(segment)))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the serving index's base is unreadable; the index is rebuilt from its table");
+                    index.write(None, true, |_| Ok(()))?;
+                }
+            }
+        }
+        index.remove_stray_segments();
+        Ok(index)
+    }
+
+    /// Where the base segment of `generation` lives: beside the redb file.
+    fn segment_path(&self, generation: i64) -> std::path::PathBuf {
+        self.path.with_extension(format!("{generation}.seg"))
+    }
+
+    /// Removes segment files other than the current base's: the partial one of a write that
+    /// was cut off, or a base replaced when the process stopped before removing it.
+    fn remove_stray_segments(&self) {
+        let current = self
+            .base
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .as_ref()
+            .map(|s| s.path().to_path_buf());
+        let (Some(dir), Some(stem)) = (self.path.parent(), self.path.file_stem().and_then(|s| s.to_str())) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let ours =
+                name.starts_with(&format!("{stem}.")) && (name.ends_with(".seg") || name.ends_with(".seg-partial"));
+            if ours && Some(&path) != current.as_ref() {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::warn!(error = %e, path = %path.display(), "removing a stray serving index segment");
+                }
+            }
+        }
     }
 
     /// The library version the index reflects, `None` when it was never written.
@@ -469,13 +649,14 @@ impl ServingIndex {
     /// A read view and the library version it reflects (`None`: never written), read in one
     /// transaction.
     pub fn versioned_reader(&self) -> Result<(Option<i64>, IndexReader)> {
+        let base = self.base.read().unwrap_or_else(|e| e.into_inner());
         let tx = self.db.begin_read().map_err(Error::index)?;
-        Ok((version_in(&tx)?, reader_in(&tx)?))
+        Ok((version_in(&tx)?, reader_in(&tx, base.1.clone())?))
     }
 
     /// A read view.
     pub fn reader(&self) -> Result<IndexReader> {
-        reader_in(&self.db.begin_read().map_err(Error::index)?)
+        Ok(self.versioned_reader()?.1)
     }
 
     /// The current record for `key`, as of the last commit before the call.
@@ -506,8 +687,7 @@ impl ServingIndex {
 
     /// Number of keys held.
     pub fn len(&self) -> Result<u64> {
-        use redb::ReadableTableMetadata;
-        self.reader()?.records.len().map_err(Error::index)
+        self.reader()?.len()
     }
 
     /// Whether the index holds no key.
@@ -525,18 +705,17 @@ impl ServingIndex {
         reset: bool,
         changes: impl IntoIterator<Item = (&'a str, Option<&'a StoredRecord>)>,
     ) -> Result<()> {
-        self.write(stamp, reset, |records| {
-            let mut buf = Vec::with_capacity(256);
+        let mut buf = Vec::with_capacity(256);
+        self.write(stamp, reset, |table| {
             for (key, record) in changes {
-                match record {
+                let record = match record {
                     Some(record) => {
                         encode(record, &mut buf);
-                        records.insert(key, buf.as_slice()).map_err(Error::index)?;
+                        Some(buf.as_slice())
                     }
-                    None => {
-                        records.remove(key).map_err(Error::index)?;
-                    }
-                }
+                    None => None,
+                };
+                table.change(key, record)?;
             }
             Ok(())
         })
@@ -548,36 +727,85 @@ impl ServingIndex {
         &self,
         changes: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
     ) -> Result<()> {
-        self.write(None, false, |records| {
+        self.write(None, false, |table| {
             for (key, record) in changes {
-                match record {
-                    Some(record) => records.insert(key, record).map(drop),
-                    None => records.remove(key).map(drop),
-                }
-                .map_err(Error::index)?;
+                table.change(key, record)?;
             }
             Ok(())
         })
     }
 
-    /// One write transaction over the records table, stamped (and durable) or not.
+    /// Writes a new base in one sequential pass, `fill` given the current view and a writer
+    /// for the records of the new base (in ascending key order), and makes it the index's base
+    /// in place of the old one and the changes made since, unstamped (the caller stamps the
+    /// version). For a write that changes much of the index: its first load above all.
+    pub(crate) fn rebase(&self, fill: impl FnOnce(&IndexReader, &mut SegmentWriter) -> Result<()>) -> Result<()> {
+        let reader = self.reader()?;
+        let generation = self.base.read().unwrap_or_else(|e| e.into_inner()).0 + 1;
+        let mut writer = SegmentWriter::create(&self.segment_path(generation))?;
+        fill(&reader, &mut writer)?;
+        drop(reader);
+        let records = writer.records();
+        let segment = Arc::new(writer.finish()?);
+        let mut base = self.base.write().unwrap_or_else(|e| e.into_inner());
+        let tx = self.db.begin_write().map_err(Error::index)?;
+        {
+            tx.delete_table(RECORDS).map_err(Error::index)?;
+            tx.open_table(RECORDS).map_err(Error::index)?;
+            let mut meta = tx.open_table(META).map_err(Error::index)?;
+            meta.insert(BASE_KEY, generation).map_err(Error::index)?;
+            meta.insert(COUNT_KEY, records as i64).map_err(Error::index)?;
+        }
+        // Durable: the base is named only once it is on disk, and stays named across a crash;
+        // the old one is removed only after.
+        tx.commit().map_err(Error::index)?;
+        let old = std::mem::replace(&mut *base, (generation, Some(segment))).1;
+        drop(base);
+        self.committed();
+        if let Some(old) = old
+            && let Err(e) = std::fs::remove_file(old.path())
+        {
+            tracing::warn!(error = %e, path = %old.path().display(), "removing a replaced serving index segment");
+        }
+        Ok(())
+    }
+
+    /// One write transaction over the records, stamped (and durable) or not. With `reset`, the
+    /// index (base included) is emptied first.
     fn write(
         &self,
         stamp: Option<i64>,
         reset: bool,
-        changes: impl FnOnce(&mut redb::Table<'_, &'static str, &'static [u8]>) -> Result<()>,
+        changes: impl FnOnce(&mut Changes<'_, '_>) -> Result<()>,
     ) -> Result<()> {
+        let mut guard = self.base.write().unwrap_or_else(|e| e.into_inner());
         let mut tx = self.db.begin_write().map_err(Error::index)?;
-        if stamp.is_none() {
+        if stamp.is_none() && !(reset && guard.1.is_some()) {
             tx.set_durability(Durability::None).map_err(Error::index)?;
         }
+        let dropped = if reset { guard.1.take() } else { None };
         {
             if reset {
                 tx.delete_table(RECORDS).map_err(Error::index)?;
             }
-            let mut records = tx.open_table(RECORDS).map_err(Error::index)?;
-            changes(&mut records)?;
             let mut meta = tx.open_table(META).map_err(Error::index)?;
+            let count = match &guard.1 {
+                Some(_) => Some(meta.get(COUNT_KEY).map_err(Error::index)?.map_or(0, |v| v.value())),
+                None => None,
+            };
+            let mut table = Changes {
+                records: tx.open_table(RECORDS).map_err(Error::index)?,
+                base: guard.1.as_deref(),
+                count,
+            };
+            changes(&mut table)?;
+            if let Some(count) = table.count {
+                meta.insert(COUNT_KEY, count).map_err(Error::index)?;
+            }
+            if reset {
+                meta.remove(BASE_KEY).map_err(Error::index)?;
+                meta.remove(COUNT_KEY).map_err(Error::index)?;
+            }
             if let Some(version) = stamp {
                 meta.insert(VERSION_KEY, version).map_err(Error::index)?;
             } else if reset {
@@ -585,9 +813,54 @@ impl ServingIndex {
             }
         }
         tx.commit().map_err(Error::index)?;
-        // Lookups see the commit from now on, and the old view no longer holds its pages.
+        drop(guard);
+        if let Some(segment) = dropped {
+            // Readers still holding it keep reading the open file.
+            if let Err(e) = std::fs::remove_file(segment.path()) {
+                tracing::warn!(error = %e, path = %segment.path().display(), "removing a replaced serving index segment");
+            }
+        }
+        self.committed();
+        Ok(())
+    }
+
+    /// Lookups see the last commit from now on, and the old view no longer holds its pages.
+    fn committed(&self) {
         self.commits.fetch_add(1, Ordering::Release);
         *self.shared.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// The records table inside a write, over the base: a change to a key the base holds is
+/// recorded over it (a deletion as a tombstone), and the count of records is kept.
+struct Changes<'t, 'b> {
+    records: redb::Table<'t, &'static str, &'static [u8]>,
+    base: Option<&'b Segment>,
+    count: Option<i64>,
+}
+
+impl Changes<'_, '_> {
+    /// `key` now holds `record` (`None`: deleted).
+    fn change(&mut self, key: &str, record: Option<&[u8]>) -> Result<()> {
+        let Some(base) = self.base else {
+            return match record {
+                Some(record) => self.records.insert(key, record).map(drop),
+                None => self.records.remove(key).map(drop),
+            }
+            .map_err(Error::index);
+        };
+        let held = match record {
+            Some(record) => self.records.insert(key, record),
+            None => self.records.insert(key, TOMBSTONE),
+        }
+        .map_err(Error::index)?;
+        let was = match held {
+            Some(before) => before.value() != TOMBSTONE,
+            None => base.contains(key.as_bytes())?,
+        };
+        if let Some(count) = &mut self.count {
+            *count += i64::from(record.is_some()) - i64::from(was);
+        }
         Ok(())
     }
 }
@@ -651,6 +924,141 @@ mod tests {
             prop_assert_eq!(view.version, record.version);
             prop_assert_eq!(view.values, record.values.iter().map(|v| v.as_deref()).collect::<Vec<_>>());
         }
+    }
+
+    fn record_of(value: &str, version: i64) -> StoredRecord {
+        StoredRecord {
+            values: vec![Some(value.to_string())],
+            source: "GAJ".into(),
+            version,
+            lineage: crate::Lineage::default(),
+        }
+    }
+
+    /// Writes `base` as the index's base segment, in place of whatever it held.
+    fn load(index: &ServingIndex, base: &std::collections::BTreeMap<String, StoredRecord>) {
+        let mut buf = Vec::new();
+        index
+            .rebase(|_, writer| {
+                for (key, record) in base {
+                    encode(record, &mut buf);
+                    writer.push(key.as_bytes(), &buf)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        /// A base with changes over it reads as the model does, through every way in.
+        #[test]
+        fn changes_over_a_base_read_as_the_model(
+            base in proptest::collection::btree_map("[a-e]{1,3}", 0i64..3, 0..60),
+            changes in proptest::collection::vec(("[a-e]{1,3}", proptest::option::of(3i64..9)), 0..60),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let index = ServingIndex::open(&dir.path().join("index.redb")).unwrap();
+            let mut model: std::collections::BTreeMap<String, StoredRecord> =
+                base.iter().map(|(k, v)| (k.clone(), record_of(k, *v))).collect();
+            load(&index, &model);
+            for chunk in changes.chunks(7) {
+                let chunk: Vec<(String, Option<StoredRecord>)> =
+                    chunk.iter().map(|(k, v)| (k.clone(), v.map(|v| record_of(&format!("{k}{v}"), v)))).collect();
+                index.apply(None, false, chunk.iter().map(|(k, r)| (k.as_str(), r.as_ref()))).unwrap();
+                for (k, r) in chunk {
+                    match r {
+                        Some(r) => model.insert(k, r),
+                        None => model.remove(&k),
+                    };
+                }
+            }
+            index.apply(Some(5), false, std::iter::empty()).unwrap();
+            let check = |index: &ServingIndex| -> std::result::Result<(), TestCaseError> {
+                prop_assert_eq!(index.len().unwrap(), model.len() as u64);
+                for key in ["a", "b", "aa", "abc", "e", "eee", "zz"].iter().map(|k| k.to_string()).chain(base.keys().cloned()) {
+                    let got = index.get(&key).unwrap();
+                    prop_assert_eq!(got.as_ref(), model.get(&key));
+                    prop_assert_eq!(index.get_with(&key, |r| r.map(|r| r.version)).unwrap(), model.get(&key).map(|r| r.version));
+                }
+                let reader = index.reader().unwrap();
+                let mut heads = Vec::new();
+                reader.for_each_head(|k, v, _| heads.push((k.to_string(), v))).unwrap();
+                prop_assert_eq!(heads, model.iter().map(|(k, r)| (k.clone(), r.version)).collect::<Vec<_>>());
+                let mut records = Vec::new();
+                reader.for_each_record(|k, r| { records.push((k.to_string(), r)); Ok::<(), Error>(()) }).unwrap();
+                prop_assert_eq!(&records, &model.iter().map(|(k, r)| (k.clone(), r.clone())).collect::<Vec<_>>());
+                for limit in [1, 2, 5, 100] {
+                    let (mut after, mut visited) = (None, Vec::new());
+                    while let Some(k) = reader.visit(after.as_deref(), limit, |k, bytes| {
+                        visited.push((k.to_string(), decode(bytes)?));
+                        Ok(())
+                    }).unwrap() {
+                        after = Some(k);
+                    }
+                    prop_assert_eq!(&visited, &records, "limit {}", limit);
+                    let (mut after, mut changed) = (None, Vec::new());
+                    loop {
+                        let (page, next) = reader.changed_since(2, after.as_deref(), limit, limit + 1).unwrap();
+                        changed.extend(page);
+                        match next { Some(k) => after = Some(k), None => break }
+                    }
+                    let want: Vec<_> = records.iter().filter(|(_, r)| r.version > 2).cloned().collect();
+                    prop_assert_eq!(&changed, &want, "limit {}", limit);
+                }
+                Ok(())
+            };
+            check(&index)?;
+            drop(index);
+            let index = ServingIndex::open(&dir.path().join("index.redb")).unwrap();
+            prop_assert_eq!(index.version().unwrap(), Some(5));
+            check(&index)?;
+        }
+    }
+
+    #[test]
+    fn a_new_base_replaces_the_old_and_a_reset_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.redb");
+        let index = ServingIndex::open(&path).unwrap();
+        let base: std::collections::BTreeMap<String, StoredRecord> =
+            (0..100).map(|i| (format!("k{i:03}"), record_of("v", 1))).collect();
+        load(&index, &base);
+        let first = dir.path().join("index.1.seg");
+        assert!(first.exists());
+        // Changes over the first base, then a second base in place of both.
+        index
+            .apply(None, false, [("k001", None), ("new", Some(&record_of("n", 2)))])
+            .unwrap();
+        assert_eq!((index.len().unwrap(), index.get("k001").unwrap()), (100, None));
+        load(&index, &base);
+        assert!(!first.exists(), "the replaced base is removed");
+        assert_eq!(index.reader().unwrap().all_encoded().len(), 100);
+        assert_eq!(
+            (index.get("new").unwrap(), index.get("k001").unwrap().is_some()),
+            (None, true)
+        );
+        // A reset empties the index and removes the base's file; the next base is generation 3.
+        index.apply(None, true, std::iter::empty()).unwrap();
+        assert!(!dir.path().join("index.2.seg").exists());
+        assert_eq!((index.len().unwrap(), index.get("k001").unwrap()), (0, None));
+        load(&index, &base);
+        assert!(dir.path().join("index.3.seg").exists());
+        index.apply(Some(3), false, std::iter::empty()).unwrap();
+        drop(index);
+        // A stray partial file goes at the next open; a damaged base empties the index, whose
+        // version is then unknown, so it is rebuilt from its table.
+        std::fs::write(dir.path().join("index.4.seg-partial"), b"cut off").unwrap();
+        let index = ServingIndex::open(&path).unwrap();
+        assert!(!dir.path().join("index.4.seg-partial").exists());
+        assert_eq!((index.len().unwrap(), index.version().unwrap()), (100, Some(3)));
+        drop(index);
+        let seg = dir.path().join("index.3.seg");
+        let bytes = std::fs::read(&seg).unwrap();
+        std::fs::write(&seg, &bytes[..bytes.len() - 4]).unwrap();
+        let index = ServingIndex::open(&path).unwrap();
+        assert_eq!((index.len().unwrap(), index.version().unwrap()), (0, None));
+        assert!(!seg.exists());
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod lineage;
 pub mod normalize;
 pub mod region;
 pub mod schema;
+pub mod segment;
 pub mod snapshot;
 pub mod store;
 pub mod theme;

@@ -1,0 +1,459 @@
+//! The serving index's base: an immutable file of records sorted by key, written once in one
+//! sequential pass when a library is first loaded, and read with one `pread` per lookup.
+//!
+//! The file is a header, then the entries back to back in key order, grouped into blocks of
+//! about [`BLOCK`] bytes (a block starts at an entry, so an entry is never split), then a
+//! footer holding the first key and offset of each block, then a trailer:
+//!
+//! ```text
+//! "HTSEG001"                                   header, 8 bytes
+//! entry*      key length (u16 LE), record length (u32 LE), key, record
+//! footer      per block: offset (u64 LE), key length (u16 LE), first key
+//! trailer     records (u64 LE), blocks (u64 LE), footer offset (u64 LE), "HTSEGEND"
+//! ```
+//!
+//! Opening a segment reads only the footer: the first keys of its blocks stay in memory (for
+//! 10M records of about 250 bytes, some 600,000 keys), and a lookup searches them, then reads
+//! the one block that can hold the key.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"HTSEG001";
+const END: &[u8; 8] = b"HTSEGEND";
+const TRAILER: u64 = 32;
+/// A block's size, give or take its last entry: the bytes a lookup reads.
+const BLOCK: u64 = 4096;
+/// An entry's head: key length and record length.
+const HEAD: usize = 6;
+
+fn corrupt(path: &Path, what: &str) -> Error {
+    Error::index(format!("serving index segment {}: {what}", path.display()))
+}
+
+/// Writes a segment from entries given in ascending key order, to a temporary name; the
+/// segment exists under its own name only once [`SegmentWriter::finish`] made it durable.
+pub struct SegmentWriter {
+    path: PathBuf,
+    temp: PathBuf,
+    out: BufWriter<File>,
+    offset: u64,
+    block_start: u64,
+    /// Per block: its offset and first key.
+    footer: Vec<u8>,
+    blocks: u64,
+    records: u64,
+    last_key: Vec<u8>,
+}
+
+impl SegmentWriter {
+    /// Starts the segment that [`SegmentWriter::finish`] will leave at `path`.
+    pub fn create(path: &Path) -> Result<Self> {
+        let temp = path.with_extension("seg-partial");
+        let file = File::create(&temp).map_err(|e| corrupt(&temp, &format!("creating: {e}")))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(MAGIC).map_err(|e| corrupt(&temp, &e.to_string()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            temp,
+            out,
+            offset: MAGIC.len() as u64,
+            block_start: 0,
+            footer: Vec::new(),
+            blocks: 0,
+            records: 0,
+            last_key: Vec::new(),
+        })
+    }
+
+    /// Appends `key`'s record; keys must come in strictly ascending order.
+    pub fn push(&mut self, key: &[u8], record: &[u8]) -> Result<()> {
+        if self.records > 0 && key <= self.last_key.as_slice() {
+            return Err(corrupt(&self.temp, "keys written out of order"));
+        }
+        let key_len = u16::try_from(key.len()).map_err(|_| corrupt(&self.temp, "a key longer than 65,535 bytes"))?;
+        let record_len = u32::try_from(record.len()).map_err(|_| corrupt(&self.temp, "a record longer than 4 GiB"))?;
+        if self.records == 0 || self.offset - self.block_start >= BLOCK {
+            self.block_start = self.offset;
+            self.footer.extend_from_slice(&self.offset.to_le_bytes());
+            self.footer.extend_from_slice(&key_len.to_le_bytes());
+            self.footer.extend_from_slice(key);
+            self.blocks += 1;
+        }
+        let io = |e: std::io::Error| corrupt(&self.temp, &e.to_string());
+        let mut head = [0u8; HEAD];
+        head[..2].copy_from_slice(&key_len.to_le_bytes());
+        head[2..].copy_from_slice(&record_len.to_le_bytes());
+        self.out.write_all(&head).map_err(io)?;
+        self.out.write_all(key).map_err(io)?;
+        self.out.write_all(record).map_err(io)?;
+        self.offset += (HEAD + key.len() + record.len()) as u64;
+        self.records += 1;
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        Ok(())
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Writes the footer, syncs the file and gives it its name.
+    pub fn finish(mut self) -> Result<Segment> {
+        let io = |e: std::io::Error| corrupt(&self.temp, &e.to_string());
+        let footer_offset = self.offset;
+        self.out.write_all(&self.footer).map_err(io)?;
+        for n in [self.records, self.blocks, footer_offset] {
+            self.out.write_all(&n.to_le_bytes()).map_err(io)?;
+        }
+        self.out.write_all(END).map_err(io)?;
+        let file = self.out.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&self.temp, &self.path).map_err(io)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Segment::open(&self.path)
+    }
+}
+
+/// An open segment: its file and the first key of each block.
+pub struct Segment {
+    path: PathBuf,
+    file: File,
+    records: u64,
+    /// Offsets of the blocks, and the footer's offset (where the last block ends).
+    offsets: Vec<u64>,
+    /// The blocks' first keys back to back, and where each ends.
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
+    /// The first 16 bytes of each block's first key (zero-padded, big-endian): most steps of
+    /// a lookup's search end on these, one cache line apart rather than two indirections.
+    prefixes: Vec<u128>,
+}
+
+/// The first 16 bytes of `key`, zero-padded, as a number that orders as the keys do unless
+/// two are equal.
+fn prefix(key: &[u8]) -> u128 {
+    let mut head = [0u8; 16];
+    let n = key.len().min(16);
+    head[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(head)
+}
+
+impl Segment {
+    /// Opens a segment [`SegmentWriter::finish`] wrote, reading its footer.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| corrupt(path, &format!("opening: {e}")))?;
+        let len = file.metadata().map_err(|e| corrupt(path, &e.to_string()))?.len();
+        if len < MAGIC.len() as u64 + TRAILER {
+            return Err(corrupt(path, "shorter than its header and trailer"));
+        }
+        let mut trailer = [0u8; TRAILER as usize];
+        file.read_exact_at(&mut trailer, len - TRAILER)
+            .map_err(|e| corrupt(path, &e.to_string()))?;
+        let n = |i: usize| u64::from_le_bytes(trailer[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let (records, blocks, footer_offset) = (n(0), n(1), n(2));
+        if &trailer[24..] != END || footer_offset < MAGIC.len() as u64 || footer_offset > len - TRAILER {
+            return Err(corrupt(path, "no valid trailer (the file is not a finished segment)"));
+        }
+        let mut footer = vec![0u8; (len - TRAILER - footer_offset) as usize];
+        file.read_exact_at(&mut footer, footer_offset)
+            .map_err(|e| corrupt(path, &e.to_string()))?;
+        let mut offsets = Vec::with_capacity(blocks as usize + 1);
+        let mut keys = Vec::with_capacity(footer.len());
+        let mut key_ends = Vec::with_capacity(blocks as usize);
+        let mut prefixes = Vec::with_capacity(blocks as usize);
+        let mut rest = footer.as_slice();
+        for _ in 0..blocks {
+            if rest.len() < 10 {
+                return Err(corrupt(path, "footer cut short"));
+            }
+            let offset = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+            let key_len = u16::from_le_bytes(rest[8..10].try_into().expect("2 bytes")) as usize;
+            let key = rest
+                .get(10..10 + key_len)
+                .ok_or_else(|| corrupt(path, "footer cut short"))?;
+            if offsets.last().is_some_and(|&last| offset <= last) || offset >= footer_offset {
+                return Err(corrupt(path, "block offsets out of order"));
+            }
+            offsets.push(offset);
+            prefixes.push(prefix(key));
+            keys.extend_from_slice(key);
+            key_ends.push(keys.len());
+            rest = &rest[10 + key_len..];
+        }
+        if !rest.is_empty() || (blocks == 0) != (records == 0) {
+            return Err(corrupt(path, "footer does not match its trailer"));
+        }
+        offsets.push(footer_offset);
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            records,
+            offsets,
+            keys,
+            key_ends,
+            prefixes,
+        })
+    }
+
+    /// Records held.
+    pub fn len(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn first_key(&self, block: usize) -> &[u8] {
+        let start = if block == 0 { 0 } else { self.key_ends[block - 1] };
+        &self.keys[start..self.key_ends[block]]
+    }
+
+    /// The block that holds `key` if any block does: the last whose first key is not above it.
+    fn block_of(&self, key: &[u8]) -> Option<usize> {
+        let p = prefix(key);
+        let after = partition_point(self.prefixes.len(), |b| {
+            let q = self.prefixes[b];
+            q < p || (q == p && self.first_key(b) <= key)
+        });
+        after.checked_sub(1)
+    }
+
+    fn read_block(&self, block: usize, buf: &mut Vec<u8>) -> Result<()> {
+        let (start, end) = (self.offsets[block], self.offsets[block + 1]);
+        buf.clear();
+        buf.resize((end - start) as usize, 0);
+        self.file
+            .read_exact_at(buf, start)
+            .map_err(|e| corrupt(&self.path, &e.to_string()))
+    }
+
+    /// `f` of `key`'s record, borrowed for the call.
+    pub fn get_with<T>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> T) -> Result<T> {
+        let Some(block) = self.block_of(key) else {
+            return Ok(f(None));
+        };
+        let mut buf = Vec::new();
+        self.read_block(block, &mut buf)?;
+        let mut entries = Entries { bytes: &buf };
+        while let Some((k, record)) = entries.next(&self.path)? {
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => return Ok(f(Some(record))),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        Ok(f(None))
+    }
+
+    /// Whether `key` is held.
+    pub fn contains(&self, key: &[u8]) -> Result<bool> {
+        self.get_with(key, |r| r.is_some())
+    }
+
+    /// A cursor on the first entry whose key is above `after` (the first entry when `None`).
+    pub fn cursor(&self, after: Option<&[u8]>) -> Result<SegmentCursor<'_>> {
+        let block = after.and_then(|a| self.block_of(a)).unwrap_or(0);
+        let mut cursor = SegmentCursor {
+            segment: self,
+            next_block: block,
+            buf: Vec::new(),
+            at: 0,
+            current: None,
+        };
+        cursor.advance()?;
+        if let Some(after) = after {
+            while cursor.key().is_some_and(|k| k <= after) {
+                cursor.advance()?;
+            }
+        }
+        Ok(cursor)
+    }
+}
+
+/// The first index in `0..n` where `pred` turns false (`pred` true then false over the range).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Entries read one after the other from a buffer of whole entries.
+struct Entries<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Entries<'a> {
+    /// The next entry, `None` at the end; an error when an entry is cut short.
+    fn next(&mut self, path: &Path) -> Result<Option<(&'a [u8], &'a [u8])>> {
+        if self.bytes.is_empty() {
+            return Ok(None);
+        }
+        let cut = || corrupt(path, "entry cut short");
+        let head = self.bytes.get(..HEAD).ok_or_else(cut)?;
+        let key_len = u16::from_le_bytes([head[0], head[1]]) as usize;
+        let record_len = u32::from_le_bytes(head[2..6].try_into().expect("4 bytes")) as usize;
+        let key = self.bytes.get(HEAD..HEAD + key_len).ok_or_else(cut)?;
+        let record = self
+            .bytes
+            .get(HEAD + key_len..HEAD + key_len + record_len)
+            .ok_or_else(cut)?;
+        self.bytes = &self.bytes[HEAD + key_len + record_len..];
+        Ok(Some((key, record)))
+    }
+}
+
+/// Walks a segment's entries in key order, a block at a time.
+pub struct SegmentCursor<'a> {
+    segment: &'a Segment,
+    next_block: usize,
+    buf: Vec<u8>,
+    /// Where the entry after the current one starts in `buf`.
+    at: usize,
+    /// The current entry's key and record, as ranges of `buf`.
+    current: Option<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+}
+
+impl SegmentCursor<'_> {
+    /// The current entry's key; `None` past the end.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.current.as_ref().map(|(k, _)| &self.buf[k.clone()])
+    }
+
+    /// The current entry's record.
+    pub fn record(&self) -> Option<&[u8]> {
+        self.current.as_ref().map(|(_, r)| &self.buf[r.clone()])
+    }
+
+    /// Moves to the next entry.
+    pub fn advance(&mut self) -> Result<()> {
+        while self.at >= self.buf.len() {
+            if self.next_block + 1 >= self.segment.offsets.len() {
+                self.current = None;
+                return Ok(());
+            }
+            // Blocks are read 64 at a time: a scan reads about 256 KiB per call.
+            let first = self.next_block;
+            let last = (first + 64).min(self.segment.offsets.len() - 1);
+            let (start, end) = (self.segment.offsets[first], self.segment.offsets[last]);
+            self.buf.clear();
+            self.buf.resize((end - start) as usize, 0);
+            self.segment
+                .file
+                .read_exact_at(&mut self.buf, start)
+                .map_err(|e| corrupt(&self.segment.path, &e.to_string()))?;
+            self.next_block = last;
+            self.at = 0;
+        }
+        let mut entries = Entries {
+            bytes: &self.buf[self.at..],
+        };
+        let Some((key, record)) = entries.next(&self.segment.path)? else {
+            return Err(corrupt(&self.segment.path, "entry cut short"));
+        };
+        let key_start = self.at + HEAD;
+        let record_start = key_start + key.len();
+        self.at = record_start + record.len();
+        self.current = Some((key_start..record_start, record_start..self.at));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn written(dir: &Path, records: &BTreeMap<String, Vec<u8>>) -> Segment {
+        let mut writer = SegmentWriter::create(&dir.join("s.seg")).unwrap();
+        for (k, v) in records {
+            writer.push(k.as_bytes(), v).unwrap();
+        }
+        writer.finish().unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Every key is found with its record, keys between them are not, and a cursor from any
+        /// point walks the rest in order.
+        #[test]
+        fn reads_back_what_was_written(
+            records in proptest::collection::btree_map("[a-f]{1,6}", proptest::collection::vec(any::<u8>(), 0..900), 0..200),
+            probes in proptest::collection::vec("[a-g]{0,7}", 0..40),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let segment = written(dir.path(), &records);
+            prop_assert_eq!(segment.len(), records.len() as u64);
+            for (k, v) in &records {
+                let got = segment.get_with(k.as_bytes(), |r| r.map(<[u8]>::to_vec)).unwrap();
+                prop_assert_eq!(got.as_ref(), Some(v));
+            }
+            for probe in &probes {
+                let got = segment.get_with(probe.as_bytes(), |r| r.map(<[u8]>::to_vec)).unwrap();
+                prop_assert_eq!(got.as_ref(), records.get(probe));
+                let mut cursor = segment.cursor(Some(probe.as_bytes())).unwrap();
+                let mut walked = Vec::new();
+                while let Some(k) = cursor.key() {
+                    walked.push((String::from_utf8(k.to_vec()).unwrap(), cursor.record().unwrap().to_vec()));
+                    cursor.advance().unwrap();
+                }
+                let want: Vec<_> = records.range::<String, _>((std::ops::Bound::Excluded(probe.clone()), std::ops::Bound::Unbounded))
+                    .map(|(k, v)| (k.clone(), v.clone())).collect();
+                prop_assert_eq!(walked, want);
+            }
+            let mut cursor = segment.cursor(None).unwrap();
+            let mut n = 0;
+            while cursor.key().is_some() { n += 1; cursor.advance().unwrap(); }
+            prop_assert_eq!(n, records.len());
+        }
+    }
+
+    #[test]
+    fn keys_out_of_order_and_unfinished_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = SegmentWriter::create(&dir.path().join("a.seg")).unwrap();
+        writer.push(b"b", b"1").unwrap();
+        assert!(writer.push(b"a", b"2").is_err());
+        assert!(writer.push(b"b", b"2").is_err(), "a key twice");
+        // Never finished: only the partial file exists, and it does not open as a segment.
+        drop(writer);
+        assert!(!dir.path().join("a.seg").exists());
+        assert!(Segment::open(&dir.path().join("a.seg-partial")).is_err());
+        // A finished segment cut anywhere no longer opens.
+        let mut records = BTreeMap::new();
+        for i in 0..50 {
+            records.insert(format!("k{i:03}"), vec![i as u8; 200]);
+        }
+        let segment = written(dir.path(), &records);
+        let bytes = std::fs::read(segment.path()).unwrap();
+        for cut in [1, 8, 31, bytes.len() / 2, bytes.len() - 1] {
+            let path = dir.path().join("cut.seg");
+            std::fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
+            assert!(Segment::open(&path).is_err(), "cut by {cut}");
+        }
+    }
+}
