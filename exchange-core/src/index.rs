@@ -633,10 +633,11 @@ impl ServingIndex {
             };
             let ours =
                 name.starts_with(&format!("{stem}.")) && (name.ends_with(".seg") || name.ends_with(".seg-partial"));
-            if ours && Some(&path) != current.as_ref() {
-                if let Err(e) = std::fs::remove_file(&path) {
-                    tracing::warn!(error = %e, path = %path.display(), "removing a stray serving index segment");
-                }
+            if ours
+                && Some(&path) != current.as_ref()
+                && let Err(e) = std::fs::remove_file(&path)
+            {
+                tracing::warn!(error = %e, path = %path.display(), "removing a stray serving index segment");
             }
         }
     }
