@@ -744,7 +744,10 @@ impl ServingIndex {
         let reader = self.reader()?;
         let generation = self.base.read().unwrap_or_else(|e| e.into_inner()).0 + 1;
         let mut writer = SegmentWriter::create(&self.segment_path(generation))?;
-        fill(&reader, &mut writer)?;
+        if let Err(e) = fill(&reader, &mut writer) {
+            writer.abandon();
+            return Err(e);
+        }
         drop(reader);
         let records = writer.records();
         let segment = Arc::new(writer.finish()?);
@@ -763,40 +766,45 @@ impl ServingIndex {
         let old = std::mem::replace(&mut *base, (generation, Some(segment))).1;
         drop(base);
         self.committed();
-        if let Some(old) = old
-            && let Err(e) = std::fs::remove_file(old.path())
-        {
-            tracing::warn!(error = %e, path = %old.path().display(), "removing a replaced serving index segment");
-        }
+        remove_replaced(old);
         Ok(())
     }
 
     /// One write transaction over the records, stamped (and durable) or not. With `reset`, the
     /// index (base included) is emptied first.
+    ///
+    /// Writes come one at a time, from the library's writer. Only a reset (here) and a rebase
+    /// replace the base, under the lock's write side; any other write reads the base under no
+    /// lock, so lookups making a new read view never wait for a write's transaction.
     fn write(
         &self,
         stamp: Option<i64>,
         reset: bool,
         changes: impl FnOnce(&mut Changes<'_, '_>) -> Result<()>,
     ) -> Result<()> {
-        let mut guard = self.base.write().unwrap_or_else(|e| e.into_inner());
+        let mut replacing = reset.then(|| self.base.write().unwrap_or_else(|e| e.into_inner()));
+        let base = match &replacing {
+            Some(_) => None,
+            None => self.base.read().unwrap_or_else(|e| e.into_inner()).1.clone(),
+        };
+        let dropping_base = replacing.as_ref().is_some_and(|held| held.1.is_some());
         let mut tx = self.db.begin_write().map_err(Error::index)?;
-        if stamp.is_none() && !(reset && guard.1.is_some()) {
+        // Dropping a base is durable: its file is removed right after.
+        if stamp.is_none() && !dropping_base {
             tx.set_durability(Durability::None).map_err(Error::index)?;
         }
-        let dropped = if reset { guard.1.take() } else { None };
         {
             if reset {
                 tx.delete_table(RECORDS).map_err(Error::index)?;
             }
             let mut meta = tx.open_table(META).map_err(Error::index)?;
-            let count = match &guard.1 {
+            let count = match &base {
                 Some(_) => Some(meta.get(COUNT_KEY).map_err(Error::index)?.map_or(0, |v| v.value())),
                 None => None,
             };
             let mut table = Changes {
                 records: tx.open_table(RECORDS).map_err(Error::index)?,
-                base: guard.1.as_deref(),
+                base: base.as_deref(),
                 count,
             };
             changes(&mut table)?;
@@ -814,14 +822,11 @@ impl ServingIndex {
             }
         }
         tx.commit().map_err(Error::index)?;
-        drop(guard);
-        if let Some(segment) = dropped {
-            // Readers still holding it keep reading the open file.
-            if let Err(e) = std::fs::remove_file(segment.path()) {
-                tracing::warn!(error = %e, path = %segment.path().display(), "removing a replaced serving index segment");
-            }
-        }
+        // Only now that redb no longer names it does the base go (a failed write keeps it).
+        let dropped = replacing.as_mut().and_then(|held| held.1.take());
+        drop(replacing);
         self.committed();
+        remove_replaced(dropped);
         Ok(())
     }
 
@@ -829,6 +834,16 @@ impl ServingIndex {
     fn committed(&self) {
         self.commits.fetch_add(1, Ordering::Release);
         *self.shared.write().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Removes the file of a base that redb no longer names; readers still holding it keep
+/// reading the open file.
+fn remove_replaced(segment: Option<Arc<Segment>>) {
+    if let Some(segment) = segment
+        && let Err(e) = std::fs::remove_file(segment.path())
+    {
+        tracing::warn!(error = %e, path = %segment.path().display(), "removing a replaced serving index segment");
     }
 }
 
@@ -1027,6 +1042,13 @@ mod tests {
         load(&index, &base);
         let first = dir.path().join("index.1.seg");
         assert!(first.exists());
+        // A rebase that fails leaves the base as it was and no partial file behind.
+        assert!(index.rebase(|_, _| Err(Error::index("cut off"))).is_err());
+        assert!(!dir.path().join("index.2.seg-partial").exists());
+        assert_eq!(
+            (index.len().unwrap(), index.get("k001").unwrap().is_some()),
+            (100, true)
+        );
         // Changes over the first base, then a second base in place of both.
         index
             .apply(None, false, [("k001", None), ("new", Some(&record_of("n", 2)))])

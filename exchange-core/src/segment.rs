@@ -98,6 +98,14 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Gives up the segment, removing what was written of it.
+    pub fn abandon(self) {
+        drop(self.out);
+        if let Err(e) = std::fs::remove_file(&self.temp) {
+            tracing::warn!(error = %e, path = %self.temp.display(), "removing an abandoned serving index segment");
+        }
+    }
+
     /// Records written so far.
     pub fn records(&self) -> u64 {
         self.records
@@ -247,17 +255,26 @@ impl Segment {
         let Some(block) = self.block_of(key) else {
             return Ok(f(None));
         };
-        let mut buf = Vec::new();
-        self.read_block(block, &mut buf)?;
-        let mut entries = Entries { bytes: &buf };
-        while let Some((k, record)) = entries.next(&self.path)? {
-            match k.cmp(key) {
-                std::cmp::Ordering::Less => continue,
-                std::cmp::Ordering::Equal => return Ok(f(Some(record))),
-                std::cmp::Ordering::Greater => break,
+        // The block is read into this thread's buffer, taken out while in use (so a lookup
+        // inside `f` gets one of its own): no allocation per lookup.
+        let mut buf = BLOCK_BUF.take();
+        let found = self.read_block(block, &mut buf).and_then(|()| {
+            let mut entries = Entries { bytes: &buf };
+            while let Some((k, record)) = entries.next(&self.path)? {
+                match k.cmp(key) {
+                    std::cmp::Ordering::Less => continue,
+                    std::cmp::Ordering::Equal => {
+                        let end = buf.len() - entries.bytes.len();
+                        return Ok(Some(end - record.len()..end));
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
             }
-        }
-        Ok(f(None))
+            Ok(None)
+        });
+        let answer = found.map(|record| f(record.map(|r| &buf[r])));
+        BLOCK_BUF.set(buf);
+        answer
     }
 
     /// Whether `key` is held.
@@ -283,6 +300,11 @@ impl Segment {
         }
         Ok(cursor)
     }
+}
+
+thread_local! {
+    /// The block buffer of this thread's lookups.
+    static BLOCK_BUF: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// The first index in `0..n` where `pred` turns false (`pred` true then false over the range).
