@@ -1223,6 +1223,30 @@ mod tests {
         assert_eq!(left, [9]);
     }
 
+    /// A large group (71 calls at once) reaches the DB with every value in its column: the
+    /// chain, recomputed from the rows, is whole.
+    #[tokio::test]
+    async fn a_large_group_reaches_the_db_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        let calls = 71;
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        // All at once, so that the writer takes them as one group.
+        let seqs = futures::future::join_all((1..=calls).map(|i| log.record(entry(i)))).await;
+        assert!(seqs.into_iter().all(|seq| seq.is_ok()));
+        log.settle().await.unwrap();
+        assert_eq!(db_records(&catalog).await, calls as i64);
+        let report = verify(&catalog, None).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (calls as u64, None));
+        let mut latencies: Vec<i64> = sqlx::query_scalar("SELECT latency_us FROM audit_log ORDER BY seq")
+            .fetch_all(catalog.pool())
+            .await
+            .unwrap();
+        // Sequence numbers follow the order the writer took the calls in.
+        latencies.sort_unstable();
+        assert_eq!(latencies, (1..=calls as i64).collect::<Vec<_>>());
+    }
+
     /// Calls waiting on threads that have their own answering task (as the server's workers
     /// do) and on a thread without one are answered, each with its own sequence number, and
     /// the chain holds every record.
