@@ -476,6 +476,15 @@ impl IndexReader {
         Ok(self.len()? == 0)
     }
 
+    /// Changes held in redb on top of the base (puts and deletions); 0 without a base.
+    pub(crate) fn changes_since_base(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        match self.base {
+            Some(_) => self.records.len().map_err(Error::index),
+            None => Ok(0),
+        }
+    }
+
     /// Records after `after` in key order (from the first when `None`) whose version is above
     /// `since`: at most `limit` of them, examining at most `budget` entries. Returns them and
     /// the last key examined, to continue from (`None` at the end of the index).

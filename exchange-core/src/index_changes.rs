@@ -23,9 +23,10 @@ const DELETED: u32 = u32::MAX;
 /// commits).
 const APPLY_CHUNK: usize = if cfg!(test) { 7 } else { 100_000 };
 
-/// A write whose changes are at least 1/`REBASE_FRACTION` of the records the index holds
-/// writes the index anew ([`IndexChanges::apply`]): merging every record in one sequential pass
-/// costs less than that many B-tree inserts.
+/// A write whose changes, with those already held on top of the base, are at least
+/// 1/`REBASE_FRACTION` of the records the index holds writes the index anew
+/// ([`IndexChanges::apply`]): merging every record in one sequential pass costs less than that
+/// many B-tree inserts, and many small writes do not pile up in redb without bound.
 const REBASE_FRACTION: u64 = 4;
 
 /// One change in memory: the first bytes of its key (most comparisons of a sort end there),
@@ -199,7 +200,11 @@ impl IndexChanges {
     /// the index is written anew instead, as a base merged from the records it holds and
     /// these changes, in one sequential pass ([`ServingIndex::rebase`]).
     pub(crate) fn apply(self, index: &ServingIndex) -> Result<()> {
-        if self.len.saturating_mul(REBASE_FRACTION) < index.len()? {
+        let (pending, held) = {
+            let reader = index.reader()?;
+            (self.len.saturating_add(reader.changes_since_base()?), reader.len()?)
+        };
+        if pending.saturating_mul(REBASE_FRACTION) < held {
             return self.apply_chunks(|changes| index.apply_encoded(changes));
         }
         index.rebase(|held, base| {
@@ -521,6 +526,39 @@ mod tests {
             sorted.sort();
             prop_assert_eq!(order, sorted);
             prop_assert_eq!(held, want.into_iter().collect::<Vec<_>>());
+        }
+    }
+
+    /// Small writes go on top of the base until, with those before them, they reach a quarter
+    /// of the index: that write writes a new base, and redb holds no change after it.
+    #[test]
+    fn small_writes_pile_up_to_a_quarter_of_the_index_then_rebase() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = ServingIndex::open(&dir.path().join("index.redb")).unwrap();
+        let write = |keys: std::ops::Range<usize>, record: &[u8]| {
+            let mut changes = IndexChanges::new(dir.path().to_path_buf(), 1 << 20);
+            for i in keys {
+                changes
+                    .put(&format!("{i:018}"), |out| out.extend_from_slice(record))
+                    .unwrap();
+            }
+            changes.apply(&index).unwrap();
+        };
+        let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        write(0..100, b"first");
+        want.extend((0..100).map(|i| (format!("{i:018}"), b"first".to_vec())));
+        let pending = || index.reader().unwrap().changes_since_base().unwrap();
+        assert_eq!(pending(), 0, "the first load is a base");
+        for round in 0..5 {
+            let keys = round * 5..round * 5 + 5;
+            want.extend(keys.clone().map(|i| (format!("{i:018}"), b"later".to_vec())));
+            write(keys, b"later");
+            let expected = if round < 4 { 5 * (round as u64 + 1) } else { 0 };
+            assert_eq!(pending(), expected, "after small write {round}");
+            assert_eq!(
+                index.reader().unwrap().all_encoded(),
+                want.clone().into_iter().collect::<Vec<_>>()
+            );
         }
     }
 
