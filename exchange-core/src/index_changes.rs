@@ -13,7 +13,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::PathBuf;
 
-use crate::index::ServingIndex;
+use crate::index::{ServingIndex, ViewCursor};
+use crate::segment::SegmentWriter;
 use crate::{Error, Result};
 
 /// The record length of a deletion.
@@ -29,6 +30,18 @@ const APPLY_CHUNK: usize = if cfg!(test) { 7 } else { 100_000 };
 /// many B-tree inserts, and many small writes do not pile up in redb without bound.
 const REBASE_FRACTION: u64 = 4;
 
+/// Copies the records `view` holds below `key` (all that are left when `None`) into `base`
+/// unchanged: the held records a rebase keeps between the changes.
+fn copy_below(view: &mut ViewCursor<'_>, base: &mut SegmentWriter, key: Option<&[u8]>) -> Result<()> {
+    while let Some((held_key, held_record)) = view.current()
+        && key.is_none_or(|key| held_key < key)
+    {
+        base.push(held_key, held_record)?;
+        view.advance()?;
+    }
+    Ok(())
+}
+
 /// One change in memory: the first bytes of its key (most comparisons of a sort end there),
 /// where the key starts in the buffer, the key's length and the record's (which follows the
 /// key), or [`DELETED`].
@@ -42,11 +55,8 @@ struct Entry {
 
 impl Entry {
     fn new(key: &[u8], start: usize, record_len: u32) -> Self {
-        let mut head = [0u8; 16];
-        let n = key.len().min(16);
-        head[..n].copy_from_slice(&key[..n]);
         Self {
-            prefix: u128::from_be_bytes(head),
+            prefix: crate::segment::prefix(key),
             start,
             key_len: key.len() as u32,
             record_len,
@@ -212,12 +222,7 @@ impl IndexChanges {
             self.apply_chunks(|changes| {
                 for (key, record) in changes {
                     let key = key.as_bytes();
-                    while let Some((held_key, held_record)) = view.current()
-                        && held_key < key
-                    {
-                        base.push(held_key, held_record)?;
-                        view.advance()?;
-                    }
+                    copy_below(&mut view, base, Some(key))?;
                     if view.current().is_some_and(|(held_key, _)| held_key == key) {
                         view.advance()?;
                     }
@@ -227,11 +232,7 @@ impl IndexChanges {
                 }
                 Ok(())
             })?;
-            while let Some((held_key, held_record)) = view.current() {
-                base.push(held_key, held_record)?;
-                view.advance()?;
-            }
-            Ok(())
+            copy_below(&mut view, base, None)
         })
     }
 

@@ -147,7 +147,7 @@ pub struct Segment {
 
 /// The first 16 bytes of `key`, zero-padded, as a number that orders as the keys do unless
 /// two are equal.
-fn prefix(key: &[u8]) -> u128 {
+pub(crate) fn prefix(key: &[u8]) -> u128 {
     let mut head = [0u8; 16];
     let n = key.len().min(16);
     head[..n].copy_from_slice(&key[..n]);
@@ -241,10 +241,11 @@ impl Segment {
         after.checked_sub(1)
     }
 
-    fn read_block(&self, block: usize, buf: &mut Vec<u8>) -> Result<()> {
-        let (start, end) = (self.offsets[block], self.offsets[block + 1]);
-        // A thread's lookups reuse one buffer, zeroed only where it grows: zeroing the whole
-        // block before each read showed in the lookup profile.
+    /// Reads `blocks` (consecutive) into `buf`.
+    fn read_blocks(&self, blocks: std::ops::Range<usize>, buf: &mut Vec<u8>) -> Result<()> {
+        let (start, end) = (self.offsets[blocks.start], self.offsets[blocks.end]);
+        // Buffers are reused (a thread's lookups share one), zeroed only where they grow:
+        // zeroing the whole block before each read showed in the lookup profile.
         let len = (end - start) as usize;
         if buf.len() < len {
             buf.resize(len, 0);
@@ -263,7 +264,7 @@ impl Segment {
         // The block is read into this thread's buffer, taken out while in use (so a lookup
         // inside `f` gets one of its own): no allocation per lookup.
         let mut buf = BLOCK_BUF.take();
-        let found = self.read_block(block, &mut buf).and_then(|()| {
+        let found = self.read_blocks(block..block + 1, &mut buf).and_then(|()| {
             let mut entries = Entries { bytes: &buf };
             while let Some((k, record)) = entries.next(&self.path)? {
                 match k.cmp(key) {
@@ -383,13 +384,7 @@ impl SegmentCursor<'_> {
             // Blocks are read 64 at a time: a scan reads about 256 KiB per call.
             let first = self.next_block;
             let last = (first + 64).min(self.segment.offsets.len() - 1);
-            let (start, end) = (self.segment.offsets[first], self.segment.offsets[last]);
-            self.buf.clear();
-            self.buf.resize((end - start) as usize, 0);
-            self.segment
-                .file
-                .read_exact_at(&mut self.buf, start)
-                .map_err(|e| corrupt(&self.segment.path, &e.to_string()))?;
+            self.segment.read_blocks(first..last, &mut self.buf)?;
             self.next_block = last;
             self.at = 0;
         }

@@ -216,7 +216,6 @@ fn json_list(items: &[String]) -> String {
 
 impl Canonical<String> {
     fn new(seq: i64, at: String, entry: AuditEntry) -> Self {
-        let list = |items: Vec<String>| json_list(&items);
         Self {
             seq,
             at,
@@ -228,8 +227,8 @@ impl Canonical<String> {
             subject_hash: entry.subject_hash,
             status: i64::from(entry.status),
             outcome: entry.outcome,
-            items_plain: list(entry.items_plain),
-            items_masked: list(entry.items_masked),
+            items_plain: json_list(&entry.items_plain),
+            items_masked: json_list(&entry.items_masked),
             grant_id: entry.grant_id,
             latency_us: entry.latency_us,
             row_count: entry.row_count,
