@@ -517,7 +517,7 @@ async fn run(
                 );
                 continue;
             }
-            let key = values[0].clone();
+            let key = values[0].as_ref().map(|k| k.to_string());
             if writer.upsert(values)? == Upsert::Duplicate {
                 reject(
                     &mut counts,

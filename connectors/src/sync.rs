@@ -8,10 +8,11 @@
 //! fails, or a process killed at any point, leaves the library and the watermark as they were,
 //! so the next run reads the same rows again: nothing lost, nothing twice.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::{Array, RecordBatch, StringArray, StringBuilder};
 use catalog::{Catalog, Connector, QuarantinedRow, RunCounts, RunStatus, SyncRun};
 use exchange_core::{Authority, FieldKind, Library, LibrarySchema, LibraryWriter, Upsert};
 
@@ -187,7 +188,7 @@ impl Run<'_> {
         let (config, schema) = (Arc::new(self.config.clone()), self.library.schema());
         let after = since.as_ref().map(|s| s.watermark);
         // The batch being planned while the one before it is merged.
-        let mut planning: Option<(RecordBatch, tokio::task::JoinHandle<Result<Vec<PlannedRow>>>)> = None;
+        let mut planning: Option<(RecordBatch, tokio::task::JoinHandle<Result<PlannedBatch>>)> = None;
         loop {
             let next = match stream.next().await {
                 Some(batch) => Some(batch?),
@@ -206,9 +207,19 @@ impl Run<'_> {
                     .await
                     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
                 let mapped = MappedBatch::new(&batch, self.config, schema)?;
-                for (row, planned) in planned.into_iter().enumerate() {
+                let PlannedBatch { rows, values: columns } = planned;
+                // The values of the row being merged, when it is upserted, borrowed from the
+                // planned columns.
+                let mut values = Vec::with_capacity(columns.len());
+                let mut upserted = 0;
+                for (row, planned) in rows.into_iter().enumerate() {
                     self.counts.read += 1;
-                    self.row(&mapped, row, planned, &mut high_water, &mut writer)?;
+                    values.clear();
+                    if matches!(planned.plan, Plan::Upsert) {
+                        values.extend(columns.iter().map(|c| c.is_valid(upserted).then(|| c.value(upserted))));
+                        upserted += 1;
+                    }
+                    self.row(&mapped, row, planned, &values, &mut high_water, &mut writer)?;
                 }
                 writer.flush_if_full().await?;
                 if self.quarantine.len() >= QUARANTINE_CHUNK {
@@ -238,12 +249,13 @@ impl Run<'_> {
     }
 
     /// One source row, as planned: quarantined, skipped (before the watermark), deleted or
-    /// merged.
+    /// merged (with `values`, its library values).
     fn row(
         &mut self,
         mapped: &MappedBatch<'_>,
         row: usize,
         planned: PlannedRow,
+        values: &[Option<&str>],
         high_water: &mut Option<i64>,
         writer: &mut LibraryWriter<'_>,
     ) -> Result<()> {
@@ -257,7 +269,7 @@ impl Run<'_> {
                 writer.delete(&key)?;
             }
             Plan::Delete(Err(rejection)) => self.reject(mapped, row, rejection),
-            Plan::Upsert(values) => {
+            Plan::Upsert => {
                 if writer.upsert(values)? == Upsert::Duplicate {
                     // Rare: the key is worked out again rather than kept for every row.
                     let key = mapped.normalize_key(row).ok();
@@ -322,8 +334,16 @@ enum Plan {
     Unchanged,
     /// A deletion reported by a change feed: the key, or why it is not one.
     Delete(std::result::Result<String, Rejection>),
-    /// The row's library values.
-    Upsert(Vec<Option<String>>),
+    /// Merged: its library values are the next row of [`PlannedBatch::values`].
+    Upsert,
+}
+
+/// A batch as planned: each row's plan, and the library values of the rows to merge, one
+/// column per library field, in row order. Values are appended to the columns straight from
+/// the source's arrays, not held as a `String` each.
+struct PlannedBatch {
+    rows: Vec<PlannedRow>,
+    values: Vec<StringArray>,
 }
 
 /// Why a row was rejected.
@@ -393,8 +413,9 @@ impl<'a> MappedBatch<'a> {
         column.filter(|c| !c.is_null(row)).map(|c| c.value(row))
     }
 
-    /// Field `i`'s value in `row`: mapped, transformed and normalized.
-    fn field(&self, i: usize, row: usize) -> Result<Option<String>, Rejection> {
+    /// Field `i`'s value in `row`: mapped, transformed and normalized; borrowed from the
+    /// source's array when that is already how the library writes it.
+    fn field(&self, i: usize, row: usize) -> Result<Option<Cow<'a, str>>, Rejection> {
         let field = &self.schema.fields[i];
         let value = match &self.columns[i] {
             None => None,
@@ -409,8 +430,14 @@ impl<'a> MappedBatch<'a> {
                         mapping.column()
                     ),
                 };
-                let mapped = mapping.apply(raw).map_err(rejection)?;
-                field.normalize(mapped.as_deref().unwrap_or("")).map_err(rejection)?
+                match mapping.apply(raw).map_err(rejection)? {
+                    None => None,
+                    Some(Cow::Borrowed(mapped)) => field.normalize(mapped).map_err(rejection)?,
+                    Some(Cow::Owned(mapped)) => field
+                        .normalize(&mapped)
+                        .map_err(rejection)?
+                        .map(|v| Cow::Owned(v.into_owned())),
+                }
             }
         };
         if value.is_none() && field.required {
@@ -426,19 +453,19 @@ impl<'a> MappedBatch<'a> {
     fn normalize_key(&self, row: usize) -> Result<String, Rejection> {
         let schema = self.schema;
         if schema.key_parts.is_empty() {
-            return Ok(self.field(0, row)?.unwrap_or_default());
+            return Ok(self.field(0, row)?.map(Cow::into_owned).unwrap_or_default());
         }
-        let mut values = vec![None; schema.fields.len()];
+        let mut values: Vec<Option<Cow<'a, str>>> = vec![None; schema.fields.len()];
         for part in schema.key_parts {
             if let Some(i) = schema.position(part) {
                 values[i] = self.field(i, row)?;
             }
         }
         self.compose_key(&mut values)?;
-        Ok(values[0].take().unwrap_or_default())
+        Ok(values[0].take().map(Cow::into_owned).unwrap_or_default())
     }
 
-    fn compose_key(&self, values: &mut [Option<String>]) -> Result<(), Rejection> {
+    fn compose_key(&self, values: &mut [Option<Cow<'a, str>>]) -> Result<(), Rejection> {
         let schema = self.schema;
         schema.compose_key(values).map_err(|reason| Rejection {
             field: Some(schema.key.to_string()),
@@ -446,30 +473,56 @@ impl<'a> MappedBatch<'a> {
         })
     }
 
-    /// The row's library values, or why it cannot enter the library.
-    fn normalize(&self, row: usize) -> Result<Vec<Option<String>>, Rejection> {
+    /// The row's library values into `values` (cleared first), or why it cannot enter the
+    /// library.
+    fn normalize(&self, row: usize, values: &mut Vec<Option<Cow<'a, str>>>) -> Result<(), Rejection> {
         let schema = self.schema;
         let fields = schema.fields;
-        let mut values = Vec::with_capacity(fields.len());
+        values.clear();
         for i in 0..fields.len() {
             // A compound key is derived from its parts below, never read from the source.
             let derived = i == 0 && !schema.key_parts.is_empty();
             values.push(if derived { None } else { self.field(i, row)? });
         }
-        self.compose_key(&mut values)?;
-        derive_from_id_number(fields, &mut values);
-        Ok(values)
+        self.compose_key(values)?;
+        derive_from_id_number(fields, values);
+        Ok(())
     }
 
     /// Plans every row of the batch (see [`PlannedRow`]); rows whose cursor is before the
     /// watermark `after` are unchanged.
-    fn plan(&self, config: &ConnectorConfig, after: Option<i64>) -> Vec<PlannedRow> {
-        (0..self.batch.num_rows())
-            .map(|row| self.plan_row(config, after, row))
-            .collect()
+    fn plan(&self, config: &ConnectorConfig, after: Option<i64>) -> PlannedBatch {
+        let rows = self.batch.num_rows();
+        let width = self.schema.fields.len();
+        let mut columns: Vec<StringBuilder> = (0..width)
+            .map(|_| StringBuilder::with_capacity(rows, rows * 16))
+            .collect();
+        let mut values = Vec::with_capacity(width);
+        let rows = (0..rows)
+            .map(|row| {
+                let planned = self.plan_row(config, after, row, &mut values);
+                if matches!(planned.plan, Plan::Upsert) {
+                    for (column, value) in columns.iter_mut().zip(values.drain(..)) {
+                        column.append_option(value);
+                    }
+                }
+                planned
+            })
+            .collect();
+        PlannedBatch {
+            rows,
+            values: columns.iter_mut().map(StringBuilder::finish).collect(),
+        }
     }
 
-    fn plan_row(&self, config: &ConnectorConfig, after: Option<i64>, row: usize) -> PlannedRow {
+    /// One row's plan; when it is [`Plan::Upsert`], its library values are in `values`.
+    fn plan_row(
+        &self,
+        config: &ConnectorConfig,
+        after: Option<i64>,
+        row: usize,
+        values: &mut Vec<Option<Cow<'a, str>>>,
+    ) -> PlannedRow {
         let rejected = |rejection| PlannedRow {
             cursor: None,
             plan: Plan::Reject(rejection),
@@ -501,8 +554,8 @@ impl<'a> MappedBatch<'a> {
             // A deletion carries its key only.
             Plan::Delete(self.normalize_key(row))
         } else {
-            match self.normalize(row) {
-                Ok(values) => Plan::Upsert(values),
+            match self.normalize(row, values) {
+                Ok(()) => Plan::Upsert,
                 Err(rejection) => Plan::Reject(rejection),
             }
         };
@@ -537,7 +590,17 @@ impl<'a> MappedBatch<'a> {
 }
 
 /// Birth date and gender are encoded in the ID number: fill them when the source left them out.
-fn derive_from_id_number(fields: &[exchange_core::LibraryField], values: &mut [Option<String>]) {
+fn derive_from_id_number(fields: &[exchange_core::LibraryField], values: &mut [Option<Cow<'_, str>>]) {
+    let derivable = |field: &exchange_core::LibraryField| {
+        (field.kind == FieldKind::Date && field.name == "birth_date") || field.kind == FieldKind::Gender
+    };
+    if !fields
+        .iter()
+        .zip(values.iter())
+        .any(|(f, v)| v.is_none() && derivable(f))
+    {
+        return;
+    }
     let Some(id) = fields
         .iter()
         .position(|f| f.kind == FieldKind::IdNumber)
@@ -550,9 +613,9 @@ fn derive_from_id_number(fields: &[exchange_core::LibraryField], values: &mut [O
         if value.is_none() {
             match field.kind {
                 FieldKind::Date if field.name == "birth_date" => {
-                    *value = Some(exchange_core::normalize::format_date(id.birth_date()));
+                    *value = Some(Cow::Owned(exchange_core::normalize::format_date(id.birth_date())));
                 }
-                FieldKind::Gender => *value = Some(id.gender().to_string()),
+                FieldKind::Gender => *value = Some(Cow::Borrowed(id.gender())),
                 _ => {}
             }
         }

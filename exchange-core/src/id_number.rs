@@ -66,6 +66,11 @@ fn local_today() -> NaiveDate {
     today
 }
 
+/// ASCII bytes (checked digits) as a `String`.
+fn ascii(digits: &[u8]) -> String {
+    digits.iter().map(|&b| char::from(b)).collect()
+}
+
 /// The GB 11643 check character for the first 17 digits (ASCII digits).
 pub fn check_character(first17: &[u8]) -> char {
     let sum: u32 = first17.iter().zip(WEIGHTS).map(|(d, w)| u32::from(d - b'0') * w).sum();
@@ -82,24 +87,42 @@ impl IdNumber {
 
     /// [`IdNumber::parse`] with "today" given, so that the future-date rule is testable.
     pub fn parse_on(raw: &str, today: NaiveDate) -> Result<Self, IdNumberError> {
-        let folded = crate::normalize::fold_width(raw).to_ascii_uppercase();
+        let digits = Self::digits_on(raw, today)?;
+        Ok(Self(ascii(&digits)))
+    }
+
+    /// The number as [`IdNumber::parse`] writes it, borrowed from `raw` when `raw` (trimmed)
+    /// is written so already: a pull checks millions that are.
+    pub fn normalized(raw: &str) -> Result<std::borrow::Cow<'_, str>, IdNumberError> {
+        let digits = Self::digits_on(raw, local_today())?;
+        let trimmed = raw.trim();
+        Ok(if trimmed.as_bytes() == digits {
+            std::borrow::Cow::Borrowed(trimmed)
+        } else {
+            std::borrow::Cow::Owned(ascii(&digits))
+        })
+    }
+
+    /// The 18 characters `raw` stands for (trimmed, width folded, `x` upper-cased, a 15-digit
+    /// number upgraded), checked.
+    fn digits_on(raw: &str, today: NaiveDate) -> Result<[u8; 18], IdNumberError> {
+        let folded = crate::normalize::fold_width(raw);
         let bytes = folded.as_bytes();
-        let mut digits: Vec<u8> = match bytes.len() {
-            18 => bytes.to_vec(),
+        let mut digits = [0u8; 18];
+        match bytes.len() {
+            18 => digits.copy_from_slice(bytes),
             15 => {
                 if !bytes.iter().all(u8::is_ascii_digit) {
                     return Err(IdNumberError::Character);
                 }
-                let mut upgraded = Vec::with_capacity(18);
-                upgraded.extend_from_slice(&bytes[..6]);
-                upgraded.extend_from_slice(b"19");
-                upgraded.extend_from_slice(&bytes[6..]);
-                let check = check_character(&upgraded);
-                upgraded.push(check as u8);
-                upgraded
+                digits[..6].copy_from_slice(&bytes[..6]);
+                digits[6..8].copy_from_slice(b"19");
+                digits[8..17].copy_from_slice(&bytes[6..]);
+                digits[17] = check_character(&digits[..17]) as u8;
             }
             _ => return Err(IdNumberError::Length(folded.chars().count())),
-        };
+        }
+        digits[17] = digits[17].to_ascii_uppercase();
         if !digits[..17].iter().all(u8::is_ascii_digit) || !(digits[17].is_ascii_digit() || digits[17] == b'X') {
             return Err(IdNumberError::Character);
         }
@@ -117,9 +140,7 @@ impl IdNumber {
         if expected != found {
             return Err(IdNumberError::Checksum { expected, found });
         }
-        digits.truncate(18);
-        // Every byte is an ASCII digit or 'X', checked above.
-        Ok(Self(String::from_utf8(digits).unwrap_or_default()))
+        Ok(digits)
     }
 
     /// The 18 characters.
@@ -278,6 +299,30 @@ mod tests {
             let parsed = IdNumber::parse(&id).unwrap();
             prop_assert_eq!(parsed.as_str(), id.as_str());
             prop_assert_eq!(IdNumber::parse(parsed.as_str()).unwrap(), parsed);
+        }
+
+        /// The borrowing form agrees with `parse` however a number is typed, and borrows
+        /// exactly when the trimmed input is already the number as written.
+        #[test]
+        fn the_borrowing_form_is_parse(
+            id in valid_id(),
+            style in 0usize..5,
+            junk in "[0-9xX \u{3000}a１]{0,19}",
+        ) {
+            let typed = match style {
+                0 => id.clone(),
+                1 => format!(" {id}\u{3000}"),
+                2 => id.to_lowercase(),
+                3 => id.chars().map(|c| if c.is_ascii_digit() { char::from_u32(c as u32 + 0xFEE0).unwrap() } else { c }).collect(),
+                _ => junk,
+            };
+            let parsed = IdNumber::parse(&typed).map(|id| id.as_str().to_string());
+            let normalized = IdNumber::normalized(&typed);
+            prop_assert_eq!(normalized.as_ref().map(|n| n.to_string()).map_err(Clone::clone), parsed.clone());
+            if let Ok(normalized) = normalized {
+                let borrowed = matches!(normalized, std::borrow::Cow::Borrowed(_));
+                prop_assert_eq!(borrowed, parsed.as_deref() == Ok(typed.trim()), "{:?}", typed);
+            }
         }
 
         #[test]

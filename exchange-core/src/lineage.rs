@@ -28,7 +28,7 @@ pub struct Lineage {
 
 impl Lineage {
     /// Every non-empty value of `values` from `origin`.
-    pub fn uniform(values: &[Option<String>], origin: Origin) -> Self {
+    pub fn uniform<S>(values: &[Option<S>], origin: Origin) -> Self {
         Self {
             fields: values.iter().map(|v| v.as_ref().map(|_| 0)).collect(),
             origins: vec![origin],

@@ -9,7 +9,9 @@ use chrono::NaiveDate;
 /// and trims surrounding whitespace. `"１１０１０５　"` becomes `"110105"`. A value with nothing to
 /// fold is borrowed, trimmed: most values are, and a pull normalizes millions of them.
 pub fn fold_width(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| half_width(c).is_some()) {
+    // Every character to fold is encoded starting with 0xEF (U+FF01..U+FF5E) or 0xE3
+    // (U+3000): a value without those bytes has nothing to fold, found without decoding it.
+    if memchr::memchr2(0xEF, 0xE3, s.as_bytes()).is_none() || !s.chars().any(|c| half_width(c).is_some()) {
         return Cow::Borrowed(s.trim());
     }
     let mut out = String::with_capacity(s.len());
@@ -39,7 +41,21 @@ pub const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid
 /// A date as the libraries store it: `YYYY-MM-DD`.
 pub fn format_date(date: NaiveDate) -> String {
     use chrono::Datelike;
-    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+    let (year, month, day) = (date.year(), date.month(), date.day());
+    if !(0..=9999).contains(&year) {
+        return format!("{year:04}-{month:02}-{day:02}");
+    }
+    let mut out = String::with_capacity(10);
+    let year = year as u32;
+    for digit in [year / 1000, year / 100 % 10, year / 10 % 10, year % 10] {
+        out.push(char::from(b'0' + digit as u8));
+    }
+    for part in [month, day] {
+        out.push('-');
+        out.push(char::from(b'0' + (part / 10) as u8));
+        out.push(char::from(b'0' + (part % 10) as u8));
+    }
+    out
 }
 
 /// Reads a date written exactly as [`format_date`] writes it.
@@ -110,13 +126,25 @@ pub fn normalize_gender(raw: &str) -> Option<&'static str> {
 /// A mainland mobile number: 11 digits starting with 1, after folding width and dropping
 /// spaces, dashes and a `+86`/`86` prefix.
 pub fn normalize_mobile(raw: &str) -> Option<String> {
+    mobile(raw).map(Cow::into_owned)
+}
+
+/// [`normalize_mobile`], borrowing a number already written as 11 digits.
+pub fn mobile(raw: &str) -> Option<Cow<'_, str>> {
+    let trimmed = raw.trim();
+    if is_mobile(trimmed) {
+        return Some(Cow::Borrowed(trimmed));
+    }
     let folded: String = fold_width(raw).chars().filter(|c| !matches!(c, ' ' | '-')).collect();
     let digits = folded
         .strip_prefix("+86")
         .or_else(|| folded.strip_prefix("86").filter(|rest| rest.len() == 11))
         .unwrap_or(&folded);
-    (digits.len() == 11 && digits.starts_with('1') && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.to_string())
+    is_mobile(digits).then(|| Cow::Owned(digits.to_string()))
+}
+
+fn is_mobile(digits: &str) -> bool {
+    digits.len() == 11 && digits.starts_with('1') && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// A telephone number: a mainland mobile (as [`normalize_mobile`]) or a landline with its area
@@ -267,6 +295,15 @@ mod tests {
             let landline = format!("{area}-{local}");
             prop_assert_eq!(normalize_phone(&format!("({area}){local}")), Some(landline.clone()));
             prop_assert_eq!(normalize_phone(&landline), Some(landline));
+        }
+
+        /// The width fold is the character-by-character map, trimmed, whatever the text holds
+        /// (its shortcut skips values without a byte that starts a foldable character).
+        #[test]
+        fn the_width_fold_maps_every_character(s in "[a-z 0-9\u{3000}\u{3001}\u{FF01}-\u{FF70}张。]{0,12}") {
+            let mapped: String = s.chars().map(|c| half_width(c).unwrap_or(c)).collect();
+            let folded = fold_width(&s);
+            prop_assert_eq!(folded.as_ref(), mapped.trim());
         }
 
         /// A decimal's canonical form is a fixed point and keeps its value.

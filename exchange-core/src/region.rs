@@ -73,12 +73,17 @@ pub enum RegionCodeError {
 impl RegionCode {
     /// Parses a code, accepting full-width digits and surrounding whitespace.
     pub fn parse(raw: &str) -> Result<Self, RegionCodeError> {
+        Self::normalized(raw).map(|code| Self(code.into_owned()))
+    }
+
+    /// The code as [`RegionCode::parse`] writes it, borrowed from `raw` where it can be.
+    pub fn normalized(raw: &str) -> Result<std::borrow::Cow<'_, str>, RegionCodeError> {
         let s = crate::normalize::fold_width(raw);
         if !matches!(s.len(), 2 | 4 | 6 | 9) || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(RegionCodeError::Malformed(raw.to_string()));
         }
         if TABLE.names.contains_key(s.as_ref()) {
-            Ok(Self(s.into_owned()))
+            Ok(s)
         } else {
             Err(RegionCodeError::Unknown(s.into_owned()))
         }

@@ -7,6 +7,7 @@
 //! op, `C`, records the values that lost a one-source-per-field conflict (see
 //! [`crate::store`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
@@ -297,7 +298,7 @@ impl LibrarySchema {
 
     /// For a compound key: sets the key (the first value) from its parts, joined by `:`. An
     /// error names the missing part. A simple key is left as it is.
-    pub fn compose_key(&self, values: &mut [Option<String>]) -> Result<(), String> {
+    pub fn compose_key<S: AsRef<str> + From<String>>(&self, values: &mut [Option<S>]) -> Result<(), String> {
         if self.key_parts.is_empty() {
             return Ok(());
         }
@@ -306,14 +307,14 @@ impl LibrarySchema {
             let value = self
                 .position(part)
                 .and_then(|i| values.get(i))
-                .and_then(|v| v.as_deref())
+                .and_then(|v| v.as_ref())
                 .ok_or_else(|| format!("{part} is part of the key and is required"))?;
             if !key.is_empty() {
                 key.push(':');
             }
-            key.push_str(value);
+            key.push_str(value.as_ref());
         }
-        values[0] = Some(key);
+        values[0] = Some(S::from(key));
         Ok(())
     }
 
@@ -360,66 +361,92 @@ impl LibrarySchema {
 impl LibraryField {
     /// Normalizes one raw source value for this field: `Ok(None)` for an empty value,
     /// `Ok(Some(canonical))` when it parses, `Err(reason)` when it does not.
-    pub fn normalize(&self, raw: &str) -> Result<Option<String>, String> {
+    pub fn normalize<'a>(&self, raw: &'a str) -> Result<Option<Cow<'a, str>>, String> {
         use crate::normalize::{
-            fold_width, format_date, normalize_decimal, normalize_degrees, normalize_gender, normalize_industry_code,
-            normalize_mobile, normalize_phone, parse_date,
+            fold_width, format_date, mobile, normalize_decimal, normalize_degrees, normalize_gender,
+            normalize_industry_code, normalize_phone, parse_date, parse_stored_date,
         };
         let folded = fold_width(raw);
         if folded.is_empty() {
             return Ok(None);
         }
-        let value = match self.kind {
-            FieldKind::IdNumber => crate::IdNumber::parse(&folded)
-                .map(|id| id.as_str().to_string())
-                .map_err(|e| e.to_string())?,
-            FieldKind::Gender => normalize_gender(&folded)
-                .ok_or_else(|| format!("{folded:?} is not a GB/T 2261.1 gender"))?
-                .to_string(),
-            FieldKind::Date => {
-                format_date(parse_date(&folded).ok_or_else(|| format!("{folded:?} is not a recognizable date"))?)
-            }
-            FieldKind::RegionCode => crate::RegionCode::parse(&folded)
-                .map_err(|e| e.to_string())?
-                .as_str()
-                .to_string(),
-            FieldKind::Mobile => {
-                normalize_mobile(&folded).ok_or_else(|| format!("{folded:?} is not a mainland mobile number"))?
-            }
-            FieldKind::Uscc => crate::Uscc::parse(&folded)
-                .map(|c| c.as_str().to_string())
-                .map_err(|e| e.to_string())?,
-            FieldKind::Subject => match crate::Uscc::parse(&folded) {
+        // Values already written as the library writes them (most are) are borrowed, not
+        // copied: a pull normalizes millions.
+        let value: Cow<'a, str> = match self.kind {
+            FieldKind::IdNumber => reborrow(folded, |v| crate::IdNumber::normalized(v).map_err(|e| e.to_string()))?,
+            FieldKind::Gender => Cow::Borrowed(
+                normalize_gender(&folded).ok_or_else(|| format!("{folded:?} is not a GB/T 2261.1 gender"))?,
+            ),
+            FieldKind::Date if parse_stored_date(&folded).is_some() => folded,
+            FieldKind::Date => Cow::Owned(format_date(
+                parse_date(&folded).ok_or_else(|| format!("{folded:?} is not a recognizable date"))?,
+            )),
+            FieldKind::RegionCode => reborrow(folded, |v| crate::RegionCode::normalized(v).map_err(|e| e.to_string()))?,
+            FieldKind::Mobile => reborrow(folded, |v| {
+                mobile(v).ok_or_else(|| format!("{v:?} is not a mainland mobile number"))
+            })?,
+            FieldKind::Uscc => Cow::Owned(
+                crate::Uscc::parse(&folded)
+                    .map(|c| c.as_str().to_string())
+                    .map_err(|e| e.to_string())?,
+            ),
+            FieldKind::Subject => Cow::Owned(match crate::Uscc::parse(&folded) {
                 Ok(code) => code.as_str().to_string(),
                 Err(uscc) => crate::IdNumber::parse(&folded)
                     .map(|id| id.as_str().to_string())
                     .map_err(|id| {
                         format!("{folded:?} is neither a unified social credit code ({uscc}) nor an ID number ({id})")
                     })?,
-            },
-            FieldKind::Phone => {
-                normalize_phone(&folded).ok_or_else(|| format!("{folded:?} is not a mobile or landline number"))?
+            }),
+            FieldKind::Phone => Cow::Owned(
+                normalize_phone(&folded).ok_or_else(|| format!("{folded:?} is not a mobile or landline number"))?,
+            ),
+            FieldKind::Decimal => {
+                Cow::Owned(normalize_decimal(&folded).ok_or_else(|| format!("{folded:?} is not a number"))?)
             }
-            FieldKind::Decimal => normalize_decimal(&folded).ok_or_else(|| format!("{folded:?} is not a number"))?,
-            FieldKind::IndustryCode => normalize_industry_code(&folded)
-                .ok_or_else(|| format!("{folded:?} is not a GB/T 4754 industry code"))?,
-            FieldKind::Longitude => normalize_degrees(&folded, -180.0, 180.0)
-                .ok_or_else(|| format!("{folded:?} is not a longitude in degrees (-180 to 180)"))?,
-            FieldKind::Latitude => normalize_degrees(&folded, -90.0, 90.0)
-                .ok_or_else(|| format!("{folded:?} is not a latitude in degrees (-90 to 90)"))?,
+            FieldKind::IndustryCode => Cow::Owned(
+                normalize_industry_code(&folded)
+                    .ok_or_else(|| format!("{folded:?} is not a GB/T 4754 industry code"))?,
+            ),
+            FieldKind::Longitude => Cow::Owned(
+                normalize_degrees(&folded, -180.0, 180.0)
+                    .ok_or_else(|| format!("{folded:?} is not a longitude in degrees (-180 to 180)"))?,
+            ),
+            FieldKind::Latitude => Cow::Owned(
+                normalize_degrees(&folded, -90.0, 90.0)
+                    .ok_or_else(|| format!("{folded:?} is not a latitude in degrees (-90 to 90)"))?,
+            ),
             FieldKind::Code => {
-                let squeezed: String = folded.split_whitespace().collect();
+                let squeezed: Cow<'_, str> = if folded.contains(char::is_whitespace) {
+                    Cow::Owned(folded.split_whitespace().collect())
+                } else {
+                    Cow::Borrowed(&folded)
+                };
                 match self.allowed.iter().find(|a| **a == squeezed) {
-                    Some(value) => value.to_string(),
+                    Some(value) => Cow::Borrowed(*value),
                     None => return Err(format!("{folded:?} is not one of {}", self.allowed.join(" / "))),
                 }
             }
             // Names hold no inner spaces in Chinese; a stray one comes from data entry.
-            FieldKind::PersonName if folded.chars().any(|c| c > '\u{2E80}') => folded.split_whitespace().collect(),
-            FieldKind::PersonName | FieldKind::Address | FieldKind::Text => folded.into_owned(),
+            FieldKind::PersonName if folded.contains(char::is_whitespace) && folded.chars().any(|c| c > '\u{2E80}') => {
+                Cow::Owned(folded.split_whitespace().collect())
+            }
+            FieldKind::PersonName | FieldKind::Address | FieldKind::Text => folded,
         };
         Ok(Some(value))
     }
+}
+
+/// `normalize(folded)`, still borrowing from the raw value when `folded` does and `normalize`
+/// borrows its input.
+fn reborrow<'a>(
+    folded: Cow<'a, str>,
+    normalize: impl for<'b> Fn(&'b str) -> Result<Cow<'b, str>, String>,
+) -> Result<Cow<'a, str>, String> {
+    Ok(match folded {
+        Cow::Borrowed(folded) => normalize(folded)?,
+        Cow::Owned(folded) => Cow::Owned(normalize(&folded)?.into_owned()),
+    })
 }
 
 #[cfg(test)]
@@ -443,6 +470,28 @@ mod tests {
             Some("1990-01-02")
         );
         assert_eq!(field("phone").normalize("").unwrap(), None);
+    }
+
+    /// A value already written as the library writes it comes back borrowed, not copied (a
+    /// pull normalizes millions), and unchanged.
+    #[test]
+    fn values_already_normalized_are_borrowed() {
+        for (name, value) in [
+            ("id_number", "11010519491231002X"),
+            ("name", "张三"),
+            ("gender", "女"),
+            ("birth_date", "1990-01-02"),
+            ("ethnicity", "汉族"),
+            ("region_code", "110105"),
+            ("address", "北京市东城区东华门街道1号"),
+            ("phone", "13800138000"),
+            ("marital_status", "已婚"),
+        ] {
+            match field(name).normalize(value) {
+                Ok(Some(Cow::Borrowed(got))) => assert_eq!(got, value, "{name}"),
+                other => panic!("{name} {value:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -474,7 +523,11 @@ mod tests {
         for (schema, name, raw, want) in cases {
             let got = f(schema, name).normalize(raw);
             match want {
-                Ok(v) => assert_eq!(got.unwrap().as_deref(), Some(*v), "{}.{name} {raw}", schema.name),
+                Ok(v) => {
+                    assert_eq!(got.unwrap().as_deref(), Some(*v), "{}.{name} {raw}", schema.name);
+                    let again = f(schema, name).normalize(v).unwrap().unwrap();
+                    assert_eq!(again, *v, "{}.{name}: normalizing {v} again", schema.name);
+                }
                 Err(reason) => assert!(got.unwrap_err().contains(reason), "{}.{name} {raw}", schema.name),
             }
         }
@@ -520,7 +573,7 @@ mod tests {
 
     #[test]
     fn compound_keys_join_their_parts() {
-        let mut values = vec![None; LICENSE.fields.len()];
+        let mut values: Vec<Option<String>> = vec![None; LICENSE.fields.len()];
         values[LICENSE.position("license_type").unwrap()] = Some("CSYXZM".into());
         assert!(LICENSE.compose_key(&mut values).unwrap_err().contains("license_no"));
         values[LICENSE.position("license_no").unwrap()] = Some("Q330106123".into());

@@ -348,7 +348,7 @@ impl Library {
                 version,
             },
             authority,
-            inserted_lineage: HashMap::new(),
+            inserted_lineage: HashMap::default(),
             reader,
             seen: KeySet::default(),
             changes: IndexChanges::new(self.dir.clone(), INDEX_CHANGES_MEMORY),
@@ -627,10 +627,23 @@ const FLUSH_ROWS: usize = 32 * 1024;
 /// The keys a write has touched, as 128-bit hashes: 16 bytes a key whatever its length, so a
 /// 10M-row run stays far below a gigabyte, with a collision chance (about 10⁻²⁵ for 10M keys)
 /// far below that of a disk error.
-#[derive(Default)]
 struct KeySet {
     hashes: std::collections::HashSet<u128, BuildU128>,
-    hashers: (std::hash::RandomState, std::hash::RandomState),
+    /// The two XXH64 seeds, random per write.
+    seeds: (u64, u64),
+}
+
+impl Default for KeySet {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        Self {
+            hashes: Default::default(),
+            seeds: (
+                std::hash::RandomState::new().hash_one(0u8),
+                std::hash::RandomState::new().hash_one(1u8),
+            ),
+        }
+    }
 }
 
 /// The key hashes are already uniformly random: the set's hasher just takes their low bits.
@@ -664,8 +677,8 @@ impl std::hash::Hasher for U128Hasher {
 
 impl KeySet {
     fn hash(&self, key: &str) -> u128 {
-        use std::hash::BuildHasher;
-        (u128::from(self.hashers.0.hash_one(key)) << 64) | u128::from(self.hashers.1.hash_one(key))
+        let hash = |seed| twox_hash::XxHash64::oneshot(seed, key.as_bytes());
+        (u128::from(hash(self.seeds.0)) << 64) | u128::from(hash(self.seeds.1))
     }
 
     /// Adds the key; false when it was already there.
@@ -792,7 +805,7 @@ pub struct LibraryWriter<'a> {
     origin: Origin,
     authority: Authority,
     /// The lineage of a new record, as text and encoded, by the set of fields it fills.
-    inserted_lineage: HashMap<u128, (String, Vec<u8>)>,
+    inserted_lineage: HashMap<u128, (String, Vec<u8>), BuildU128>,
     /// The index as of the start of the write; `None` when the library was empty (a first load
     /// looks nothing up).
     reader: Option<IndexReader>,
@@ -823,7 +836,7 @@ impl LibraryWriter<'_> {
 
     /// A row holds one value per field and its dates as `YYYY-MM-DD`: the index takes the values
     /// as given, and must hold what the table does.
-    fn check_row(&self, values: &[Option<String>]) -> Result<()> {
+    fn check_row<S: AsRef<str>>(&self, values: &[Option<S>]) -> Result<()> {
         let fields = self.library.schema.fields;
         if values.len() != fields.len() {
             return Err(Error::InvalidValue {
@@ -837,7 +850,7 @@ impl LibraryWriter<'_> {
             });
         }
         for (field, value) in fields.iter().zip(values) {
-            if let (FieldKind::Date, Some(value)) = (field.kind, value)
+            if let (FieldKind::Date, Some(value)) = (field.kind, value.as_ref().map(AsRef::as_ref))
                 && crate::normalize::parse_stored_date(value).is_none()
             {
                 return Err(Error::InvalidValue {
@@ -860,9 +873,10 @@ impl LibraryWriter<'_> {
     /// field by field under the write's [`Authority`] (see the module docs); values that lose a
     /// conflict are written as a `C` row. A key may be written once per write: a second row for
     /// it is a [`Upsert::Duplicate`]. After an error the write is to be dropped, not committed.
-    pub fn upsert(&mut self, values: Vec<Option<String>>) -> Result<Upsert> {
-        self.check_row(&values)?;
-        let Some(key) = values.first().and_then(|v| v.as_deref()) else {
+    pub fn upsert<S: AsRef<str>>(&mut self, values: impl AsRef<[Option<S>]>) -> Result<Upsert> {
+        let values = values.as_ref();
+        self.check_row(values)?;
+        let Some(key) = values.first().and_then(|v| v.as_ref()).map(AsRef::as_ref) else {
             return Err(Error::InvalidValue {
                 field: "key",
                 message: format!("a {} row has no {}", self.library.schema.name, self.library.schema.key),
@@ -885,16 +899,17 @@ impl LibraryWriter<'_> {
                     .fold(0u128, |mask, (i, v)| if v.is_some() { mask | 1 << i } else { mask });
                 self.inserted_lineage
                     .entry(filled)
-                    .or_insert_with(|| lineage_forms(&Lineage::uniform(&values, origin.clone())))
+                    .or_insert_with(|| lineage_forms(&Lineage::uniform(values, origin.clone())))
             } else {
-                built = lineage_forms(&Lineage::uniform(&values, origin.clone()));
+                built = lineage_forms(&Lineage::uniform(values, origin.clone()));
                 &built
             };
             self.changes.put(key, |out| {
-                encode_head(self.version, &origin.source, &values, out);
+                encode_head(self.version, &origin.source, values, out);
                 out.extend_from_slice(encoded);
             })?;
-            self.rows.push("I", &origin.source, Some(text), values);
+            self.rows
+                .push("I", &origin.source, Some(text), values.iter().map(|v| v.as_ref()));
             return Ok(Upsert::Inserted);
         };
         let StoredRecord {
@@ -921,7 +936,7 @@ impl LibraryWriter<'_> {
             losers[slot].1[i] = Some(value);
         };
         for (i, incoming) in values.iter().enumerate() {
-            let Some(incoming) = incoming else {
+            let Some(incoming) = incoming.as_ref().map(AsRef::as_ref) else {
                 if self.authority.clears && merged[i].is_some() {
                     merged[i] = None;
                     lineage.set(i, None);
@@ -931,7 +946,7 @@ impl LibraryWriter<'_> {
             let owns = self.authority.owns(i);
             match &merged[i] {
                 None => {
-                    merged[i] = Some(incoming.clone());
+                    merged[i] = Some(incoming.to_string());
                     lineage.set(i, Some(&self.origin));
                 }
                 Some(held) if held == incoming => {
@@ -948,10 +963,10 @@ impl LibraryWriter<'_> {
                         if holder != self.origin.source {
                             lose(&holder, i, held.clone(), key);
                         }
-                        merged[i] = Some(incoming.clone());
+                        merged[i] = Some(incoming.to_string());
                         lineage.set(i, Some(&self.origin));
                     } else {
-                        lose(&self.origin.source, i, incoming.clone(), key);
+                        lose(&self.origin.source, i, incoming.to_string(), key);
                     }
                 }
             }

@@ -734,7 +734,7 @@ async fn serve_verify(
     for (item, position, claimed) in claims {
         let matches = stored
             .as_ref()
-            .is_some_and(|s| claimed.is_some() && s.values[position] == claimed);
+            .is_some_and(|s| claimed.is_some() && s.values[position].as_deref() == claimed.as_deref());
         all &= matches;
         results.insert(item.clone(), Value::from(if matches { "match" } else { "no_match" }));
     }
@@ -768,7 +768,7 @@ fn library_of(state: &AppState, resource: &Resource) -> Result<Arc<Library>, Pro
 pub(crate) fn parse_key(library: &Library, raw: &str) -> Result<String, Problem> {
     let key_field = &library.schema().fields[0];
     match key_field.normalize(raw) {
-        Ok(Some(key)) => Ok(key),
+        Ok(Some(key)) => Ok(key.into_owned()),
         Ok(None) => Err(format!("{} is empty", key_field.label_zh)),
         Err(reason) => Err(format!("{} is not valid: {reason}", key_field.label_zh)),
     }

@@ -99,14 +99,17 @@ async fn raise(req: &HttpRequest, state: &AppState, body: &RaiseObjection, call:
             return Err(denied(policy::Denial::ItemNotGranted).with_field("field"));
         }
         if let Some(raw) = &body.claimed_value {
-            claimed = schema.fields[position].normalize(raw).map_err(|why| {
-                unprocessable(
-                    "invalid_claim",
-                    "Invalid claimed value",
-                    "claimed_value",
-                    format!("{field}: {why}"),
-                )
-            })?;
+            claimed = schema.fields[position]
+                .normalize(raw)
+                .map_err(|why| {
+                    unprocessable(
+                        "invalid_claim",
+                        "Invalid claimed value",
+                        "claimed_value",
+                        format!("{field}: {why}"),
+                    )
+                })?
+                .map(std::borrow::Cow::into_owned);
         }
     }
     let key = parse_key(&library, &body.key)?;
@@ -384,7 +387,7 @@ async fn serve_correct(req: &HttpRequest, state: &AppState, id: i64, body: &Corr
         let Some(value) = value else {
             return Err(invalid(field, "a correction gives a value"));
         };
-        row[position] = Some(value);
+        row[position] = Some(value.into_owned());
     }
     if library
         .get(&objection.record_key)

@@ -22,7 +22,7 @@ impl CopyTextParser {
     ) -> Result<()> {
         let mut data = chunk;
         if !self.pending.is_empty() {
-            match memchr(b'\n', data) {
+            match memchr::memchr(b'\n', data) {
                 None => {
                     self.pending.extend_from_slice(data);
                     return Ok(());
@@ -38,7 +38,7 @@ impl CopyTextParser {
                 }
             }
         }
-        while let Some(end) = memchr(b'\n', data) {
+        while let Some(end) = memchr::memchr(b'\n', data) {
             self.row(&data[..end], out)?;
             if out.is_full() {
                 full(out)?;
@@ -56,14 +56,22 @@ impl CopyTextParser {
 
     fn row(&mut self, line: &[u8], out: &mut TextBatchBuilder) -> Result<()> {
         let line = std::str::from_utf8(line).map_err(|e| Error::Unreadable(format!("COPY row is not UTF-8: {e}")))?;
-        let mut fields = line.split('\t');
+        let bytes = line.as_bytes();
+        let mut start = 0;
         for i in 0..out.width() {
-            let field = fields
-                .next()
-                .ok_or_else(|| Error::Unreadable(format!("COPY row has fewer than {} fields", out.width())))?;
+            if start > bytes.len() {
+                return Err(Error::Unreadable(format!(
+                    "COPY row has fewer than {} fields",
+                    out.width()
+                )));
+            }
+            let end = memchr::memchr(b'\t', &bytes[start..]).map_or(bytes.len(), |at| start + at);
+            // Tabs are ASCII: `start` and `end` are character boundaries.
+            let field = &line[start..end];
+            start = end + 1;
             if field == "\\N" {
                 out.append(i, None);
-            } else if !field.contains('\\') {
+            } else if memchr::memchr(b'\\', field.as_bytes()).is_none() {
                 out.append(i, Some(field));
             } else {
                 unescape(field, &mut self.scratch);
@@ -73,10 +81,6 @@ impl CopyTextParser {
         out.end_row();
         Ok(())
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 /// Undoes COPY text escaping into `out`.
@@ -178,6 +182,23 @@ mod tests {
             }
         }
         rows
+    }
+
+    #[test]
+    fn a_row_short_of_fields_is_refused_and_one_with_more_is_cut() {
+        for short in [&b"1\t2\n"[..], b"1\n", b"\n"] {
+            let mut out = TextBatchBuilder::new(&["a", "b", "c"], 8);
+            let mut parser = CopyTextParser::default();
+            let err = parser.feed(short, &mut out, |_| Ok(())).unwrap_err();
+            assert!(err.to_string().contains("fewer than 3 fields"), "{err}");
+        }
+        assert_eq!(
+            parse(&[b"1\t2\t3\t4\n\t\t\n"], 3),
+            vec![
+                vec![Some("1".into()), Some("2".into()), Some("3".into())],
+                vec![Some("".into()), Some("".into()), Some("".into())],
+            ]
+        );
     }
 
     #[test]
