@@ -42,10 +42,28 @@ pub enum IdNumberError {
 /// Today's local date, and the Unix second the next local day starts at.
 static TODAY: std::sync::RwLock<Option<(NaiveDate, i64)>> = std::sync::RwLock::new(None);
 
+/// The local date [`local_today`] last returned, in days from the common era (0 before the
+/// first call).
+static LAST_TODAY: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Whether `date` is after today's local date. A date before the day last read cannot be (the
+/// date does not go back), so the clock is read only for the few dates from that day on: a
+/// connector run checks a birth date per row.
+fn after_today(date: NaiveDate) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    date.num_days_from_ce() >= LAST_TODAY.load(Relaxed) && date > local_today()
+}
+
 /// Today's local date. `chrono::Local::now` looks up the time zone on every call, and a
 /// connector run parses an ID number per row; the date is kept until the next local midnight,
 /// so the clock is read once a call and the time zone once a day.
 fn local_today() -> NaiveDate {
+    let today = read_local_today();
+    LAST_TODAY.fetch_max(today.num_days_from_ce(), std::sync::atomic::Ordering::Relaxed);
+    today
+}
+
+fn read_local_today() -> NaiveDate {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -82,19 +100,19 @@ impl IdNumber {
     /// upper-cases `x`, and upgrades a 15-digit legacy number by inserting the century `19` and
     /// computing the check character.
     pub fn parse(raw: &str) -> Result<Self, IdNumberError> {
-        Self::parse_on(raw, local_today())
+        Self::digits_on(raw, after_today).map(|digits| Self(ascii(&digits)))
     }
 
     /// [`IdNumber::parse`] with "today" given, so that the future-date rule is testable.
     pub fn parse_on(raw: &str, today: NaiveDate) -> Result<Self, IdNumberError> {
-        let digits = Self::digits_on(raw, today)?;
+        let digits = Self::digits_on(raw, |date| date > today)?;
         Ok(Self(ascii(&digits)))
     }
 
     /// The number as [`IdNumber::parse`] writes it, borrowed from `raw` when `raw` (trimmed)
     /// is written so already: a pull checks millions that are.
     pub fn normalized(raw: &str) -> Result<std::borrow::Cow<'_, str>, IdNumberError> {
-        let digits = Self::digits_on(raw, local_today())?;
+        let digits = Self::digits_on(raw, after_today)?;
         let trimmed = raw.trim();
         Ok(if trimmed.as_bytes() == digits {
             std::borrow::Cow::Borrowed(trimmed)
@@ -105,7 +123,7 @@ impl IdNumber {
 
     /// The 18 characters `raw` stands for (trimmed, width folded, `x` upper-cased, a 15-digit
     /// number upgraded), checked.
-    fn digits_on(raw: &str, today: NaiveDate) -> Result<[u8; 18], IdNumberError> {
+    fn digits_on(raw: &str, after_today: impl Fn(NaiveDate) -> bool) -> Result<[u8; 18], IdNumberError> {
         let folded = crate::normalize::fold_width(raw);
         let bytes = folded.as_bytes();
         let mut digits = [0u8; 18];
@@ -132,7 +150,7 @@ impl IdNumber {
         }
         let birth = std::str::from_utf8(&digits[6..14]).unwrap_or_default();
         match crate::normalize::parse_compact_date(&digits[6..14]) {
-            Some(date) if date <= today && date.year() >= 1850 => {}
+            Some(date) if date.year() >= 1850 && !after_today(date) => {}
             _ => return Err(IdNumberError::BirthDate(birth.to_string())),
         }
         let expected = check_character(&digits[..17]);
@@ -212,6 +230,12 @@ mod tests {
         let future = after + chrono::Days::new(2);
         assert!(matches!(
             IdNumber::parse(&born_on(future)),
+            Err(IdNumberError::BirthDate(_))
+        ));
+        // The borrowing form judges the future the same way, after the clock was read.
+        assert!(IdNumber::normalized(&born_on(before)).is_ok());
+        assert!(matches!(
+            IdNumber::normalized(&born_on(future)),
             Err(IdNumberError::BirthDate(_))
         ));
     }

@@ -114,11 +114,15 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
 /// Gender per GB/T 2261.1: `1`/`男`/`M` → 男, `2`/`女`/`F` → 女, `0` → 未知的性别,
 /// `9` → 未说明的性别.
 pub fn normalize_gender(raw: &str) -> Option<&'static str> {
-    match fold_width(raw).to_ascii_uppercase().as_str() {
-        "1" | "男" | "M" | "MALE" => Some("男"),
-        "2" | "女" | "F" | "FEMALE" => Some("女"),
+    let folded = fold_width(raw);
+    let is = |word: &str| folded.eq_ignore_ascii_case(word);
+    match folded.as_ref() {
+        "1" | "男" => Some("男"),
+        "2" | "女" => Some("女"),
         "0" | "未知" | "未知的性别" => Some("未知的性别"),
         "9" | "未说明" | "未说明的性别" => Some("未说明的性别"),
+        _ if is("M") || is("MALE") => Some("男"),
+        _ if is("F") || is("FEMALE") => Some("女"),
         _ => None,
     }
 }
@@ -349,6 +353,8 @@ mod tests {
         assert_eq!(normalize_gender("1"), Some("男"));
         assert_eq!(normalize_gender("２"), Some("女"));
         assert_eq!(normalize_gender("f"), Some("女"));
+        assert_eq!(normalize_gender(" Male "), Some("男"));
+        assert_eq!(normalize_gender("ＦＥＭＡＬＥ"), Some("女"));
         assert_eq!(normalize_gender("x"), None);
     }
 

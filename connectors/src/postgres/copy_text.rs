@@ -30,22 +30,28 @@ impl CopyTextParser {
                 Some(end) => {
                     let mut line = std::mem::take(&mut self.pending);
                     line.extend_from_slice(&data[..end]);
-                    self.row(&line, out)?;
+                    self.row(utf8(&line)?, out)?;
                     if out.is_full() {
                         full(out)?;
                     }
                     data = &data[end + 1..];
+                    line.clear();
+                    self.pending = line;
                 }
             }
         }
-        while let Some(end) = memchr::memchr(b'\n', data) {
-            self.row(&data[..end], out)?;
+        // The chunk's complete rows, checked as UTF-8 in one pass.
+        let complete = memchr::memrchr(b'\n', data).map_or(0, |last| last + 1);
+        let mut rows = utf8(&data[..complete])?;
+        while let Some(end) = memchr::memchr(b'\n', rows.as_bytes()) {
+            // A newline is ASCII: `end` is a character boundary.
+            self.row(&rows[..end], out)?;
             if out.is_full() {
                 full(out)?;
             }
-            data = &data[end + 1..];
+            rows = &rows[end + 1..];
         }
-        self.pending.extend_from_slice(data);
+        self.pending.extend_from_slice(&data[complete..]);
         Ok(())
     }
 
@@ -54,8 +60,7 @@ impl CopyTextParser {
         !self.pending.is_empty()
     }
 
-    fn row(&mut self, line: &[u8], out: &mut TextBatchBuilder) -> Result<()> {
-        let line = std::str::from_utf8(line).map_err(|e| Error::Unreadable(format!("COPY row is not UTF-8: {e}")))?;
+    fn row(&mut self, line: &str, out: &mut TextBatchBuilder) -> Result<()> {
         let bytes = line.as_bytes();
         let mut start = 0;
         for i in 0..out.width() {
@@ -81,6 +86,10 @@ impl CopyTextParser {
         out.end_row();
         Ok(())
     }
+}
+
+fn utf8(rows: &[u8]) -> Result<&str> {
+    std::str::from_utf8(rows).map_err(|e| Error::Unreadable(format!("COPY row is not UTF-8: {e}")))
 }
 
 /// Undoes COPY text escaping into `out`.
