@@ -362,6 +362,8 @@ impl LibraryField {
     /// Normalizes one raw source value for this field: `Ok(None)` for an empty value,
     /// `Ok(Some(canonical))` when it parses, `Err(reason)` when it does not.
     pub fn normalize<'a>(&self, raw: &'a str) -> Result<Option<Cow<'a, str>>, String> {
+        use chrono::Datelike;
+
         use crate::normalize::{
             fold_width, format_date, mobile, normalize_decimal, normalize_degrees, normalize_gender,
             normalize_industry_code, normalize_phone, parse_date, parse_stored_date,
@@ -377,7 +379,8 @@ impl LibraryField {
             FieldKind::Gender => Cow::Borrowed(
                 normalize_gender(&folded).ok_or_else(|| format!("{folded:?} is not a GB/T 2261.1 gender"))?,
             ),
-            FieldKind::Date if parse_stored_date(&folded).is_some() => folded,
+            // Written as stored, in the years `parse_date` accepts in that form.
+            FieldKind::Date if parse_stored_date(&folded).is_some_and(|d| d.year() >= 1000) => folded,
             FieldKind::Date => Cow::Owned(format_date(
                 parse_date(&folded).ok_or_else(|| format!("{folded:?} is not a recognizable date"))?,
             )),
@@ -472,6 +475,16 @@ mod tests {
         assert_eq!(field("phone").normalize("").unwrap(), None);
     }
 
+    proptest::proptest! {
+        /// The borrowed shortcut for dates written as stored answers as the full parse does.
+        #[test]
+        fn a_date_normalizes_as_parse_date_writes_it(s in "[0-9]{1,4}-[0-9]{1,2}-[0-9]{1,2}|[0-9]{8}| ?[0-9]{4}/[0-9]{2}/[0-9]{2}") {
+            let normalized = field("birth_date").normalize(&s).ok().flatten().map(Cow::into_owned);
+            let parsed = crate::normalize::parse_date(&s).map(crate::normalize::format_date);
+            proptest::prop_assert_eq!(normalized, parsed);
+        }
+    }
+
     /// A value already written as the library writes it comes back borrowed, not copied (a
     /// pull normalizes millions), and unchanged.
     #[test]
@@ -499,6 +512,8 @@ mod tests {
         let err = field("id_number").normalize("110105194912310021").unwrap_err();
         assert!(err.contains("check character"), "{err}");
         assert!(field("birth_date").normalize("31/12/1990").is_err());
+        // The stored form is borrowed only where parse_date would accept it.
+        assert!(field("birth_date").normalize("0999-01-01").is_err());
         assert!(field("region_code").normalize("999999").is_err());
     }
 
