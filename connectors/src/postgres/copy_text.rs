@@ -40,18 +40,24 @@ impl CopyTextParser {
                 }
             }
         }
-        // The chunk's complete rows, checked as UTF-8 in one pass.
-        let complete = memchr::memrchr(b'\n', data).map_or(0, |last| last + 1);
-        let mut rows = utf8(&data[..complete])?;
-        while let Some(end) = memchr::memchr(b'\n', rows.as_bytes()) {
-            // A newline is ASCII: `end` is a character boundary.
-            self.row(&rows[..end], out)?;
+        // The chunk's complete rows, checked as UTF-8 in one pass; when that fails, row by
+        // row, so the rows before the bad one are taken and the error is the bad row's own.
+        let (complete, partial) = data.split_at(memchr::memrchr(b'\n', data).map_or(0, |last| last + 1));
+        let checked = std::str::from_utf8(complete).ok();
+        let mut start = 0;
+        while let Some(end) = memchr::memchr(b'\n', &complete[start..]).map(|at| start + at) {
+            let row = match checked {
+                // A newline is ASCII: `start` and `end` are character boundaries.
+                Some(rows) => &rows[start..end],
+                None => utf8(&complete[start..end])?,
+            };
+            self.row(row, out)?;
             if out.is_full() {
                 full(out)?;
             }
-            rows = &rows[end + 1..];
+            start = end + 1;
         }
-        self.pending.extend_from_slice(&data[complete..]);
+        self.pending.extend_from_slice(partial);
         Ok(())
     }
 
@@ -208,6 +214,25 @@ mod tests {
                 vec![Some("".into()), Some("".into()), Some("".into())],
             ]
         );
+    }
+
+    /// A row that is not UTF-8 fails the chunk where it stands: the rows before it are taken,
+    /// and the error points into that row.
+    #[test]
+    fn a_row_that_is_not_utf8_is_named_after_the_rows_before_it() {
+        let mut out = TextBatchBuilder::new(&["a", "b"], 8);
+        let mut parser = CopyTextParser::default();
+        let err = parser.feed(b"a\tb\nc\xff\td\n", &mut out, |_| Ok(())).unwrap_err();
+        assert!(
+            err.to_string().contains("not UTF-8") && err.to_string().contains("index 1"),
+            "{err}"
+        );
+        assert_eq!(out.len(), 1, "the row before the bad one was taken");
+        let mut out = TextBatchBuilder::new(&["a", "b", "c"], 8);
+        let err = CopyTextParser::default()
+            .feed(b"1\n\xff\n", &mut out, |_| Ok(()))
+            .unwrap_err();
+        assert!(err.to_string().contains("fewer than 3 fields"), "{err}");
     }
 
     #[test]
