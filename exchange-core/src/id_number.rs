@@ -42,28 +42,18 @@ pub enum IdNumberError {
 /// Today's local date, and the Unix second the next local day starts at.
 static TODAY: std::sync::RwLock<Option<(NaiveDate, i64)>> = std::sync::RwLock::new(None);
 
-/// The local date [`local_today`] last returned, in days from the common era (0 before the
-/// first call).
-static LAST_TODAY: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-/// Whether `date` is after today's local date. A date before the day last read cannot be (the
-/// date does not go back), so the clock is read only for the few dates from that day on: a
-/// connector run checks a birth date per row.
+/// Whether `date` is after today's local date. A date before the one [`TODAY`] keeps cannot be
+/// (the date does not go back, and a kept date is at most stale), so the clock is read only for
+/// the few dates from that day on: a connector run checks a birth date per row.
 fn after_today(date: NaiveDate) -> bool {
-    use std::sync::atomic::Ordering::Relaxed;
-    date.num_days_from_ce() >= LAST_TODAY.load(Relaxed) && date > local_today()
+    let kept = TODAY.read().unwrap_or_else(|e| e.into_inner()).map(|(today, _)| today);
+    kept.is_none_or(|today| date >= today) && date > local_today()
 }
 
 /// Today's local date. `chrono::Local::now` looks up the time zone on every call, and a
 /// connector run parses an ID number per row; the date is kept until the next local midnight,
 /// so the clock is read once a call and the time zone once a day.
 fn local_today() -> NaiveDate {
-    let today = read_local_today();
-    LAST_TODAY.fetch_max(today.num_days_from_ce(), std::sync::atomic::Ordering::Relaxed);
-    today
-}
-
-fn read_local_today() -> NaiveDate {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

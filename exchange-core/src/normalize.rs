@@ -105,10 +105,23 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     let y: i32 = parts.next()?.parse().ok()?;
     let m: u32 = parts.next()?.parse().ok()?;
     let d: u32 = parts.next()?.parse().ok()?;
-    if parts.next().is_some() || !(1000..=9999).contains(&y) {
+    if parts.next().is_some() || !WRITTEN_YEARS.contains(&y) {
         return None;
     }
     NaiveDate::from_ymd_opt(y, m, d)
+}
+
+/// The years [`parse_date`] accepts in a date written with separators.
+const WRITTEN_YEARS: std::ops::RangeInclusive<i32> = 1000..=9999;
+
+/// [`parse_date`] written as [`format_date`] writes it, borrowing a date already written so.
+pub fn date(raw: &str) -> Option<Cow<'_, str>> {
+    use chrono::Datelike;
+    let trimmed = raw.trim();
+    match parse_stored_date(trimmed) {
+        Some(stored) if WRITTEN_YEARS.contains(&stored.year()) => Some(Cow::Borrowed(trimmed)),
+        _ => parse_date(raw).map(|date| Cow::Owned(format_date(date))),
+    }
 }
 
 /// Gender per GB/T 2261.1: `1`/`男`/`M` → 男, `2`/`女`/`F` → 女, `0` → 未知的性别,

@@ -362,11 +362,9 @@ impl LibraryField {
     /// Normalizes one raw source value for this field: `Ok(None)` for an empty value,
     /// `Ok(Some(canonical))` when it parses, `Err(reason)` when it does not.
     pub fn normalize<'a>(&self, raw: &'a str) -> Result<Option<Cow<'a, str>>, String> {
-        use chrono::Datelike;
-
         use crate::normalize::{
-            fold_width, format_date, mobile, normalize_decimal, normalize_degrees, normalize_gender,
-            normalize_industry_code, normalize_phone, parse_date, parse_stored_date,
+            date, fold_width, mobile, normalize_decimal, normalize_degrees, normalize_gender, normalize_industry_code,
+            normalize_phone,
         };
         let folded = fold_width(raw);
         if folded.is_empty() {
@@ -379,11 +377,9 @@ impl LibraryField {
             FieldKind::Gender => Cow::Borrowed(
                 normalize_gender(&folded).ok_or_else(|| format!("{folded:?} is not a GB/T 2261.1 gender"))?,
             ),
-            // Written as stored, in the years `parse_date` accepts in that form.
-            FieldKind::Date if parse_stored_date(&folded).is_some_and(|d| d.year() >= 1000) => folded,
-            FieldKind::Date => Cow::Owned(format_date(
-                parse_date(&folded).ok_or_else(|| format!("{folded:?} is not a recognizable date"))?,
-            )),
+            FieldKind::Date => reborrow(folded, |v| {
+                date(v).ok_or_else(|| format!("{v:?} is not a recognizable date"))
+            })?,
             FieldKind::RegionCode => reborrow(folded, |v| crate::RegionCode::normalized(v).map_err(|e| e.to_string()))?,
             FieldKind::Mobile => reborrow(folded, |v| {
                 mobile(v).ok_or_else(|| format!("{v:?} is not a mainland mobile number"))

@@ -628,10 +628,7 @@ const FLUSH_ROWS: usize = 32 * 1024;
 /// 10M-row run stays far below a gigabyte, with a collision chance (about 10⁻²⁵ for 10M keys)
 /// far below that of a disk error.
 struct KeySet {
-    /// The hashes, split into [`KEY_SHARDS`] sets by their top bits: a set grows by copying
-    /// itself into one twice its size, and a shard does so at a sixteenth of the whole, so the
-    /// peak memory of a 10M-key write is not two whole sets at once.
-    shards: Vec<std::collections::HashSet<u128, BuildU128>>,
+    hashes: std::collections::HashSet<u128, BuildU128>,
     /// The two XXH64 seeds, random per write.
     seeds: (u64, u64),
 }
@@ -640,7 +637,7 @@ impl Default for KeySet {
     fn default() -> Self {
         use std::hash::BuildHasher;
         Self {
-            shards: (0..KEY_SHARDS).map(|_| Default::default()).collect(),
+            hashes: Default::default(),
             seeds: (
                 std::hash::RandomState::new().hash_one(0u8),
                 std::hash::RandomState::new().hash_one(1u8),
@@ -649,15 +646,10 @@ impl Default for KeySet {
     }
 }
 
-/// A power of two: a shard is chosen by a hash's top four bits.
-const KEY_SHARDS: usize = 16;
-
-/// The shard of a key hash: its top bits (the shard's set hashes by the low ones).
-fn shard_of(h: u128) -> usize {
-    (h >> (128 - KEY_SHARDS.trailing_zeros())) as usize
-}
-
-/// The key hashes are already uniformly random: the set's hasher just takes their low bits.
+/// A hasher that takes a `u128`'s low 64 bits as its hash. For the key set, whose key hashes
+/// are already uniformly random; and for the lineage of new records by the bit mask of their
+/// filled fields, a handful of distinct masks per write, where hashing them costs more than
+/// the probes this saves.
 #[derive(Default, Clone, Copy)]
 struct BuildU128;
 
@@ -695,12 +687,11 @@ impl KeySet {
     /// Adds the key; false when it was already there.
     fn insert(&mut self, key: &str) -> bool {
         let h = self.hash(key);
-        self.shards[shard_of(h)].insert(h)
+        self.hashes.insert(h)
     }
 
     fn contains(&self, key: &str) -> bool {
-        let h = self.hash(key);
-        self.shards[shard_of(h)].contains(&h)
+        self.hashes.contains(&self.hash(key))
     }
 }
 
