@@ -591,33 +591,63 @@ impl<'a> MappedBatch<'a> {
 
 /// Birth date and gender are encoded in the ID number: fill them when the source left them out.
 fn derive_from_id_number(fields: &[exchange_core::LibraryField], values: &mut [Option<Cow<'_, str>>]) {
-    let derivable = |field: &exchange_core::LibraryField| {
-        (field.kind == FieldKind::Date && field.name == "birth_date") || field.kind == FieldKind::Gender
-    };
-    if !fields
-        .iter()
-        .zip(values.iter())
-        .any(|(f, v)| v.is_none() && derivable(f))
-    {
-        return;
-    }
-    let Some(id) = fields
-        .iter()
-        .position(|f| f.kind == FieldKind::IdNumber)
-        .and_then(|i| values[i].as_deref())
-        .and_then(|s| exchange_core::IdNumber::parse(s).ok())
-    else {
-        return;
-    };
-    for (field, value) in fields.iter().zip(values.iter_mut()) {
-        if value.is_none() {
-            match field.kind {
-                FieldKind::Date if field.name == "birth_date" => {
-                    *value = Some(Cow::Owned(exchange_core::normalize::format_date(id.birth_date())));
-                }
-                FieldKind::Gender => *value = Some(Cow::Borrowed(id.gender())),
-                _ => {}
-            }
+    // Parsed when first needed: a source that maps both fields has nothing parsed again.
+    let mut id: Option<Option<exchange_core::IdNumber>> = None;
+    for (i, field) in fields.iter().enumerate() {
+        if values[i].is_some() {
+            continue;
         }
+        let derive: fn(&exchange_core::IdNumber) -> Cow<'static, str> = match field.kind {
+            FieldKind::Date if field.name == "birth_date" => {
+                |id: &exchange_core::IdNumber| Cow::Owned(exchange_core::normalize::format_date(id.birth_date()))
+            }
+            FieldKind::Gender => |id: &exchange_core::IdNumber| Cow::Borrowed(id.gender()),
+            _ => continue,
+        };
+        let parsed = id.get_or_insert_with(|| {
+            fields
+                .iter()
+                .position(|f| f.kind == FieldKind::IdNumber)
+                .and_then(|at| values[at].as_deref())
+                .and_then(|s| exchange_core::IdNumber::parse(s).ok())
+        });
+        let Some(parsed) = parsed else { return };
+        values[i] = Some(derive(parsed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Birth date and gender come from the ID number where the source left them empty, and
+    /// only there; without a valid ID number nothing is filled.
+    #[test]
+    fn birth_date_and_gender_are_derived_where_empty() {
+        let fields = exchange_core::schema::POPULATION.fields;
+        let at = |name: &str| exchange_core::schema::POPULATION.position(name).unwrap();
+        let row = |id: &'static str, gender: Option<&'static str>| {
+            let mut values: Vec<Option<Cow<'static, str>>> = vec![None; fields.len()];
+            values[at("id_number")] = Some(Cow::Borrowed(id));
+            values[at("gender")] = gender.map(Cow::Borrowed);
+            values
+        };
+        let mut values = row("11010519491231002X", None);
+        derive_from_id_number(fields, &mut values);
+        assert_eq!(values[at("birth_date")].as_deref(), Some("1949-12-31"));
+        assert_eq!(values[at("gender")].as_deref(), Some("女"));
+        assert_eq!(values[at("phone")], None);
+
+        let mut values = row("11010519491231002X", Some("男"));
+        derive_from_id_number(fields, &mut values);
+        assert_eq!(values[at("gender")].as_deref(), Some("男"), "a value given is kept");
+        assert_eq!(values[at("birth_date")].as_deref(), Some("1949-12-31"));
+
+        let mut values = row("110105194912310021", None);
+        derive_from_id_number(fields, &mut values);
+        assert_eq!(
+            (values[at("birth_date")].clone(), values[at("gender")].clone()),
+            (None, None)
+        );
     }
 }
