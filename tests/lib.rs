@@ -187,13 +187,61 @@ pub async fn spawn_app_with(options: SpawnOptions) -> TestApp {
 }
 
 impl TestApp {
-    /// Waits until the audit records of every call answered so far are in the DB's
-    /// `audit_log` (the server moves them there from its journal in batches).
-    pub async fn settle_audit(&self) {
-        self.audit.settle().await.expect("audit records reach the DB");
+    /// Every audit record, oldest first, as the server lists them (every call answered so far).
+    pub async fn audit_records(&self) -> Vec<policy::audit::AuditRecord> {
+        let everything = policy::audit::AuditQuery {
+            limit: i64::MAX,
+            ..Default::default()
+        };
+        self.audit
+            .query(&self.catalog, &everything)
+            .await
+            .expect("the audit trail can be read")
     }
 
-    /// The audit chain checked through the DB and on through the journal, as `huitong audit
+    /// Changes the journal line of audit record `seq` (`{"hash": …, "record": {…}}`) with
+    /// `change`, or removes it when `change` gives `None`, as someone editing the file would.
+    /// The segment keeps its size (its zeros after the records), so the writer's next group
+    /// goes where it would have; call it after the calls whose records it changes.
+    pub fn tamper_audit(&self, seq: i64, change: impl FnOnce(serde_json::Value) -> Option<serde_json::Value>) {
+        let mut change = Some(change);
+        let mut segments: Vec<_> = std::fs::read_dir(self.audit.journal_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .collect();
+        segments.sort();
+        for path in segments {
+            let bytes = std::fs::read(&path).unwrap();
+            let records = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+            let text = std::str::from_utf8(&bytes[..records]).unwrap();
+            let mut out = String::new();
+            let mut found = false;
+            for line in text.lines() {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                if value["record"]["seq"] == seq {
+                    found = true;
+                    if let Some(changed) = (change.take().unwrap())(value) {
+                        out.push_str(&serde_json::to_string(&changed).unwrap());
+                        out.push('\n');
+                    }
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            if found {
+                let mut written = out.into_bytes();
+                written.resize(written.len().max(bytes.len()), 0);
+                std::fs::write(&path, written).unwrap();
+                return;
+            }
+        }
+        panic!("no audit record {seq} in the journal");
+    }
+
+    /// The audit chain checked through the DB (records of earlier versions) and on through the
+    /// journal, as `huitong audit
     /// verify` does.
     pub async fn verify_audit(&self) -> policy::ChainReport {
         policy::audit::verify(&self.catalog, Some(self.audit.journal_dir()))

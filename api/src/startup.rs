@@ -208,7 +208,7 @@ impl Application {
         self.server.await
     }
 
-    /// The audit writer, to wait for its records to reach the DB ([`AuditLog::settle`]).
+    /// The audit writer, and the reader of what it wrote ([`AuditLog::scan`]).
     pub fn audit(&self) -> AuditLog {
         self.audit.clone()
     }

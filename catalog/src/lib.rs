@@ -70,7 +70,6 @@ pub enum Backend {
 pub struct Catalog {
     pool: AnyPool,
     backend: Backend,
-    options: AnyConnectOptions,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -115,22 +114,14 @@ impl Catalog {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
             .after_connect(move |conn, _meta| Box::pin(async move { prepare_connection(conn, backend).await }))
-            .connect_with(options.clone())
+            .connect_with(options)
             .await
             .map_err(|e| Error::Connect(format!("{}: {e}", redact_url(url))))?;
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend, options })
-    }
-
-    /// A connection of its own, outside the pool, set up as the pool's are: for a task that
-    /// keeps one for its lifetime with settings of its own (the audit ingester).
-    pub async fn dedicated_connection(&self) -> Result<sqlx::AnyConnection> {
-        let mut conn = self.options.connect().await?;
-        prepare_connection(&mut conn, self.backend).await?;
-        Ok(conn)
+        Ok(Self { pool, backend })
     }
 
     /// The pool, for crates that keep their own tables here (policy: credentials, audit).
@@ -141,17 +132,6 @@ impl Catalog {
     /// Which engine this is.
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// The SQLite file, for a writer that opens it without sqlx (the audit ingester): `None`
-    /// on PostgreSQL, and for an in-memory database, which only sqlx's connections share.
-    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
-        let url = self.options.database_url.as_str();
-        if self.backend != Backend::Sqlite || url.contains(":memory:") || url.contains("mode=memory") {
-            return None;
-        }
-        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
-        Some(options.get_filename().to_path_buf())
     }
 
     /// Closes the pool, waiting for connections to finish.

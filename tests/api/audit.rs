@@ -3,7 +3,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use huitong::cli::{Cli, run};
 use huitong_tests::{MetaDb, TestApp, spawn_app};
-use sqlx::Row;
 
 /// Makes `n` calls with a mix of outcomes; returns how many were made.
 async fn make_calls(app: &TestApp) -> u64 {
@@ -39,34 +38,30 @@ async fn every_call_allowed_or_denied_is_recorded_in_an_intact_chain() {
     assert_eq!(report.records, calls);
     assert_eq!(report.first_broken, None);
 
-    app.settle_audit().await;
-    let report = policy::audit::verify(&app.catalog, None).await.unwrap();
-    assert_eq!((report.records, report.first_broken), (calls, None), "all in the DB");
-    let rows =
-        sqlx::query("SELECT outcome, status, items_plain, items_masked, subject_hash FROM audit_log ORDER BY seq")
-            .fetch_all(app.catalog.pool())
-            .await
-            .unwrap();
-    let outcomes: Vec<(String, i64)> = rows
-        .iter()
-        .map(|r| (r.get::<String, _>("outcome"), r.get::<i64, _>("status")))
-        .collect();
+    let records = app.audit_records().await;
+    let outcomes: Vec<(&str, i64)> = records.iter().map(|r| (r.outcome.as_str(), r.status)).collect();
     assert_eq!(
         outcomes,
         [
-            ("allowed".to_string(), 200),
-            ("no_grant".into(), 403),
-            ("invalid_key".into(), 422),
-            ("role_forbidden".into(), 403),
-            ("allowed".into(), 200),
-            ("unauthenticated".into(), 401),
+            ("allowed", 200),
+            ("no_grant", 403),
+            ("invalid_key", 422),
+            ("role_forbidden", 403),
+            ("allowed", 200),
+            ("unauthenticated", 401),
         ]
     );
-    let first = &rows[0];
-    assert_eq!(first.get::<String, _>("items_masked"), r#"["name","address","phone"]"#);
-    let subject: String = first.get("subject_hash");
+    let first = &records[0];
+    assert_eq!(first.items_masked, ["name", "address", "phone"]);
+    let subject = first.subject_hash.as_deref().unwrap();
     assert_eq!(subject.len(), 64);
     assert!(!subject.contains(&app.sample_ids[0]), "the key itself is never stored");
+    // Nothing is copied into the DB: the journal is the trail.
+    let in_table: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(app.catalog.pool())
+        .await
+        .unwrap();
+    assert_eq!(in_table, 0);
     assert_eq!(verify_cli(&app, &[]).await, ExitCode::SUCCESS);
 }
 
@@ -74,11 +69,11 @@ async fn every_call_allowed_or_denied_is_recorded_in_an_intact_chain() {
 async fn a_changed_record_is_named_by_audit_verify() {
     let app = spawn_app(MetaDb::Sqlite).await;
     make_calls(&app).await;
-    app.settle_audit().await;
-    sqlx::query("UPDATE audit_log SET status = 200, outcome = 'allowed' WHERE seq = 2")
-        .execute(app.catalog.pool())
-        .await
-        .unwrap();
+    app.tamper_audit(2, |mut line| {
+        line["record"]["status"] = 200.into();
+        line["record"]["outcome"] = "allowed".into();
+        Some(line)
+    });
     let report = app.verify_audit().await;
     let broken = report.first_broken.expect("tampering detected");
     assert_eq!(broken.seq, 2);
@@ -90,11 +85,7 @@ async fn a_changed_record_is_named_by_audit_verify() {
 async fn a_removed_record_is_named_by_audit_verify() {
     let app = spawn_app(MetaDb::Sqlite).await;
     make_calls(&app).await;
-    app.settle_audit().await;
-    sqlx::query("DELETE FROM audit_log WHERE seq = 3")
-        .execute(app.catalog.pool())
-        .await
-        .unwrap();
+    app.tamper_audit(3, |_| None);
     let broken = app.verify_audit().await.first_broken.unwrap();
     assert_eq!(broken.seq, 4);
     assert!(broken.reason.contains("removed"), "{}", broken.reason);
@@ -104,16 +95,15 @@ async fn a_removed_record_is_named_by_audit_verify() {
 async fn audit_verify_on_postgres_via_config_file() {
     let app = spawn_app(MetaDb::Postgres).await;
     make_calls(&app).await;
-    app.settle_audit().await;
     let config = app.data_path().join("huitong.toml");
     let url = secrecy::ExposeSecret::expose_secret(app.settings.database_url.as_ref().unwrap()).to_string();
     std::fs::write(&config, format!("database_url = \"{url}\"\n")).unwrap();
     let config = config.to_str().unwrap().to_string();
     assert_eq!(verify_cli(&app, &["--config", &config]).await, ExitCode::SUCCESS);
-    sqlx::query("UPDATE audit_log SET items_masked = '[]' WHERE seq = 1")
-        .execute(app.catalog.pool())
-        .await
-        .unwrap();
+    app.tamper_audit(1, |mut line| {
+        line["record"]["items_masked"] = "[]".into();
+        Some(line)
+    });
     assert_eq!(verify_cli(&app, &["--config", &config]).await, ExitCode::FAILURE);
     let broken = app.verify_audit().await.first_broken.unwrap();
     assert_eq!(broken.seq, 1);
@@ -228,10 +218,10 @@ async fn the_audit_exports_as_csv_and_verifies_over_http() {
         (body["intact"].as_bool(), body["records"].as_u64()),
         (Some(true), Some(calls))
     );
-    sqlx::query("UPDATE audit_log SET department = 'GAJ' WHERE seq = 2")
-        .execute(app.catalog.pool())
-        .await
-        .unwrap();
+    app.tamper_audit(2, |mut line| {
+        line["record"]["department"] = "GAJ".into();
+        Some(line)
+    });
     let body = huitong_tests::json_of(app.get("/api/v1/audit/verify", &admin).await, 200).await;
     assert_eq!(body["intact"], false);
     assert_eq!(body["first_broken"]["seq"], 2);

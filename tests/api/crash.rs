@@ -279,16 +279,7 @@ async fn kill_9_under_load_loses_no_answered_call_from_the_audit_trail() {
     let verified: usize = said.split_whitespace().find_map(|w| w.parse().ok()).expect("a count");
     assert!(verified >= answered.len(), "{said}: {} calls answered", answered.len());
 
-    let url = format!("sqlite://{}", dir.path().join("huitong.db").display());
-    let in_db: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
-        .fetch_one(catalog::Catalog::connect(&url).await.unwrap().pool())
-        .await
-        .unwrap();
-    // Not asserted (it depends on timing), shown: how many only the journal held at the kill.
-    eprintln!(
-        "audit records at the kill: {verified}, of which only in the journal: {}",
-        verified as i64 - in_db
-    );
+    eprintln!("audit records at the kill: {verified}");
 
     // After the restart, every answered call is listed, and the chain verifies over HTTP.
     let (_server, address) = serve(dir.path()).await;

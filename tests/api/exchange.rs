@@ -401,15 +401,10 @@ async fn a_batch_answers_in_request_order_and_marks_misses() {
     assert_eq!(body["found"], 2);
 
     // The audit record counts the rows returned and names the demand behind the grant.
-    app.settle_audit().await;
-    let row = sqlx::query("SELECT row_count, demand_id, endpoint FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_one(app.catalog.pool())
-        .await
-        .unwrap();
-    use sqlx::Row;
-    assert_eq!(row.get::<Option<i64>, _>("row_count"), Some(2));
-    assert!(row.get::<Option<i64>, _>("demand_id").is_some());
-    assert!(row.get::<String, _>("endpoint").ends_with("records:batch"));
+    let last = app.audit_records().await.pop().unwrap();
+    assert_eq!(last.row_count, Some(2));
+    assert!(last.demand_id.is_some());
+    assert!(last.endpoint.ends_with("records:batch"));
     let report = app.verify_audit().await;
     assert_eq!(report.first_broken, None);
 

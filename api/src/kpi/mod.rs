@@ -11,13 +11,13 @@
 
 pub mod route;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 
 use catalog::{Demand, DemandStatus, Resource, ResourceStatus};
 use chrono::{Datelike, Months, NaiveDate};
 use exchange_core::{OpenType, ShareType};
 use serde::Serialize;
-use sqlx::Row;
 
 use crate::startup::AppState;
 
@@ -27,8 +27,9 @@ pub const LICENSE_LIBRARY: &str = "license";
 /// The most months a period may span (ten years).
 pub const MAX_MONTHS: usize = 120;
 
-/// Audit endpoints that count as exchange calls (共享调用): every `/api/v1/exchange/…` call.
-const EXCHANGE_ENDPOINTS: &str = "% /api/v1/exchange/%";
+/// Audit endpoints that count as exchange calls (共享调用): every `/api/v1/exchange/…` call
+/// (an endpoint is the method, a space, and the route).
+const EXCHANGE_ENDPOINTS: &str = " /api/v1/exchange/";
 
 /// Audit endpoints whose subject is one record's key: a looked-up license.
 const ONE_KEY_ENDPOINTS: [&str; 3] = [
@@ -328,56 +329,77 @@ impl CallCounts {
     }
 }
 
-async fn call_counts(state: &AppState, period: &Period) -> Result<CallCounts, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT resource_code, substr(at, 1, 7) AS month, outcome, COUNT(*) AS calls FROM audit_log \
-         WHERE at >= $1 AND at < $2 AND resource_code IS NOT NULL AND endpoint LIKE $3 \
-         GROUP BY resource_code, substr(at, 1, 7), outcome",
-    )
-    .bind(period.start())
-    .bind(period.end())
-    .bind(EXCHANGE_ENDPOINTS)
-    .fetch_all(state.catalog.pool())
-    .await?;
-    let mut counts = CallCounts::default();
-    for row in rows {
-        let code: String = row.try_get("resource_code")?;
-        let month: String = row.try_get("month")?;
-        let outcome: String = row.try_get("outcome")?;
-        let calls: i64 = row.try_get("calls")?;
-        let entry = counts.by_month.entry((code, month)).or_default();
-        if outcome == "allowed" {
-            entry.0 += calls;
-        } else {
-            entry.1 += calls;
-        }
-    }
-    Ok(counts)
+/// What the KPIs read from the audit trail, in one pass over it.
+#[derive(Default)]
+struct AuditCounts {
+    /// Exchange calls in the period.
+    calls: CallCounts,
+    /// (resource code, UTC day `YYYY-MM-DD`) → the keyed hashes of the keys looked up
+    /// successfully through it that day: a looked-up license, counted once per range.
+    keys_by_day: HashMap<(String, String), HashSet<String>>,
 }
 
-/// Distinct keys looked up successfully through `codes` between `start` and `end`.
-async fn distinct_keys(state: &AppState, codes: &[&str], start: &str, end: &str) -> Result<i64, sqlx::Error> {
-    if codes.is_empty() {
-        return Ok(0);
+impl AuditCounts {
+    /// Distinct keys looked up through `codes` between `start` and `end` (day starts).
+    fn distinct_keys(&self, codes: &[&str], start: &str, end: &str) -> i64 {
+        let (start, end) = (&start[..10], &end[..10]);
+        let mut keys: HashSet<&str> = HashSet::new();
+        for ((code, day), hashes) in &self.keys_by_day {
+            if codes.contains(&code.as_str()) && day.as_str() >= start && day.as_str() < end {
+                keys.extend(hashes.iter().map(String::as_str));
+            }
+        }
+        keys.len() as i64
     }
-    let placeholders: Vec<String> = (0..codes.len()).map(|i| format!("${}", i + 6)).collect();
-    let sql = format!(
-        "SELECT COUNT(DISTINCT subject_hash) AS licenses FROM audit_log \
-         WHERE at >= $1 AND at < $2 AND outcome = 'allowed' AND endpoint IN ($3, $4, $5) \
-         AND resource_code IN ({})",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(start.to_string())
-        .bind(end.to_string());
-    for endpoint in ONE_KEY_ENDPOINTS {
-        query = query.bind(endpoint);
-    }
-    for code in codes {
-        query = query.bind(code.to_string());
-    }
-    let row = query.fetch_one(state.catalog.pool()).await?;
-    row.try_get("licenses")
+}
+
+/// Reads the audit trail from `start` to `end` once: the exchange calls of `period` by
+/// resource and month, and the keys looked up per resource and day (for the e-license
+/// utilisation of the period and of each month it touches, which may reach past it).
+async fn audit_counts(
+    state: &AppState,
+    period: &Period,
+    start: String,
+    end: String,
+) -> Result<AuditCounts, policy::Error> {
+    let query = policy::audit::AuditQuery {
+        from: Some(start),
+        to: Some(end),
+        ..Default::default()
+    };
+    let (in_start, in_end) = (period.start(), period.end());
+    state
+        .audit
+        .scan(&state.catalog, &query, AuditCounts::default(), move |counts, record| {
+            let Some(code) = record.resource_code else {
+                return ControlFlow::Continue(());
+            };
+            let allowed = record.outcome == "allowed";
+            if record.at >= in_start && record.at < in_end && record.endpoint.contains(EXCHANGE_ENDPOINTS) {
+                let entry = counts
+                    .calls
+                    .by_month
+                    .entry((code.clone(), record.at[..7].to_string()))
+                    .or_default();
+                if allowed {
+                    entry.0 += 1;
+                } else {
+                    entry.1 += 1;
+                }
+            }
+            if allowed
+                && ONE_KEY_ENDPOINTS.contains(&record.endpoint.as_str())
+                && let Some(hash) = record.subject_hash
+            {
+                counts
+                    .keys_by_day
+                    .entry((code, record.at[..10].to_string()))
+                    .or_default()
+                    .insert(hash);
+            }
+            ControlFlow::Continue(())
+        })
+        .await
 }
 
 /// Whether a resource was in the catalog (published) by `end` (exclusive, stored-time text).
@@ -405,7 +427,7 @@ struct Inputs {
     demands: Vec<Demand>,
     /// Library name → records held.
     library_records: HashMap<String, u64>,
-    calls: CallCounts,
+    audit: AuditCounts,
 }
 
 impl Inputs {
@@ -450,7 +472,7 @@ impl Inputs {
         let shared: Vec<&Resource> = self.resources_of(department).filter(|r| is_shared(r, end)).collect();
         let used = shared
             .iter()
-            .filter(|r| self.calls.allowed_in(&r.code, months) > 0)
+            .filter(|r| self.audit.calls.allowed_in(&r.code, months) > 0)
             .count();
         Ratio::new(used as i64, shared.len() as i64)
     }
@@ -462,20 +484,14 @@ impl Inputs {
             .collect()
     }
 
-    async fn license_utilisation(
-        &self,
-        state: &AppState,
-        department: Option<&str>,
-        start: &str,
-        end: &str,
-    ) -> Result<Ratio, sqlx::Error> {
+    fn license_utilisation(&self, department: Option<&str>, start: &str, end: &str) -> Ratio {
         let codes = self.license_codes(department);
         if codes.is_empty() {
-            return Ok(Ratio::new(0, 0));
+            return Ratio::new(0, 0);
         }
         let held = self.library_records.get(LICENSE_LIBRARY).copied().unwrap_or(0);
-        let used = distinct_keys(state, &codes, start, end).await?;
-        Ok(Ratio::new(used, i64::try_from(held).unwrap_or(i64::MAX)))
+        let used = self.audit.distinct_keys(&codes, start, end);
+        Ratio::new(used, i64::try_from(held).unwrap_or(i64::MAX))
     }
 }
 
@@ -488,16 +504,23 @@ pub async fn compute(state: &AppState, period: &Period, department: Option<&str>
     for (name, library) in state.libraries.all() {
         library_records.insert(name.to_string(), library.len().map_err(ComputeError::Library)?);
     }
-    // The call counts read the audit table: it first gets every call answered so far.
-    state.audit.settle().await.map_err(ComputeError::Settle)?;
-    let calls = call_counts(state, period).await?;
+    let months = period.months();
+    let first_month = months.first().map_or_else(|| period.start(), Month::start);
+    let last_month = months.last().map_or_else(|| period.end(), Month::end);
+    let audit = audit_counts(
+        state,
+        period,
+        first_month.min(period.start()),
+        last_month.max(period.end()),
+    )
+    .await
+    .map_err(ComputeError::Audit)?;
     let inputs = Inputs {
         resources,
         demands,
         library_records,
-        calls,
+        audit,
     };
-    let months = period.months();
     let month_labels: Vec<String> = months.iter().map(Month::label).collect();
     let (start, end) = (period.start(), period.end());
 
@@ -510,7 +533,7 @@ pub async fn compute(state: &AppState, period: &Period, department: Option<&str>
                 KpiCode::OnDemandSharing => inputs.on_demand_sharing(department, &m_start, &m_end),
                 KpiCode::Opening => inputs.opening(department, &m_end),
                 KpiCode::Usage => inputs.usage(department, std::slice::from_ref(&month.label()), &m_end),
-                KpiCode::LicenseUtilisation => inputs.license_utilisation(state, department, &m_start, &m_end).await?,
+                KpiCode::LicenseUtilisation => inputs.license_utilisation(department, &m_start, &m_end),
             };
             series.push(MonthPoint {
                 month: month.label(),
@@ -521,7 +544,7 @@ pub async fn compute(state: &AppState, period: &Period, department: Option<&str>
             KpiCode::OnDemandSharing => inputs.on_demand_sharing(department, &start, &end),
             KpiCode::Opening => inputs.opening(department, &end),
             KpiCode::Usage => inputs.usage(department, &month_labels, &end),
-            KpiCode::LicenseUtilisation => inputs.license_utilisation(state, department, &start, &end).await?,
+            KpiCode::LicenseUtilisation => inputs.license_utilisation(department, &start, &end),
         };
         kpis.push(Kpi {
             code,
@@ -545,7 +568,7 @@ pub async fn compute(state: &AppState, period: &Period, department: Option<&str>
             on_demand_sharing: inputs.on_demand_sharing(code, &start, &end),
             opening: inputs.opening(code, &end),
             usage: inputs.usage(code, &month_labels, &end),
-            license_utilisation: inputs.license_utilisation(state, code, &start, &end).await?,
+            license_utilisation: inputs.license_utilisation(code, &start, &end),
         };
         if KPIS.iter().any(|k| row.get(*k).denominator > 0) {
             per_department.push(row);
@@ -554,7 +577,7 @@ pub async fn compute(state: &AppState, period: &Period, department: Option<&str>
 
     let names: BTreeMap<&str, &Resource> = inputs.resources.iter().map(|r| (r.code.as_str(), r)).collect();
     let mut totals: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
-    for ((code, _), (allowed, denied)) in &inputs.calls.by_month {
+    for ((code, _), (allowed, denied)) in &inputs.audit.calls.by_month {
         let entry = totals.entry(code.as_str()).or_default();
         entry.0 += allowed;
         entry.1 += denied;
@@ -598,10 +621,7 @@ pub enum ComputeError {
     Catalog(#[from] catalog::Error),
     /// The audit trail could not be read.
     #[error("reading the audit trail: {0}")]
-    Audit(#[from] sqlx::Error),
-    /// The audit journal's records could not be moved into the DB.
-    #[error("bringing the audit table up to date: {0}")]
-    Settle(policy::Error),
+    Audit(policy::Error),
     /// A library's record count could not be read.
     #[error("counting a library's records: {0}")]
     Library(exchange_core::Error),

@@ -135,11 +135,12 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>, params: web::Que
         ..AuditQuery::default()
     };
     scope(&caller, &params, &mut query)?;
-    // Every call answered before this one is listed.
-    state.audit.settle().await.map_err(|e| Problem::internal(&e))?;
+    // Every call answered before this one is listed: its record is durable in the journal.
     match params.format.as_deref().unwrap_or("json") {
         "json" => {
-            let records = policy::audit::query(&state.catalog, &query)
+            let records = state
+                .audit
+                .query(&state.catalog, &query)
                 .await
                 .map_err(|e| Problem::internal(&e))?;
             let next_after = (records.len() as i64 == limit)
@@ -193,7 +194,7 @@ fn csv_export(state: std::sync::Arc<AppState>, mut query: AuditQuery) -> HttpRes
         let state = state.clone();
         async move {
             let mut query = next?;
-            let chunk = match policy::audit::query(&state.catalog, &query).await {
+            let chunk = match state.audit.query(&state.catalog, &query).await {
                 Ok(records) => records,
                 Err(e) => {
                     tracing::error!(error = %e, "audit CSV export stopped");

@@ -1,18 +1,20 @@
 //! The audit journal (审计日志文件): append-only segment files under `<data dir>/audit/`, one
 //! JSON line per record, `{"hash":"…","record":{…}}`, where `record` is the canonical form
 //! the hash covers. A record is durable, and its call answered, once the group holding it is
-//! written and `fdatasync`ed here; the metadata DB receives it afterwards in large batches.
+//! written and `fdatasync`ed here. The journal is where the audit trail is kept: readers scan
+//! its segments (see the module above); nothing copies the records elsewhere.
 //!
 //! A segment is named after the sequence number of its first record,
-//! `journal-00000000000000000001.jsonl`, and removed once every record in it is in the DB.
-//! A segment is made at its full size up front, zero-filled and synced, and groups overwrite
-//! its zeros: the `fdatasync` of a group then writes the group's blocks alone, where appending
-//! also wrote the file's new size and block allocation (measured on this machine's ext4: 88 µs
-//! a sync against 190 µs). Records end where the zeros begin; a JSON line never holds a NUL.
+//! `journal-00000000000000000001.jsonl`. It is made at its full size up front, zero-filled and
+//! synced, and groups overwrite its zeros: the `fdatasync` of a group then writes the group's
+//! blocks alone, where appending also wrote the file's new size and block allocation
+//! (measured on this machine's ext4: 88 µs a sync against 190 µs). Records end where the zeros
+//! begin; a JSON line never holds a NUL. When the next segment starts, the one it ends is cut
+//! to its records (`ftruncate`, synced), and so is the last one at a start.
 //!
 //! Only the tail of the last segment can be torn (a crash mid-write, before its sync): a last
-//! line without its line end, and whatever lies past the first NUL. Readers drop it, as no call
-//! was answered for it.
+//! line without its line end, and whatever lies past the first NUL. No call was answered for
+//! it: readers drop it, and the next start cuts it off.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -20,7 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
-use super::{Canonical, Record};
+use super::Canonical;
 
 /// Records per segment before the writer starts the next one (a few under test, to rotate).
 pub(super) const SEGMENT_RECORDS: u64 = if cfg!(test) { 4 } else { 65_536 };
@@ -92,6 +94,50 @@ pub(super) fn segments(dir: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
     Ok(found)
 }
 
+/// Cuts the last segment `path` to its complete records, dropping a torn tail and the zeros
+/// after its records, and returns its last record; a segment left without records is removed.
+/// For the start, before a new segment is begun after it.
+pub(super) fn seal(path: &Path) -> Result<Option<Line>, ReadError> {
+    let mut end = 0u64;
+    let mut last = None;
+    read_segment_at(path, true, 0, |line, line_end| {
+        end = line_end;
+        last = Some(line);
+        std::ops::ControlFlow::Continue(())
+    })?;
+    let cut = || -> std::io::Result<()> {
+        if last.is_none() {
+            return fs::remove_file(path);
+        }
+        let file = OpenOptions::new().write(true).open(path)?;
+        file.set_len(end)?;
+        file.sync_all()
+    };
+    cut().map_err(ReadError::Io)?;
+    Ok(last)
+}
+
+/// The first record of segment `path`, if it holds one.
+pub(super) fn first_record(path: &Path) -> Result<Option<Line>, ReadError> {
+    let mut first = None;
+    read_segment(path, true, |line| {
+        first = Some(line);
+        std::ops::ControlFlow::Break(())
+    })?;
+    Ok(first)
+}
+
+/// A journal line's sequence number, read from where the line format puts it
+/// (`{"hash":"<64 hex>","record":{"seq":N,…`) without parsing the line: readers skip the
+/// records before a cursor this way. `None` when the line is not in that form.
+pub(super) fn line_seq(line: &[u8]) -> Option<i64> {
+    const PREFIX: usize = r#"{"hash":""#.len() + 64;
+    let rest = line.get(PREFIX..)?.strip_prefix(br#"","record":{"seq":"#)?;
+    let sign = usize::from(rest.first() == Some(&b'-'));
+    let end = sign + rest[sign..].iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
 /// One journal line as read back.
 #[derive(serde::Deserialize)]
 pub(super) struct Line {
@@ -127,6 +173,17 @@ pub(super) fn read_segment(
     last: bool,
     mut each: impl FnMut(Line) -> std::ops::ControlFlow<()>,
 ) -> Result<(), ReadError> {
+    read_segment_at(path, last, 0, |line, _| each(line))
+}
+
+/// As [`read_segment`], from the first record numbered `from_seq` or later (the lines before
+/// it are skipped unparsed, by [`line_seq`]), telling `each` where in the file each line ends.
+pub(super) fn read_segment_at(
+    path: &Path,
+    last: bool,
+    from_seq: i64,
+    mut each: impl FnMut(Line, u64) -> std::ops::ControlFlow<()>,
+) -> Result<(), ReadError> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Gone),
@@ -134,7 +191,7 @@ pub(super) fn read_segment(
     };
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut buffer = Vec::with_capacity(1024);
-    let mut number = 0;
+    let (mut number, mut offset) = (0, 0u64);
     loop {
         buffer.clear();
         let end = read_line(&mut reader, &mut buffer).map_err(ReadError::Io)?;
@@ -142,10 +199,14 @@ pub(super) fn read_segment(
             return Ok(());
         }
         number += 1;
+        offset += buffer.len() as u64;
         let complete = end == LineEnd::Newline;
+        if complete && line_seq(&buffer).is_some_and(|seq| seq < from_seq) {
+            continue;
+        }
         match serde_json::from_slice::<Line>(&buffer) {
             Ok(line) if complete => {
-                if each(line).is_break() {
+                if each(line, offset).is_break() {
                     return Ok(());
                 }
             }
@@ -248,10 +309,10 @@ impl Journal {
         })
     }
 
-    /// Appends `record`'s line to the group buffer.
-    pub(super) fn push(&mut self, record: &Record, body: &[u8]) {
+    /// Appends the line of the record whose canonical form is `body` to the group buffer.
+    pub(super) fn push(&mut self, hash: &str, body: &[u8]) {
         self.buffer.extend_from_slice(b"{\"hash\":\"");
-        self.buffer.extend_from_slice(record.hash.as_bytes());
+        self.buffer.extend_from_slice(hash.as_bytes());
         self.buffer.extend_from_slice(b"\",\"record\":");
         self.buffer.extend_from_slice(body);
         self.buffer.extend_from_slice(b"}\n");
@@ -326,6 +387,9 @@ impl Journal {
     /// Starts the next segment at `first_seq`, keeping the group buffered; returns the path of
     /// the one it ends.
     pub(super) fn rotate(&mut self, first_seq: i64) -> std::io::Result<PathBuf> {
+        // Its zeros go: readers then find every segment but the last ending on a record.
+        self.file.set_len(self.length)?;
+        self.file.sync_all()?;
         let ready = self.spare.take_if(|(_, making)| making.is_finished());
         let (path, file, capacity) = new_segment(&self.dir, first_seq, ready)?;
         self.file = file;
@@ -386,12 +450,7 @@ mod tests {
             };
             let canonical = Canonical::new(seq, "2026-11-24T00:00:00Z".into(), entry);
             let hash = canonical.hash_into(GENESIS_HASH, &mut body);
-            let record = Record {
-                canonical,
-                prev_hash: GENESIS_HASH.into(),
-                hash,
-            };
-            journal.push(&record, &body);
+            journal.push(&hash, &body);
         }
         let ended = journal.full().then(|| journal.rotate(first_seq).unwrap());
         journal.commit().unwrap();

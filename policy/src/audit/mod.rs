@@ -5,15 +5,17 @@
 //! Records are written by one thread in group commits to an append-only journal
 //! ([`journal`]): callers queue their record and wait until the group holding it is written and
 //! synced, so throughput is not capped by one sync per call and no response leaves unrecorded.
-//! A second thread moves journaled records into the metadata DB's `audit_log` in large
-//! transactions, off the call path; [`AuditLog::settle`] waits for it, so readers of the table
-//! see every call answered before they asked. After a crash, the records the journal holds and
-//! the DB does not are moved at the next start.
+//! The journal is where the trail is kept: readers ([`AuditLog::scan`], [`verify`]) read its
+//! segments, after the rows of the metadata DB's `audit_log`, where versions before this one
+//! copied every record (the copy was half of the writing cost of an exchange call; see
+//! docs/benchmarks.md). Nothing is copied now, and the table only holds those older records.
 
 mod journal;
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as sync_mpsc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
@@ -29,16 +31,6 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// Most records per group commit.
 const MAX_GROUP: usize = 512;
-
-/// Records the ingester gathers into one DB transaction while calls keep coming: small enough
-/// that a transaction does not hold a core for long (its commits do not sync: see [`ingester`]).
-const INGEST_BATCH: usize = 512;
-
-/// How long calls pause before the ingester writes what it has gathered.
-const INGEST_IDLE: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Groups that may wait for the ingester before the writer waits too.
-const INGEST_QUEUE: usize = 4096;
 
 /// What happened in one call.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -239,14 +231,6 @@ impl Canonical<String> {
     }
 }
 
-/// A record with its chain links, as the DB stores it.
-#[derive(Debug, Clone)]
-pub(crate) struct Record {
-    canonical: Canonical<String>,
-    prev_hash: String,
-    hash: String,
-}
-
 type Done<T> = oneshot::Sender<Result<T, String>>;
 
 /// Answers for calls waiting on one thread: each call's sender and what it is told.
@@ -260,64 +244,39 @@ thread_local! {
     static ROUTE: std::cell::RefCell<Option<Route>> = const { std::cell::RefCell::new(None) };
 }
 
-// Nearly every message is a record: boxing it would cost an allocation per call.
-#[expect(clippy::large_enum_variant, reason = "records are the common case")]
-enum Message {
-    /// A call's record, where to say its sequence number once it is durable, and the route of
-    /// the thread the call waits on, if it has one.
-    Record(AuditEntry, Done<i64>, Option<Route>),
-    /// Say when every record journaled so far is in the DB.
-    Settle(Done<()>),
-}
-
-enum Ingest {
-    /// A journaled group.
-    Records(Vec<Record>),
-    /// Answer once every record handed over before is in the DB.
-    Settle(Done<()>),
-    /// A journal segment whose records were all handed over before: removed once they are in.
-    SegmentEnded(PathBuf),
-}
+/// A call's record, where to say its sequence number once it is durable, and the route of the
+/// thread the call waits on, if it has one.
+struct Message(AuditEntry, Done<i64>, Option<Route>);
 
 /// The handle to the audit writer.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Message>,
     dir: PathBuf,
+    /// The newest record durable in the journal: readers list none beyond it.
+    durable: Arc<AtomicI64>,
 }
 
 impl AuditLog {
-    /// Moves into `catalog` what the journal in `dir` holds beyond it (records of calls
-    /// answered before a crash), then starts the writer and the DB ingester, continuing the
-    /// chain. Fails when the journal does not continue the DB's chain: it was damaged or
-    /// changed, and the operator has to look at it.
+    /// Finds the chain's head (cutting the journal's last segment to its complete records),
+    /// then starts the writer on a new segment, continuing the chain.
     pub async fn start(catalog: Catalog, dir: &Path) -> Result<Self> {
-        let head = recover(&catalog, dir).await?;
-        let journal = journal::Journal::create(dir, head.0 + 1)
+        let head = head(&catalog, dir).await?;
+        let journal = journal::Journal::create(dir, head.seq + 1)
             .map_err(|e| Error::AuditUnavailable(format!("opening the audit journal in {}: {e}", dir.display())))?;
         let (tx, rx) = mpsc::channel(8 * MAX_GROUP);
-        let (ingest_tx, ingest_rx) = sync_mpsc::sync_channel(INGEST_QUEUE);
-        // The ingester awaits sqlx on a single-threaded runtime of its own.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::AuditUnavailable(format!("starting the audit ingester: {e}")))?;
-        std::thread::Builder::new()
-            .name("huitong-audit-db".into())
-            .spawn(move || {
-                lower_priority();
-                runtime.block_on(ingester(catalog, ingest_rx))
-            })
-            .map_err(|e| Error::AuditUnavailable(format!("starting the audit ingester: {e}")))?;
+        let durable = Arc::new(AtomicI64::new(head.seq));
+        let written = durable.clone();
         // The writer is a plain thread: it blocks on the file, and waking it (a call queued)
         // or being woken by it (its group synced) costs one thread switch each.
         std::thread::Builder::new()
             .name("huitong-audit".into())
-            .spawn(move || writer(rx, journal, head, ingest_tx))
+            .spawn(move || writer(rx, journal, head, &written))
             .map_err(|e| Error::AuditUnavailable(format!("starting the audit writer: {e}")))?;
         Ok(Self {
             tx,
             dir: dir.to_path_buf(),
+            durable,
         })
     }
 
@@ -355,156 +314,143 @@ impl AuditLog {
     pub async fn record(&self, entry: AuditEntry) -> Result<i64> {
         let (done, wait) = oneshot::channel();
         let route = ROUTE.with(|route| route.borrow().clone());
-        self.send(Message::Record(entry, done, route)).await?;
-        wait.await
-            .map_err(|_| Error::AuditUnavailable("writer stopped".into()))?
-            .map_err(Error::AuditUnavailable)
-    }
-
-    /// Returns once every record of a call answered before this was called is in the DB's
-    /// `audit_log`: readers of the table call it first.
-    pub async fn settle(&self) -> Result<()> {
-        let (done, wait) = oneshot::channel();
-        self.send(Message::Settle(done)).await?;
-        wait.await
-            .map_err(|_| Error::AuditUnavailable("writer stopped".into()))?
-            .map_err(Error::AuditUnavailable)
-    }
-
-    async fn send(&self, message: Message) -> Result<()> {
         self.tx
-            .send(message)
+            .send(Message(entry, done, route))
             .await
-            .map_err(|_| Error::AuditUnavailable("writer stopped".into()))
+            .map_err(|_| Error::AuditUnavailable("writer stopped".into()))?;
+        wait.await
+            .map_err(|_| Error::AuditUnavailable("writer stopped".into()))?
+            .map_err(Error::AuditUnavailable)
+    }
+
+    /// The records `query` selects, oldest first, at most `query.limit`: every call answered
+    /// before this was called, and none whose record is not durable yet.
+    pub async fn query(&self, catalog: &Catalog, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let limit = usize::try_from(query.limit).unwrap_or(0);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.scan(catalog, query, Vec::new(), move |found, record| {
+            found.push(record);
+            if found.len() < limit {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        })
+        .await
+    }
+
+    /// Folds the records `query` selects (its `limit` aside), oldest first, into `acc` with
+    /// `each` until it breaks: the rows of the DB's `audit_log` (records kept there by
+    /// versions before the journal kept them all), then the journal's, to the newest durable
+    /// record. The journal is read on a blocking thread.
+    pub async fn scan<T, F>(&self, catalog: &Catalog, query: &AuditQuery, acc: T, each: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut T, AuditRecord) -> ControlFlow<()> + Send + 'static,
+    {
+        let upto = self.durable.load(Ordering::Acquire);
+        scan(catalog, &self.dir, Some(upto), query, acc, each).await
     }
 }
 
-async fn chain_head(catalog: &Catalog) -> Result<(i64, String)> {
-    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+/// The chain's head: its last record's sequence number, hash and time.
+struct Head {
+    seq: i64,
+    hash: String,
+    at: String,
+}
+
+/// The last record in the DB's `audit_log`, if any.
+async fn table_head(catalog: &Catalog) -> Result<Option<Head>> {
+    let row = sqlx::query("SELECT seq, hash, at FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(catalog.pool())
         .await?;
-    Ok(match row {
-        Some(row) => (row.try_get("seq")?, row.try_get("hash")?),
-        None => (0, GENESIS_HASH.to_string()),
+    row.map(|row| {
+        Ok(Head {
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
+            at: row.try_get("at")?,
+        })
+    })
+    .transpose()
+}
+
+/// The chain's head at a start: the journal's last record, after its last segment is cut to
+/// its complete records (a torn tail is a write no call was answered for); or the DB's, for
+/// a data dir whose records are all in `audit_log` still.
+async fn head(catalog: &Catalog, dir: &Path) -> Result<Head> {
+    let unavailable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
+    let in_table = table_head(catalog).await?;
+    let mut segments = journal::segments(dir).map_err(|e| unavailable(e.to_string()))?;
+    let mut in_journal = None;
+    // A segment left without records is removed and the one before looked at.
+    while let Some((_, path)) = segments.pop() {
+        match journal::seal(&path) {
+            Ok(Some(line)) => {
+                in_journal = Some(Head {
+                    seq: line.record.seq,
+                    at: line.record.at,
+                    hash: line.hash,
+                });
+                break;
+            }
+            Ok(None) => continue,
+            Err(e) => return Err(unavailable(format!("{}: {e}", path.display()))),
+        }
+    }
+    Ok(match (in_table, in_journal) {
+        (Some(table), Some(journal)) if table.seq > journal.seq => table,
+        (_, Some(journal)) => journal,
+        (Some(table), None) => table,
+        (None, None) => Head {
+            seq: 0,
+            hash: GENESIS_HASH.into(),
+            at: String::new(),
+        },
     })
 }
 
-/// Moves the journal's records beyond the DB's chain head into the DB, removes the journal's
-/// segments and returns the new head.
-async fn recover(catalog: &Catalog, dir: &Path) -> Result<(i64, String)> {
-    let unavailable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
-    let (seq, hash) = chain_head(catalog).await?;
-    let mut chain = Chain::after(seq, hash);
-    let segments = journal::segments(dir).map_err(|e| unavailable(e.to_string()))?;
-    let mut conn = None;
-    let mut batch = Vec::new();
-    for (i, (_, path)) in segments.iter().enumerate() {
-        let mut broken = None;
-        journal::read_segment(path, i + 1 == segments.len(), |line| {
-            if line.record.seq < chain.next_seq {
-                return std::ops::ControlFlow::Continue(());
-            }
-            let prev_hash = chain.prev_hash.clone();
-            broken = chain.check(&line.record, None, &line.hash);
-            if broken.is_some() {
-                return std::ops::ControlFlow::Break(());
-            }
-            batch.push(Record {
-                canonical: line.record,
-                prev_hash,
-                hash: line.hash,
-            });
-            std::ops::ControlFlow::Continue(())
-        })
-        .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-        if let Some(broken) = broken {
-            let (file, seq, reason) = (path.display(), broken.seq, broken.reason);
-            return Err(unavailable(format!("{file}: record {seq}: {reason}")));
-        }
-        if !batch.is_empty() {
-            // The ingester's kind of connection (on SQLite its inserts block this thread, at
-            // start-up only); every commit waits for the disk, as the segments go next.
-            let conn = match &mut conn {
-                Some(conn) => conn,
-                None => conn.insert(IngestConnection::open(catalog).await?),
-            };
-            for chunk in batch.chunks(INGEST_BATCH) {
-                conn.insert(chunk, true).await?;
-            }
-            tracing::warn!(
-                records = batch.len(),
-                "audit records of calls answered before a stop moved from the journal into the DB"
-            );
-        }
-        batch.clear();
-    }
-    for (_, path) in &segments {
-        std::fs::remove_file(path).map_err(|e| unavailable(format!("removing {}: {e}", path.display())))?;
-    }
-    Ok((chain.next_seq - 1, chain.prev_hash))
-}
-
 /// The writer thread: gathers queued records into groups, chains, journals and syncs each
-/// group, answers its callers, and hands the records on to the ingester.
-fn writer(
-    mut rx: mpsc::Receiver<Message>,
-    mut journal: journal::Journal,
-    mut head: (i64, String),
-    ingest: sync_mpsc::SyncSender<Ingest>,
-) {
+/// group, answers its callers, and then says the group is durable (`durable`).
+fn writer(mut rx: mpsc::Receiver<Message>, mut journal: journal::Journal, mut head: Head, durable: &AtomicI64) {
     let mut body = Vec::with_capacity(1024);
     // Kept across groups, so a group's calls are not moved again as it grows.
     let mut group = Vec::new();
-    let hand_over = |message: Ingest| {
-        if let Err(sync_mpsc::SendError(Ingest::Settle(done))) = ingest.send(message) {
-            let _ = done.send(Err("the audit DB ingester stopped".into()));
-        }
-    };
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Record(entry, done, route) => group.push((entry, (done, route))),
-                // In order: the ingester answers it after the records handed over before.
-                Message::Settle(done) => hand_over(Ingest::Settle(done)),
-            }
+        while let Some(Message(entry, done, route)) = next.take() {
+            group.push((entry, (done, route)));
             if group.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
             }
         }
-        if group.is_empty() {
-            continue;
-        }
-        let at = now_text();
-        let (first_seq, mut prev_hash) = (head.0 + 1, head.1.clone());
-        let mut records = Vec::with_capacity(group.len());
+        // Times never go back along the chain (the clock may be set back): readers stop at
+        // the first record past a query's end.
+        let at = now_text().max(head.at.clone());
+        let (first_seq, mut prev_hash) = (head.seq + 1, head.hash.clone());
         let mut waiting = Vec::with_capacity(group.len());
         for (i, (entry, done)) in group.drain(..).enumerate() {
             let canonical = Canonical::new(first_seq + i as i64, at.clone(), entry);
-            let hash = canonical.hash_into(&prev_hash, &mut body);
-            let record = Record {
-                canonical,
-                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-                hash,
-            };
-            journal.push(&record, &body);
-            records.push(record);
+            prev_hash = canonical.hash_into(&prev_hash, &mut body);
+            journal.push(&prev_hash, &body);
             waiting.push(done);
         }
-        if journal.full() {
-            // Every record of the segment it ends was handed over before this group.
-            match journal.rotate(first_seq) {
-                Ok(ended) => hand_over(Ingest::SegmentEnded(ended)),
-                Err(e) => {
-                    tracing::error!(error = %e, "starting the next audit journal segment; the current one goes on")
-                }
-            }
+        if journal.full()
+            && let Err(e) = journal.rotate(first_seq)
+        {
+            tracing::error!(error = %e, "starting the next audit journal segment; the current one goes on");
         }
         match journal.commit() {
             Ok(()) => {
-                head = (first_seq + records.len() as i64 - 1, prev_hash);
+                head = Head {
+                    seq: first_seq + waiting.len() as i64 - 1,
+                    hash: prev_hash,
+                    at,
+                };
+                durable.store(head.seq, Ordering::Release);
                 answer(waiting, |i| Ok(first_seq + i as i64));
-                hand_over(Ingest::Records(records));
             }
             Err(e) => {
                 tracing::error!(error = %e, "audit journal write failed; calls refused");
@@ -539,282 +485,14 @@ fn answer(waiting: Vec<(Done<i64>, Option<Route>)>, answer_of: impl Fn(usize) ->
     }
 }
 
-/// The ingester thread: inserts journaled records into `audit_log`, gathered into one
-/// transaction per [`INGEST_BATCH`] records, or sooner when calls pause or a reader asks,
-/// retrying while the DB fails (the records are safe in the journal meanwhile).
-///
-/// It has a connection of its own whose commits do not wait for the disk (SQLite
-/// `synchronous = NORMAL`, PostgreSQL `synchronous_commit = off`): the journal holds the records
-/// until a commit that does wait (the first after a segment ended) has made them, and every
-/// earlier one, durable; only then is the segment removed.
-async fn ingester(catalog: Catalog, rx: sync_mpsc::Receiver<Ingest>) {
-    let mut conn: Option<IngestConnection> = None;
-    let mut gathered: Vec<Record> = Vec::with_capacity(INGEST_BATCH);
-    let mut settles: Vec<Done<()>> = Vec::new();
-    let mut ended: Vec<PathBuf> = Vec::new();
-    loop {
-        // Blocking here is fine: this runtime has nothing else to run.
-        let idle = gathered.is_empty();
-        let (message, stopped) = match if idle {
-            rx.recv().map_err(Into::into)
-        } else {
-            rx.recv_timeout(INGEST_IDLE)
-        } {
-            Ok(message) => (Some(message), false),
-            Err(sync_mpsc::RecvTimeoutError::Timeout) => (None, false),
-            Err(sync_mpsc::RecvTimeoutError::Disconnected) => (None, true),
-        };
-        let paused = message.is_none();
-        match message {
-            Some(Ingest::Records(records)) => gathered.extend(records),
-            Some(Ingest::Settle(done)) => settles.push(done),
-            Some(Ingest::SegmentEnded(path)) => ended.push(path),
-            None => {}
-        }
-        if paused || !settles.is_empty() || gathered.len() >= INGEST_BATCH {
-            let durable = !ended.is_empty() && !gathered.is_empty();
-            loop {
-                let inserted = match conn.as_mut() {
-                    Some(conn) => conn.insert(&gathered, durable).await,
-                    None => match IngestConnection::open(&catalog).await {
-                        Ok(opened) => {
-                            conn = Some(opened);
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    },
-                };
-                let Err(e) = inserted else { break };
-                tracing::error!(error = %e, "moving audit records into the DB failed; retrying in a second");
-                conn = None;
-                for done in settles.drain(..) {
-                    let _ = done.send(Err(format!("moving audit records into the DB: {e}")));
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-            gathered.clear();
-            for done in settles.drain(..) {
-                let _ = done.send(Ok(()));
-            }
-            if durable {
-                for path in ended.drain(..) {
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        tracing::warn!(error = %e, path = %path.display(), "removing an ingested audit journal segment");
-                    }
-                }
-            }
-        }
-        if stopped {
-            return;
-        }
-    }
-}
-
 /// Gives the calling thread a lower scheduling priority, nice 10: the audit trail's
-/// background work (moving records into the DB, making journal segments ahead) can wait while
-/// calls are answered, so it does not take a core the calls need (measured for the ingester:
-/// p99 at half load 6.4–6.9 ms before, 4.6–4.9 ms after).
+/// background work (making journal segments ahead) can wait while calls are answered, so it
+/// does not take a core the calls need (measured for the DB copy of the records that earlier
+/// versions made: p99 at half load 6.4–6.9 ms before, 4.6–4.9 ms after).
 fn lower_priority() {
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
         tracing::debug!(error = %e, "lowering an audit thread's priority");
     }
-}
-
-/// The ingester's connection, whose commits do not wait for the disk unless asked to.
-enum IngestConnection {
-    /// SQLite, driven directly on the ingester's thread, with its single-row statement.
-    /// Through sqlx, converting each of a record's 20 values for its Any layer and handing
-    /// statements to its worker thread cost more than SQLite's insert itself (measured: about
-    /// 5 µs of CPU a record, against 2.4 µs for SQLite alone).
-    Sqlite(rusqlite::Connection, String),
-    /// PostgreSQL, through sqlx, with its full multi-row statement.
-    Postgres(sqlx::AnyConnection, String),
-}
-
-impl IngestConnection {
-    async fn open(catalog: &Catalog) -> Result<Self> {
-        use sqlx::Executor;
-        match catalog.backend() {
-            catalog::Backend::Sqlite => {
-                let path = catalog.sqlite_path().ok_or_else(|| {
-                    Error::AuditUnavailable(
-                        "the audit trail needs the metadata DB in a SQLite file, not in memory".into(),
-                    )
-                })?;
-                let conn = rusqlite::Connection::open(&path).map_err(|e| sqlite_failed(&e))?;
-                // As the pool's connections (WAL, busy timeout), but commits that do not sync,
-                // and checkpoints every 256 pages (1 MiB) rather than SQLite's 1,000: a
-                // checkpoint syncs the DB file, and the journal's sync waits behind it on the
-                // disk. With the smaller checkpoints the lookup benchmark's p99 at half load
-                // went from 4.1–4.9 ms to 2.7–3.9 ms (most runs), throughput unchanged.
-                conn.execute_batch(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; \
-                     PRAGMA wal_autocheckpoint = 256;",
-                )
-                .map_err(|e| sqlite_failed(&e))?;
-                Ok(Self::Sqlite(conn, insert_statement(catalog::Backend::Sqlite, 1)))
-            }
-            catalog::Backend::Postgres => {
-                let mut conn = catalog.dedicated_connection().await?;
-                conn.execute("SET synchronous_commit = off").await?;
-                let statement = insert_statement(catalog::Backend::Postgres, ROWS_PER_STATEMENT);
-                Ok(Self::Postgres(conn, statement))
-            }
-        }
-    }
-
-    /// Inserts `records` in one transaction; with `durable`, its commit waits for the disk,
-    /// which makes every earlier commit of the connection durable too.
-    async fn insert(&mut self, records: &[Record], durable: bool) -> Result<()> {
-        match self {
-            Self::Sqlite(conn, statement) => {
-                insert_sqlite(conn, statement, records, durable).map_err(|e| sqlite_failed(&e))
-            }
-            Self::Postgres(conn, statement) => insert_postgres(conn, statement, records, durable).await,
-        }
-    }
-}
-
-fn sqlite_failed(e: &rusqlite::Error) -> Error {
-    Error::AuditUnavailable(format!("metadata database: {e}"))
-}
-
-/// [`IngestConnection::insert`] on SQLite: `statement` (single-row) prepared once per
-/// transaction and run per record.
-fn insert_sqlite(
-    conn: &mut rusqlite::Connection,
-    statement: &str,
-    records: &[Record],
-    durable: bool,
-) -> rusqlite::Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    if durable {
-        conn.pragma_update(None, "synchronous", "FULL")?;
-    }
-    let inserted = (|| {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        {
-            let mut statement = tx.prepare(statement)?;
-            for record in records {
-                let c = &record.canonical;
-                statement.execute(rusqlite::params![
-                    c.seq,
-                    c.at,
-                    c.request_id,
-                    c.credential_id,
-                    c.department,
-                    c.resource_code,
-                    c.endpoint,
-                    c.subject_hash,
-                    c.status,
-                    c.outcome,
-                    c.items_plain,
-                    c.items_masked,
-                    c.grant_id,
-                    c.latency_us,
-                    record.prev_hash,
-                    record.hash,
-                    c.row_count,
-                    c.demand_id,
-                    c.client_hash,
-                    c.application_id,
-                ])?;
-            }
-        }
-        tx.commit()
-    })();
-    if durable {
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-    }
-    inserted
-}
-
-/// Columns of `audit_log`, in insert order.
-const COLUMNS: &str = "seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
-    status, outcome, items_plain, items_masked, grant_id, latency_us, prev_hash, hash, row_count, demand_id, client_hash, application_id";
-const COLUMN_COUNT: usize = 20;
-
-/// Records per INSERT statement: one statement per record cost more than the fsync.
-const ROWS_PER_STATEMENT: usize = 64;
-
-/// `INSERT INTO audit_log (…) VALUES ($1, …), …` for `rows` records. SQLite gets anonymous
-/// `?` placeholders: looking up a numbered one costs a scan of all of them, per value bound.
-/// A record already there is left as it is (a batch retried after its commit was in doubt).
-fn insert_statement(backend: catalog::Backend, rows: usize) -> String {
-    let mut sql = format!("INSERT INTO audit_log ({COLUMNS}) VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        for column in 0..COLUMN_COUNT {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                catalog::Backend::Sqlite => sql.push('?'),
-                catalog::Backend::Postgres => sql.push_str(&format!("${}", row * COLUMN_COUNT + column + 1)),
-            }
-        }
-        sql.push(')');
-    }
-    sql.push_str(" ON CONFLICT (seq) DO NOTHING");
-    sql
-}
-
-/// [`IngestConnection::insert`] on PostgreSQL: `full_statement` inserts a full chunk of
-/// [`ROWS_PER_STATEMENT`]. With `durable`, the commit waits for the disk whatever the
-/// connection's setting, which makes every earlier commit of the connection durable too.
-async fn insert_postgres(
-    conn: &mut sqlx::AnyConnection,
-    full_statement: &str,
-    records: &[Record],
-    durable: bool,
-) -> Result<()> {
-    use sqlx::{Connection, Executor};
-    if records.is_empty() {
-        return Ok(());
-    }
-    let mut tx = conn.begin().await?;
-    if durable {
-        tx.execute("SET LOCAL synchronous_commit = on").await?;
-    }
-    for chunk in records.chunks(ROWS_PER_STATEMENT) {
-        let partial;
-        let sql = if chunk.len() == ROWS_PER_STATEMENT {
-            full_statement
-        } else {
-            partial = insert_statement(catalog::Backend::Postgres, chunk.len());
-            partial.as_str()
-        };
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for record in chunk {
-            let c = &record.canonical;
-            query = query
-                .bind(c.seq)
-                .bind(&c.at)
-                .bind(&c.request_id)
-                .bind(c.credential_id)
-                .bind(c.department.as_deref())
-                .bind(c.resource_code.as_deref())
-                .bind(&c.endpoint)
-                .bind(c.subject_hash.as_deref())
-                .bind(c.status)
-                .bind(&c.outcome)
-                .bind(&c.items_plain)
-                .bind(&c.items_masked)
-                .bind(c.grant_id)
-                .bind(c.latency_us)
-                .bind(&record.prev_hash)
-                .bind(&record.hash)
-                .bind(c.row_count)
-                .bind(c.demand_id)
-                .bind(c.client_hash.as_deref())
-                .bind(c.application_id);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// The first record where the chain does not hold.
@@ -857,9 +535,14 @@ impl Chain {
     fn check(&mut self, canonical: &Canonical<String>, prev_hash: Option<&str>, hash: &str) -> Option<BrokenLink> {
         self.records += 1;
         let seq = canonical.seq;
-        let reason = if seq != self.next_seq {
+        let reason = if seq > self.next_seq {
             Some(format!(
                 "expected record {} next, found {seq}: records were removed",
+                self.next_seq
+            ))
+        } else if seq < self.next_seq {
+            Some(format!(
+                "expected record {} next, found {seq}: a record was inserted or repeated",
                 self.next_seq
             ))
         } else if prev_hash.is_some_and(|p| p != self.prev_hash) {
@@ -879,69 +562,66 @@ impl Chain {
 
 /// Recomputes every record's hash in order; stops at the first that does not hold: a changed
 /// record, a removed one (a gap in sequence numbers), or a `prev_hash` that does not match.
-/// With `journal` (the audit journal's directory), the chain is followed on through the
-/// records the journal holds beyond the DB, so a check while the server runs, or after it
-/// stopped before moving them, covers every call answered.
+/// The chain is followed through the DB's `audit_log` (records kept there by versions before
+/// the journal kept them all), then with `journal` (the audit journal's directory) through
+/// the journal's records beyond them, read on a blocking thread.
 pub async fn verify(catalog: &Catalog, journal: Option<&Path>) -> Result<ChainReport> {
     let mut chain = Chain::after(0, GENESIS_HASH.to_string());
-    // The server moves records from the journal into the DB while this reads: when the
-    // journal no longer holds where the DB ended, the DB has them now, so look there again.
-    let first_broken = 'check: {
-        for _ in 0..4 {
-            if let Some(broken) = verify_table(catalog, &mut chain).await? {
-                break 'check Some(broken);
-            }
-            let Some(dir) = journal else { break 'check None };
-            match verify_journal(dir, &mut chain)? {
-                JournalCheck::Done(broken) => break 'check broken,
-                JournalCheck::Moved => {}
-            }
-        }
-        Some(BrokenLink {
-            seq: chain.next_seq,
-            reason: format!(
-                "expected record {} next, in neither the DB nor the journal: records were removed",
-                chain.next_seq
-            ),
+    let mut first_broken = verify_table(catalog, &mut chain).await?;
+    if let (None, Some(dir)) = (&first_broken, journal) {
+        let dir = dir.to_path_buf();
+        let checked = tokio::task::spawn_blocking(move || {
+            let broken = verify_journal(&dir, &mut chain);
+            (chain, broken)
         })
-    };
+        .await
+        .map_err(|e| Error::AuditUnavailable(format!("checking the audit journal: {e}")))?;
+        chain = checked.0;
+        first_broken = checked.1?;
+    }
     Ok(ChainReport {
         records: chain.records,
         first_broken,
     })
 }
 
+/// The columns of `audit_log` a record is read from (`prev_hash` aside).
+const TABLE_COLUMNS: &str = "seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
+    status, outcome, items_plain, items_masked, grant_id, latency_us, row_count, demand_id, client_hash, \
+    application_id, hash";
+
+/// An `audit_log` row's record, as hashed.
+fn row_canonical(row: &sqlx::any::AnyRow) -> Result<Canonical<String>> {
+    Ok(Canonical {
+        seq: row.try_get("seq")?,
+        at: row.try_get("at")?,
+        request_id: row.try_get("request_id")?,
+        credential_id: row.try_get("credential_id")?,
+        department: row.try_get("department")?,
+        resource_code: row.try_get("resource_code")?,
+        endpoint: row.try_get("endpoint")?,
+        subject_hash: row.try_get("subject_hash")?,
+        status: row.try_get("status")?,
+        outcome: row.try_get("outcome")?,
+        items_plain: row.try_get("items_plain")?,
+        items_masked: row.try_get("items_masked")?,
+        grant_id: row.try_get("grant_id")?,
+        latency_us: row.try_get("latency_us")?,
+        row_count: row.try_get("row_count")?,
+        demand_id: row.try_get("demand_id")?,
+        client_hash: row.try_get("client_hash")?,
+        application_id: row.try_get("application_id")?,
+    })
+}
+
 /// Checks the `audit_log` rows from `chain.next_seq` on.
 async fn verify_table(catalog: &Catalog, chain: &mut Chain) -> Result<Option<BrokenLink>> {
-    let mut rows = sqlx::query(
-        "SELECT seq, at, request_id, credential_id, department, resource_code, endpoint, \
-         subject_hash, status, outcome, items_plain, items_masked, grant_id, latency_us, \
-         prev_hash, hash, row_count, demand_id, client_hash, application_id FROM audit_log \
-         WHERE seq >= $1 ORDER BY seq",
-    )
-    .bind(chain.next_seq)
-    .fetch(catalog.pool());
+    let sql = format!("SELECT {TABLE_COLUMNS}, prev_hash FROM audit_log WHERE seq >= $1 ORDER BY seq");
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(chain.next_seq)
+        .fetch(catalog.pool());
     while let Some(row) = rows.try_next().await? {
-        let canonical = Canonical {
-            seq: row.try_get("seq")?,
-            at: row.try_get("at")?,
-            request_id: row.try_get("request_id")?,
-            credential_id: row.try_get("credential_id")?,
-            department: row.try_get("department")?,
-            resource_code: row.try_get("resource_code")?,
-            endpoint: row.try_get("endpoint")?,
-            subject_hash: row.try_get("subject_hash")?,
-            status: row.try_get("status")?,
-            outcome: row.try_get("outcome")?,
-            items_plain: row.try_get("items_plain")?,
-            items_masked: row.try_get("items_masked")?,
-            grant_id: row.try_get("grant_id")?,
-            latency_us: row.try_get("latency_us")?,
-            row_count: row.try_get("row_count")?,
-            demand_id: row.try_get("demand_id")?,
-            client_hash: row.try_get("client_hash")?,
-            application_id: row.try_get("application_id")?,
-        };
+        let canonical = row_canonical(&row)?;
         let prev_hash: String = row.try_get("prev_hash")?;
         let hash: String = row.try_get("hash")?;
         if let Some(broken) = chain.check(&canonical, Some(&prev_hash), &hash) {
@@ -951,54 +631,34 @@ async fn verify_table(catalog: &Catalog, chain: &mut Chain) -> Result<Option<Bro
     Ok(None)
 }
 
-enum JournalCheck {
-    /// Checked to the journal's end: the first broken link, if any.
-    Done(Option<BrokenLink>),
-    /// The journal starts beyond `chain.next_seq`, or a segment went away: look in the DB again.
-    Moved,
-}
-
-/// Checks the journal's records from `chain.next_seq` on.
-fn verify_journal(dir: &Path, chain: &mut Chain) -> Result<JournalCheck> {
+/// Checks the journal's records from `chain.next_seq` on; a damaged segment is a broken link.
+fn verify_journal(dir: &Path, chain: &mut Chain) -> Result<Option<BrokenLink>> {
     let unreadable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
     let segments = journal::segments(dir).map_err(|e| unreadable(e.to_string()))?;
-    let (mut broken, mut moved, mut checked_any) = (None, false, false);
+    let mut broken = None;
+    // Records the table holds too (a version that copied them crashed before removing their
+    // segment) are skipped; from there on every record must continue the chain.
+    let after_table = chain.next_seq;
     for (i, (_, path)) in segments.iter().enumerate() {
-        let read = journal::read_segment(path, i + 1 == segments.len(), |line| {
-            if line.record.seq < chain.next_seq {
-                return std::ops::ControlFlow::Continue(());
-            }
-            // A gap before the first record checked here: the DB took them meanwhile.
-            if line.record.seq > chain.next_seq && !checked_any {
-                moved = true;
-                return std::ops::ControlFlow::Break(());
-            }
-            checked_any = true;
+        let read = journal::read_segment_at(path, i + 1 == segments.len(), after_table, |line, _| {
             broken = chain.check(&line.record, None, &line.hash);
             if broken.is_some() {
-                std::ops::ControlFlow::Break(())
+                ControlFlow::Break(())
             } else {
-                std::ops::ControlFlow::Continue(())
+                ControlFlow::Continue(())
             }
         });
-        match read {
-            Ok(()) => {}
-            Err(journal::ReadError::Gone) => return Ok(JournalCheck::Moved),
-            Err(e) => {
-                return Ok(JournalCheck::Done(Some(BrokenLink {
-                    seq: chain.next_seq,
-                    reason: format!("the audit journal {} is damaged at {e}", path.display()),
-                })));
-            }
+        if let Err(e) = read {
+            return Ok(Some(BrokenLink {
+                seq: chain.next_seq,
+                reason: format!("the audit journal {} is damaged at {e}", path.display()),
+            }));
         }
         if broken.is_some() {
-            return Ok(JournalCheck::Done(broken));
-        }
-        if moved {
-            return Ok(JournalCheck::Moved);
+            return Ok(broken);
         }
     }
-    Ok(JournalCheck::Done(None))
+    Ok(None)
 }
 
 /// A stored audit record, as listed to the people allowed to see it.
@@ -1066,12 +726,125 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
-/// The records `query` selects, oldest first.
-pub async fn query(catalog: &Catalog, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+impl AuditQuery {
+    /// Whether a journal record passes the filters (the cursor and the provider's scope
+    /// aside, which the reader applies).
+    fn admits(&self, c: &Canonical<String>, provider: Option<&Provider>) -> bool {
+        let same = |wanted: &Option<String>, value: &Option<String>| wanted.is_none() || wanted == value;
+        same(&self.resource_code, &c.resource_code)
+            && same(&self.caller_department, &c.department)
+            && self.credential_id.is_none_or(|id| c.credential_id == Some(id))
+            && self.from.as_ref().is_none_or(|from| c.at >= *from)
+            && self.to.as_ref().is_none_or(|to| c.at < *to)
+            && provider.is_none_or(|p| p.admits(c))
+    }
+}
+
+/// A provider's scope: calls on the resources it provides, and calls made by it.
+struct Provider {
+    resources: std::collections::HashSet<String>,
+    department: Option<String>,
+}
+
+impl Provider {
+    async fn of(catalog: &Catalog, department_id: i64) -> Result<Self> {
+        let resources = sqlx::query_scalar("SELECT code FROM resources WHERE provider_id = $1")
+            .bind(department_id)
+            .fetch_all(catalog.pool())
+            .await?;
+        let department = sqlx::query_scalar("SELECT code FROM departments WHERE id = $1")
+            .bind(department_id)
+            .fetch_optional(catalog.pool())
+            .await?;
+        Ok(Self {
+            resources: resources.into_iter().collect(),
+            department,
+        })
+    }
+
+    fn admits(&self, c: &Canonical<String>) -> bool {
+        c.resource_code
+            .as_ref()
+            .is_some_and(|code| self.resources.contains(code))
+            || (self.department.is_some() && c.department == self.department)
+    }
+}
+
+/// A record as listed.
+fn listed(line: journal::Line) -> AuditRecord {
+    let c = line.record;
+    let list = |text: &str| serde_json::from_str::<Vec<String>>(text).unwrap_or_default();
+    AuditRecord {
+        seq: c.seq,
+        items_plain: list(&c.items_plain),
+        items_masked: list(&c.items_masked),
+        at: c.at,
+        request_id: c.request_id,
+        credential_id: c.credential_id,
+        department: c.department,
+        resource_code: c.resource_code,
+        endpoint: c.endpoint,
+        subject_hash: c.subject_hash,
+        status: c.status,
+        outcome: c.outcome,
+        row_count: c.row_count,
+        grant_id: c.grant_id,
+        demand_id: c.demand_id,
+        client_hash: c.client_hash,
+        application_id: c.application_id,
+        latency_us: c.latency_us,
+        hash: line.hash,
+    }
+}
+
+/// [`AuditLog::scan`], with the journal in `dir` read to record `upto` (to its end when
+/// `None`, as for a stopped server).
+async fn scan<T, F>(
+    catalog: &Catalog,
+    dir: &Path,
+    upto: Option<i64>,
+    query: &AuditQuery,
+    mut acc: T,
+    mut each: F,
+) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnMut(&mut T, AuditRecord) -> ControlFlow<()> + Send + 'static,
+{
+    let (mut after, stopped) = scan_table(catalog, query, &mut acc, &mut each).await?;
+    if stopped {
+        return Ok(acc);
+    }
+    after = after.max(query.after_seq);
+    let provider = match query.provider_department_id {
+        Some(id) => Some(Provider::of(catalog, id).await?),
+        None => None,
+    };
+    let (dir, query) = (dir.to_path_buf(), query.clone());
+    tokio::task::spawn_blocking(move || {
+        scan_journal(&dir, after + 1, upto, &query, provider.as_ref(), &mut acc, &mut each).map(|()| acc)
+    })
+    .await
+    .map_err(|e| Error::AuditUnavailable(format!("reading the audit journal: {e}")))?
+}
+
+/// The `audit_log` rows `query` selects, oldest first, into `each`. Returns the table's
+/// newest sequence number (the journal's records beyond it are read next) and whether `each`
+/// broke off.
+async fn scan_table<T, F>(catalog: &Catalog, query: &AuditQuery, acc: &mut T, each: &mut F) -> Result<(i64, bool)>
+where
+    F: FnMut(&mut T, AuditRecord) -> ControlFlow<()>,
+{
+    let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+        .fetch_one(catalog.pool())
+        .await?;
+    let Some(newest) = newest.filter(|&newest| newest > query.after_seq) else {
+        return Ok((0, false));
+    };
     let mut conditions = vec!["seq > $1".to_string()];
     let mut texts: Vec<&str> = Vec::new();
     let mut numbers: Vec<i64> = Vec::new();
-    // Placeholders are numbered: the cursor ($1), texts, numbers, then the limit.
+    // Placeholders are numbered: the cursor ($1), texts, then numbers.
     for (column, op, value) in [
         ("resource_code", "=", query.resource_code.as_deref()),
         ("department", "=", query.caller_department.as_deref()),
@@ -1095,12 +868,8 @@ pub async fn query(catalog: &Catalog, query: &AuditQuery) -> Result<Vec<AuditRec
              OR department = (SELECT code FROM departments WHERE id = ${n}))"
         ));
     }
-    let limit_placeholder = 2 + texts.len() + numbers.len();
     let sql = format!(
-        "SELECT seq, at, request_id, credential_id, department, resource_code, endpoint, subject_hash, \
-         status, outcome, items_plain, items_masked, row_count, grant_id, demand_id, client_hash, application_id, \
-         latency_us, hash \
-         FROM audit_log WHERE {} ORDER BY seq LIMIT ${limit_placeholder}",
+        "SELECT {TABLE_COLUMNS} FROM audit_log WHERE {} ORDER BY seq",
         conditions.join(" AND ")
     );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(query.after_seq);
@@ -1110,33 +879,67 @@ pub async fn query(catalog: &Catalog, query: &AuditQuery) -> Result<Vec<AuditRec
     for number in numbers {
         q = q.bind(number);
     }
-    let rows = q.bind(query.limit).fetch_all(catalog.pool()).await?;
-    let list = |text: String| serde_json::from_str::<Vec<String>>(&text).unwrap_or_default();
-    rows.iter()
-        .map(|row| {
-            Ok(AuditRecord {
-                seq: row.try_get("seq")?,
-                at: row.try_get("at")?,
-                request_id: row.try_get("request_id")?,
-                credential_id: row.try_get("credential_id")?,
-                department: row.try_get("department")?,
-                resource_code: row.try_get("resource_code")?,
-                endpoint: row.try_get("endpoint")?,
-                subject_hash: row.try_get("subject_hash")?,
-                status: row.try_get("status")?,
-                outcome: row.try_get("outcome")?,
-                items_plain: list(row.try_get("items_plain")?),
-                items_masked: list(row.try_get("items_masked")?),
-                row_count: row.try_get("row_count")?,
-                grant_id: row.try_get("grant_id")?,
-                demand_id: row.try_get("demand_id")?,
-                client_hash: row.try_get("client_hash")?,
-                application_id: row.try_get("application_id")?,
-                latency_us: row.try_get("latency_us")?,
-                hash: row.try_get("hash")?,
-            })
+    let mut rows = q.fetch(catalog.pool());
+    while let Some(row) = rows.try_next().await? {
+        let record = listed(journal::Line {
+            hash: row.try_get("hash")?,
+            record: row_canonical(&row)?,
+        });
+        if each(acc, record).is_break() {
+            return Ok((newest, true));
+        }
+    }
+    Ok((newest, false))
+}
+
+/// The journal's records from `from_seq` to `upto` that `query` selects, oldest first, into
+/// `each`. Segments wholly before `from_seq` or before `query.from` are skipped (times never go
+/// back along the chain), and the reading stops at the first record at or past `query.to`.
+fn scan_journal<T>(
+    dir: &Path,
+    from_seq: i64,
+    upto: Option<i64>,
+    query: &AuditQuery,
+    provider: Option<&Provider>,
+    acc: &mut T,
+    each: &mut impl FnMut(&mut T, AuditRecord) -> ControlFlow<()>,
+) -> Result<()> {
+    let unreadable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
+    let segments = journal::segments(dir).map_err(|e| unreadable(e.to_string()))?;
+    let mut stopped = false;
+    for (i, (_, path)) in segments.iter().enumerate() {
+        if let Some((next_first, next)) = segments.get(i + 1) {
+            // Every record of this segment comes before the next one's first.
+            if *next_first <= from_seq {
+                continue;
+            }
+            if let Some(from) = &query.from {
+                let first = journal::first_record(next).map_err(|e| unreadable(format!("{}: {e}", next.display())))?;
+                if first.is_some_and(|line| line.record.at < *from) {
+                    continue;
+                }
+            }
+        }
+        let last = i + 1 == segments.len();
+        journal::read_segment_at(path, last, from_seq, |line, _| {
+            let c = &line.record;
+            if upto.is_some_and(|upto| c.seq > upto) || query.to.as_ref().is_some_and(|to| c.at >= *to) {
+                stopped = true;
+                return ControlFlow::Break(());
+            }
+            if !query.admits(c, provider) {
+                return ControlFlow::Continue(());
+            }
+            let flow = each(acc, listed(line));
+            stopped = flow.is_break();
+            flow
         })
-        .collect()
+        .map_err(|e| unreadable(format!("{}: {e}", path.display())))?;
+        if stopped {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1164,68 +967,98 @@ mod tests {
         }
     }
 
-    /// Starts a log on `dir`, records `n` calls one after another and waits for the DB.
+    /// Starts a log on `journal`, records `n` calls one after another.
     async fn record_calls(catalog: &Catalog, journal: &Path, n: usize) -> AuditLog {
         let log = AuditLog::start(catalog.clone(), journal).await.unwrap();
         for i in 1..=n {
             assert_eq!(log.record(entry(i)).await.unwrap(), i as i64);
         }
-        log.settle().await.unwrap();
         log
     }
 
-    async fn db_records(catalog: &Catalog) -> i64 {
+    /// A stopped server's data dir whose journal holds `calls` records; with its last segment.
+    async fn journal_of(calls: usize) -> (tempfile::TempDir, Catalog, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        drop(record_calls(&catalog, &journal, calls).await);
+        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
+        (dir, catalog, journal, last)
+    }
+
+    fn everything() -> AuditQuery {
+        AuditQuery {
+            limit: 1_000,
+            ..AuditQuery::default()
+        }
+    }
+
+    async fn seqs(log: &AuditLog, catalog: &Catalog, query: &AuditQuery) -> Vec<i64> {
+        let records = log.query(catalog, query).await.unwrap();
+        records.iter().map(|r| r.seq).collect()
+    }
+
+    async fn table_rows(catalog: &Catalog) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
             .fetch_one(catalog.pool())
             .await
             .unwrap()
     }
 
-    /// A crash after the journal sync and before the DB insert, reproduced by removing the
-    /// DB's newest rows: the journal still holds them.
-    async fn lose_db_rows_after(catalog: &Catalog, seq: i64) {
-        sqlx::query("DELETE FROM audit_log WHERE seq > $1")
-            .bind(seq)
-            .execute(catalog.pool())
-            .await
-            .unwrap();
-    }
-
-    /// A data dir whose journal holds `calls` records and whose DB only the first `kept`, as
-    /// after a crash between the journal's sync and the DB insert; with the last segment.
-    async fn journal_ahead_of_db(calls: usize, kept: i64) -> (tempfile::TempDir, Catalog, PathBuf, PathBuf) {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
-        drop(record_calls(&catalog, &journal, calls).await);
-        lose_db_rows_after(&catalog, kept).await;
-        let (_, last) = journal::segments(&journal).unwrap().pop().unwrap();
-        (dir, catalog, journal, last)
-    }
-
-    #[tokio::test]
-    async fn settled_records_are_in_the_db_and_ended_segments_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
-        let log = record_calls(&catalog, &journal, 10).await;
-        assert_eq!(db_records(&catalog).await, 10);
-        let report = verify(&catalog, None).await.unwrap();
-        assert_eq!((report.records, report.first_broken), (10, None));
-        // Four records a segment under test: the first two segments ended, and were removed
-        // after the first commit that waited for the disk, at the latest one with record 11.
-        log.record(entry(11)).await.unwrap();
-        log.settle().await.unwrap();
-        let left: Vec<i64> = journal::segments(&journal)
+    fn first_seqs(journal: &Path) -> Vec<i64> {
+        journal::segments(journal)
             .unwrap()
             .into_iter()
             .map(|(first, _)| first)
-            .collect();
-        assert_eq!(left, [9]);
+            .collect()
     }
 
-    /// A large group (71 calls at once) reaches the DB with every value in its column: the
-    /// chain, recomputed from the rows, is whole.
     #[tokio::test]
-    async fn a_large_group_reaches_the_db_intact() {
+    async fn answered_calls_are_listed_from_the_journal_and_ended_segments_end_on_their_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        let log = record_calls(&catalog, &journal, 10).await;
+        let records = log.query(&catalog, &everything()).await.unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            (
+                records[5].request_id.as_str(),
+                records[5].latency_us,
+                records[5].items_masked.as_slice()
+            ),
+            ("request-6", 6, ["name".to_string(), "姓名".to_string()].as_slice())
+        );
+        assert_eq!(table_rows(&catalog).await, 0, "nothing is copied into the DB");
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (10, None));
+        // Four records a segment under test; the two that ended were cut to their records.
+        let segments = journal::segments(&journal).unwrap();
+        assert_eq!(first_seqs(&journal), [1, 5, 9]);
+        for (_, ended) in &segments[..2] {
+            let bytes = std::fs::read(ended).unwrap();
+            assert_eq!(
+                bytes.last(),
+                Some(&b'\n'),
+                "no zeros after the records of {}",
+                ended.display()
+            );
+            assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 4);
+        }
+        // Paging and limits.
+        let page = AuditQuery {
+            after_seq: 3,
+            limit: 4,
+            ..AuditQuery::default()
+        };
+        assert_eq!(seqs(&log, &catalog, &page).await, [4, 5, 6, 7]);
+    }
+
+    /// A large group (71 calls at once) is written whole: the chain is whole, and every call's
+    /// record is there.
+    #[tokio::test]
+    async fn a_large_group_is_read_back_intact() {
         let dir = tempfile::tempdir().unwrap();
         let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
         let calls = 71;
@@ -1233,17 +1066,273 @@ mod tests {
         // All at once, so that the writer takes them as one group.
         let seqs = futures::future::join_all((1..=calls).map(|i| log.record(entry(i)))).await;
         assert!(seqs.into_iter().all(|seq| seq.is_ok()));
-        log.settle().await.unwrap();
-        assert_eq!(db_records(&catalog).await, calls as i64);
-        let report = verify(&catalog, None).await.unwrap();
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
         assert_eq!((report.records, report.first_broken), (calls as u64, None));
-        let mut latencies: Vec<i64> = sqlx::query_scalar("SELECT latency_us FROM audit_log ORDER BY seq")
-            .fetch_all(catalog.pool())
-            .await
-            .unwrap();
+        let records = log.query(&catalog, &everything()).await.unwrap();
+        let mut latencies: Vec<i64> = records.iter().map(|r| r.latency_us).collect();
         // Sequence numbers follow the order the writer took the calls in.
         latencies.sort_unstable();
         assert_eq!(latencies, (1..=calls as i64).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn the_filters_select_by_resource_department_credential_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        for n in 1..=9 {
+            let mut call = entry(n);
+            call.resource_code = Some(format!("R{}", n % 3));
+            call.department = Some(format!("D{}", n % 2));
+            call.credential_id = Some((n % 4) as i64);
+            log.record(call).await.unwrap();
+        }
+        let all = log.query(&catalog, &everything()).await.unwrap();
+        let at_of = |seq: usize| all[seq - 1].at.clone();
+        let cases = [
+            (
+                AuditQuery {
+                    resource_code: Some("R1".into()),
+                    ..everything()
+                },
+                vec![1, 4, 7],
+            ),
+            (
+                AuditQuery {
+                    caller_department: Some("D0".into()),
+                    ..everything()
+                },
+                vec![2, 4, 6, 8],
+            ),
+            (
+                AuditQuery {
+                    credential_id: Some(1),
+                    ..everything()
+                },
+                vec![1, 5, 9],
+            ),
+            (
+                AuditQuery {
+                    resource_code: Some("R2".into()),
+                    caller_department: Some("D0".into()),
+                    ..everything()
+                },
+                vec![2, 8],
+            ),
+            (
+                AuditQuery {
+                    from: Some(at_of(9)),
+                    ..everything()
+                },
+                all.iter().filter(|r| r.at >= at_of(9)).map(|r| r.seq).collect(),
+            ),
+            (
+                AuditQuery {
+                    to: Some(at_of(1)),
+                    ..everything()
+                },
+                vec![],
+            ),
+            (
+                AuditQuery {
+                    resource_code: Some("R9".into()),
+                    ..everything()
+                },
+                vec![],
+            ),
+        ];
+        for (query, expected) in cases {
+            assert_eq!(seqs(&log, &catalog, &query).await, expected, "{query:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_chain_goes_on_after_a_restart() {
+        let (_dir, catalog, journal, _) = journal_of(11).await;
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        assert_eq!(log.record(entry(12)).await.unwrap(), 12, "the chain goes on");
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (12, None));
+        assert_eq!(seqs(&log, &catalog, &everything()).await, (1..=12).collect::<Vec<_>>());
+    }
+
+    /// Copies the journal's records up to `upto` into `audit_log`, as versions that copied
+    /// them did (a copy whose segment was not removed yet holds them twice).
+    async fn copy_into_table(catalog: &Catalog, journal: &Path, upto: i64) {
+        let mut lines = Vec::new();
+        for (_, path) in journal::segments(journal).unwrap() {
+            journal::read_segment(&path, true, |line| {
+                lines.push(line);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        }
+        let mut prev_hash = GENESIS_HASH.to_string();
+        for line in lines.into_iter().filter(|l| l.record.seq <= upto) {
+            let c = &line.record;
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at, request_id, credential_id, department, resource_code, endpoint, \
+                 subject_hash, status, outcome, items_plain, items_masked, grant_id, latency_us, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )
+            .bind(c.seq)
+            .bind(&c.at)
+            .bind(&c.request_id)
+            .bind(c.credential_id)
+            .bind(c.department.as_deref())
+            .bind(c.resource_code.as_deref())
+            .bind(&c.endpoint)
+            .bind(c.subject_hash.as_deref())
+            .bind(c.status)
+            .bind(&c.outcome)
+            .bind(&c.items_plain)
+            .bind(&c.items_masked)
+            .bind(c.grant_id)
+            .bind(c.latency_us)
+            .bind(&prev_hash)
+            .bind(&line.hash)
+            .execute(catalog.pool())
+            .await
+            .unwrap();
+            prev_hash = line.hash;
+        }
+    }
+
+    #[tokio::test]
+    async fn records_an_earlier_version_kept_in_the_db_come_first_and_are_not_listed_twice() {
+        let (_dir, catalog, journal, _) = journal_of(7).await;
+        // Records 1–5 in the table; the journal still holds 1–7, as after a crash of a
+        // version that copied them before it removed their segments.
+        copy_into_table(&catalog, &journal, 5).await;
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        assert_eq!(log.record(entry(8)).await.unwrap(), 8);
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (8, None));
+        assert_eq!(seqs(&log, &catalog, &everything()).await, (1..=8).collect::<Vec<_>>());
+        let from_table_on = AuditQuery {
+            after_seq: 4,
+            limit: 2,
+            ..AuditQuery::default()
+        };
+        assert_eq!(seqs(&log, &catalog, &from_table_on).await, [5, 6]);
+
+        // A table ahead of the journal (its segments removed): the chain goes on from it,
+        // and times never go back along it, whatever the clock says.
+        let (_dir, catalog, journal, _) = journal_of(3).await;
+        copy_into_table(&catalog, &journal, 3).await;
+        sqlx::query("UPDATE audit_log SET at = '2999-01-01T00:00:00.000000Z' WHERE seq = 3")
+            .execute(catalog.pool())
+            .await
+            .unwrap();
+        std::fs::remove_dir_all(&journal).unwrap();
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        assert_eq!(log.record(entry(4)).await.unwrap(), 4);
+        let records = log.query(&catalog, &everything()).await.unwrap();
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[3].at, "2999-01-01T00:00:00.000000Z");
+        // Record 3 was changed in the table: the check names it.
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 3);
+    }
+
+    #[tokio::test]
+    async fn a_torn_last_line_is_dropped_and_cut_off_at_the_next_start() {
+        let (_dir, catalog, journal, last) = journal_of(6).await;
+        write_at(
+            &last,
+            records_end(&last),
+            b"{\"hash\":\"00ab\",\"record\":{\"seq\":7,\"at\":",
+        );
+        assert_eq!(verify(&catalog, Some(&journal)).await.unwrap().records, 6);
+
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        let bytes = std::fs::read(&last).unwrap();
+        assert_eq!(bytes.last(), Some(&b'\n'), "the torn line and the zeros are cut off");
+        assert_eq!(log.record(entry(7)).await.unwrap(), 7);
+        // The cut segment is not the last any more, and reads whole.
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (7, None));
+    }
+
+    /// Where the records of a journal segment end: the zeros it was made with begin there.
+    fn records_end(segment: &Path) -> u64 {
+        let bytes = std::fs::read(segment).unwrap();
+        bytes.iter().position(|&b| b == 0).expect("zeros after the records") as u64
+    }
+
+    fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(bytes, offset).unwrap();
+    }
+
+    #[tokio::test]
+    async fn what_lies_past_the_zeros_is_dropped() {
+        let (_dir, catalog, journal, last) = journal_of(7).await;
+        // A crash in the sync of a group can leave a later block of it on disk and zeros where
+        // its first block did not get to: here record 7, chained to record 6 as written, moved
+        // past the zeros. A reader that went on past them would take it in.
+        let text = std::fs::read_to_string(&last).unwrap();
+        let seventh = text.lines().find(|l| l.contains("request-7")).unwrap();
+        let at = text.find(seventh).unwrap() as u64;
+        write_at(&last, at, &vec![0; seventh.len() + 1]);
+        assert_eq!(records_end(&last), at);
+        write_at(
+            &last,
+            at + seventh.len() as u64 + 100,
+            format!("{seventh}\n").as_bytes(),
+        );
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (6, None));
+
+        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
+        assert_eq!(log.record(entry(7)).await.unwrap(), 7);
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (7, None));
+    }
+
+    #[tokio::test]
+    async fn a_changed_journal_record_fails_verify() {
+        let (_dir, catalog, journal, last) = journal_of(7).await;
+        let text = std::fs::read_to_string(&last).unwrap();
+        assert!(text.contains("request-6"));
+        std::fs::write(&last, text.replace("request-6", "request-X")).unwrap();
+
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 6);
+        assert!(broken.reason.contains("changed"), "{}", broken.reason);
+    }
+
+    #[tokio::test]
+    async fn records_or_segments_removed_from_the_journal_are_named() {
+        let (_dir, catalog, journal, last) = journal_of(7).await;
+        let text = std::fs::read_to_string(&last).unwrap();
+        let kept: String = text
+            .lines()
+            .filter(|l| !l.contains("request-6"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&last, kept).unwrap();
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 7);
+        assert!(broken.reason.contains("removed"), "{}", broken.reason);
+
+        let (_dir, catalog, journal, _) = journal_of(9).await;
+        let (_, first) = journal::segments(&journal).unwrap().remove(0);
+        std::fs::remove_file(first).unwrap();
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 5);
+        assert!(broken.reason.contains("expected record 1 next"), "{}", broken.reason);
+    }
+
+    #[tokio::test]
+    async fn a_journal_line_that_is_not_a_record_is_damage() {
+        let (_dir, catalog, journal, last) = journal_of(6).await;
+        let text = std::fs::read_to_string(&last).unwrap();
+        std::fs::write(&last, format!("not json\n{text}")).unwrap();
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert!(broken.reason.contains("damaged at line 1"), "{}", broken.reason);
+        assert!(AuditLog::start(catalog.clone(), &journal).await.is_err());
     }
 
     /// Calls waiting on threads that have their own answering task (as the server's workers
@@ -1288,7 +1377,6 @@ mod tests {
         seqs.extend(b.join().unwrap());
         seqs.sort();
         assert_eq!(seqs, (1..=120).collect::<Vec<i64>>());
-        log.settle().await.unwrap();
         let report = verify(&catalog, Some(&journal)).await.unwrap();
         assert_eq!((report.records, report.first_broken), (120, None));
     }
@@ -1351,138 +1439,17 @@ mod tests {
         fn json_lists_are_serde_json(items in proptest::collection::vec("[a-z_\"\\\\\u{0}-\u{1f}中]{0,8}", 0..6)) {
             prop_assert_eq!(json_list(&items), serde_json::to_string(&items).unwrap());
         }
-    }
 
-    /// The ingester's SQLite connection checkpoints in small steps (see `IngestConnection::open`).
-    #[tokio::test]
-    async fn the_ingest_connection_checkpoints_every_256_pages() {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = catalog(dir.path()).await;
-        let IngestConnection::Sqlite(conn, _) = IngestConnection::open(&catalog).await.unwrap() else {
-            panic!("a SQLite catalog gets a SQLite ingest connection");
-        };
-        let pages: i64 = conn
-            .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
-            .unwrap();
-        assert_eq!(pages, 256);
-        let synchronous: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap();
-        assert_eq!(
-            synchronous, 1,
-            "NORMAL: the journal holds the records until a durable commit"
-        );
-    }
-
-    #[tokio::test]
-    async fn records_only_the_journal_holds_reach_the_db_at_the_next_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
-        drop(record_calls(&catalog, &journal, 11).await);
-        lose_db_rows_after(&catalog, 9).await;
-        // Checked through the journal, the chain is whole; the DB alone has nine.
-        let report = verify(&catalog, Some(&journal)).await.unwrap();
-        assert_eq!((report.records, report.first_broken), (11, None));
-        assert_eq!(verify(&catalog, None).await.unwrap().records, 9);
-
-        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
-        assert_eq!(db_records(&catalog).await, 11);
-        assert_eq!(log.record(entry(12)).await.unwrap(), 12, "the chain goes on");
-        log.settle().await.unwrap();
-        let report = verify(&catalog, None).await.unwrap();
-        assert_eq!((report.records, report.first_broken), (12, None));
-    }
-
-    #[tokio::test]
-    async fn a_torn_last_line_is_dropped() {
-        let (_dir, catalog, journal, last) = journal_ahead_of_db(6, 5).await;
-        write_at(
-            &last,
-            records_end(&last),
-            b"{\"hash\":\"00ab\",\"record\":{\"seq\":7,\"at\":",
-        );
-        assert_eq!(verify(&catalog, Some(&journal)).await.unwrap().records, 6);
-
-        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
-        assert_eq!(db_records(&catalog).await, 6);
-        assert_eq!(log.record(entry(7)).await.unwrap(), 7);
-    }
-
-    /// Where the records of a journal segment end: the zeros it was made with begin there.
-    fn records_end(segment: &Path) -> u64 {
-        let bytes = std::fs::read(segment).unwrap();
-        bytes.iter().position(|&b| b == 0).expect("zeros after the records") as u64
-    }
-
-    fn write_at(path: &Path, offset: u64, bytes: &[u8]) {
-        use std::os::unix::fs::FileExt;
-        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        file.write_all_at(bytes, offset).unwrap();
-    }
-
-    #[tokio::test]
-    async fn what_lies_past_the_zeros_is_dropped() {
-        let (_dir, catalog, journal, last) = journal_ahead_of_db(7, 6).await;
-        // A crash in the sync of a group can leave a later block of it on disk and zeros where
-        // its first block did not get to: here record 7, chained to record 6 as written, moved
-        // past the zeros. A reader that went on past them would take it in.
-        let text = std::fs::read_to_string(&last).unwrap();
-        let seventh = text.lines().find(|l| l.contains("request-7")).unwrap();
-        let at = text.find(seventh).unwrap() as u64;
-        write_at(&last, at, &vec![0; seventh.len() + 1]);
-        assert_eq!(records_end(&last), at);
-        write_at(
-            &last,
-            at + seventh.len() as u64 + 100,
-            format!("{seventh}\n").as_bytes(),
-        );
-        let report = verify(&catalog, Some(&journal)).await.unwrap();
-        assert_eq!((report.records, report.first_broken), (6, None));
-
-        let log = AuditLog::start(catalog.clone(), &journal).await.unwrap();
-        assert_eq!(db_records(&catalog).await, 6);
-        assert_eq!(log.record(entry(7)).await.unwrap(), 7);
-    }
-
-    #[tokio::test]
-    async fn a_changed_journal_record_stops_the_start_and_fails_verify() {
-        let (_dir, catalog, journal, last) = journal_ahead_of_db(7, 5).await;
-        let text = std::fs::read_to_string(&last).unwrap();
-        assert!(text.contains("request-6"));
-        std::fs::write(&last, text.replace("request-6", "request-X")).unwrap();
-
-        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
-        assert_eq!(broken.seq, 6);
-        assert!(broken.reason.contains("changed"), "{}", broken.reason);
-        let Err(Error::AuditUnavailable(why)) = AuditLog::start(catalog.clone(), &journal).await else {
-            panic!("a changed journal must not be taken in");
-        };
-        assert!(why.contains("record 6"), "{why}");
-        assert_eq!(db_records(&catalog).await, 5, "nothing of it reached the DB");
-    }
-
-    #[tokio::test]
-    async fn records_removed_from_the_journal_are_named() {
-        let (_dir, catalog, journal, last) = journal_ahead_of_db(7, 4).await;
-        let text = std::fs::read_to_string(&last).unwrap();
-        let kept: String = text
-            .lines()
-            .filter(|l| !l.contains("request-6"))
-            .map(|l| format!("{l}\n"))
-            .collect();
-        std::fs::write(&last, kept).unwrap();
-
-        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
-        assert_eq!(broken.seq, 7);
-        assert!(broken.reason.contains("removed"), "{}", broken.reason);
-        assert!(AuditLog::start(catalog.clone(), &journal).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn a_journal_line_that_is_not_a_record_is_damage() {
-        let (_dir, catalog, journal, last) = journal_ahead_of_db(6, 0).await;
-        let text = std::fs::read_to_string(&last).unwrap();
-        std::fs::write(&last, format!("not json\n{text}")).unwrap();
-        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
-        assert!(broken.reason.contains("damaged at line 1"), "{}", broken.reason);
-        assert!(AuditLog::start(catalog.clone(), &journal).await.is_err());
+        /// The cursor's skip reads a line's sequence number without parsing the line: it is
+        /// the one the line holds, for every record.
+        #[test]
+        fn a_lines_sequence_number_is_read_where_the_format_puts_it(record in any_canonical(), hash in "[0-9a-f]{64}") {
+            let mut body = Vec::new();
+            record.write_json(&mut body);
+            let line = [b"{\"hash\":\"", hash.as_bytes(), b"\",\"record\":", &body, b"}\n"].concat();
+            prop_assert_eq!(journal::line_seq(&line), Some(record.seq));
+            let parsed: journal::Line = serde_json::from_slice(&line).unwrap();
+            prop_assert_eq!(parsed.record.seq, record.seq);
+        }
     }
 }
