@@ -200,9 +200,11 @@ impl TestApp {
     }
 
     /// Changes the journal line of audit record `seq` (`{"hash": …, "record": {…}}`) with
-    /// `change`, or removes it when `change` gives `None`, as someone editing the file would.
-    /// The segment keeps its size (its zeros after the records), so the writer's next group
-    /// goes where it would have; call it after the calls whose records it changes.
+    /// `change`, or removes it when `change` gives `None`, as someone editing the file would
+    /// (the line is written back with its keys in serde_json's order). The segment keeps at
+    /// least its size, its zeros after the records; call it after the last call of the test:
+    /// the writer's next group would land where it would have, behind zeros when the segment's
+    /// records got shorter.
     pub fn tamper_audit(&self, seq: i64, change: impl FnOnce(serde_json::Value) -> Option<serde_json::Value>) {
         let mut change = Some(change);
         let mut segments: Vec<_> = std::fs::read_dir(self.audit.journal_dir())

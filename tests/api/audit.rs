@@ -33,7 +33,7 @@ async fn verify_cli(app: &TestApp, extra: &[&str]) -> ExitCode {
 async fn every_call_allowed_or_denied_is_recorded_in_an_intact_chain() {
     let app = spawn_app(MetaDb::Sqlite).await;
     let calls = make_calls(&app).await;
-    // Checked through the journal: every call is there whether or not the DB has it yet.
+    // Checked through the journal: every call answered is there.
     let report = app.verify_audit().await;
     assert_eq!(report.records, calls);
     assert_eq!(report.first_broken, None);

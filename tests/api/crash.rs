@@ -263,7 +263,7 @@ async fn kill_9_under_load_loses_no_answered_call_from_the_audit_trail() {
     }
     let answered = answered.lock().unwrap().clone();
 
-    // Checked before any restart: the chain runs whole through the DB and the journal.
+    // Checked before any restart: the chain runs whole through the journal.
     let verify = std::process::Command::new(huitong_bin())
         .arg("--data-dir")
         .arg(dir.path())

@@ -371,7 +371,9 @@ async fn audit_counts(
     state
         .audit
         .scan(&state.catalog, &query, AuditCounts::default(), move |counts, record| {
-            let Some(code) = record.resource_code else {
+            // Times are stored as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+            let (Some(code), Some(month), Some(day)) = (record.resource_code, record.at.get(..7), record.at.get(..10))
+            else {
                 return ControlFlow::Continue(());
             };
             let allowed = record.outcome == "allowed";
@@ -379,7 +381,7 @@ async fn audit_counts(
                 let entry = counts
                     .calls
                     .by_month
-                    .entry((code.clone(), record.at[..7].to_string()))
+                    .entry((code.clone(), month.to_string()))
                     .or_default();
                 if allowed {
                     entry.0 += 1;
@@ -393,7 +395,7 @@ async fn audit_counts(
             {
                 counts
                     .keys_by_day
-                    .entry((code, record.at[..10].to_string()))
+                    .entry((code, day.to_string()))
                     .or_default()
                     .insert(hash);
             }

@@ -9,15 +9,15 @@
 //! synced, and groups overwrite its zeros: the `fdatasync` of a group then writes the group's
 //! blocks alone, where appending also wrote the file's new size and block allocation
 //! (measured on this machine's ext4: 88 µs a sync against 190 µs). Records end where the zeros
-//! begin; a JSON line never holds a NUL. When the next segment starts, the one it ends is cut
-//! to its records (`ftruncate`, synced), and so is the last one at a start.
+//! begin; a JSON line never holds a NUL. A segment ends when the next group does not fit, so
+//! few zeros are left after its records; the last one is cut to its records at a start.
 //!
 //! Only the tail of the last segment can be torn (a crash mid-write, before its sync): a last
 //! line without its line end, and whatever lies past the first NUL. No call was answered for
 //! it: readers drop it, and the next start cuts it off.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -117,14 +117,62 @@ pub(super) fn seal(path: &Path) -> Result<Option<Line>, ReadError> {
     Ok(last)
 }
 
-/// The first record of segment `path`, if it holds one.
+/// The first record of segment `path`, if it holds one (read with a small buffer: readers
+/// look at the first record of many segments).
 pub(super) fn first_record(path: &Path) -> Result<Option<Line>, ReadError> {
-    let mut first = None;
-    read_segment(path, true, |line| {
-        first = Some(line);
-        std::ops::ControlFlow::Break(())
-    })?;
-    Ok(first)
+    let mut reader = BufReader::with_capacity(16 << 10, open(path)?);
+    let mut buffer = Vec::new();
+    if read_line(&mut reader, &mut buffer).map_err(ReadError::Io)? == LineEnd::End {
+        return Ok(None);
+    }
+    serde_json::from_slice(&buffer)
+        .map(Some)
+        .map_err(|e| ReadError::Damaged {
+            line: 1,
+            after: 0,
+            reason: format!("not a journal record: {e}"),
+        })
+}
+
+fn open(path: &Path) -> Result<File, ReadError> {
+    File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Gone,
+        _ => ReadError::Io(e),
+    })
+}
+
+/// A place in segment `file` where a line starts at or before the first line numbered `seq`
+/// or later, found by bisecting on the sequence numbers of the lines (they ascend along a
+/// segment) with reads of 64 KiB (a line may be a few KiB long); the start of the file when in
+/// doubt. A reader starting there reads a few hundred KiB where it would read the whole
+/// segment.
+fn line_start_before(file: &File, seq: i64) -> u64 {
+    const PROBE: usize = 64 << 10;
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return 0;
+    };
+    let mut probe = vec![0u8; PROBE];
+    // `lo` is always a line start whose record comes before `seq` (or the file's start).
+    let (mut lo, mut hi) = (0u64, len);
+    while hi - lo > 4 * PROBE as u64 {
+        let mid = lo + (hi - lo) / 2;
+        let Ok(n) = file.read_at(&mut probe, mid) else {
+            return lo;
+        };
+        let bytes = &probe[..n];
+        let next_line = bytes
+            .iter()
+            .position(|&b| b == b'\n' || b == 0)
+            .filter(|&at| bytes[at] == b'\n')
+            .map(|at| at + 1);
+        match next_line.and_then(|start| Some((start, line_seq(&bytes[start..])?))) {
+            Some((start, found)) if found < seq => lo = mid + start as u64,
+            // At or past `seq`, in the zeros after the records, or a line as long as the
+            // probe: look before.
+            _ => hi = mid,
+        }
+    }
+    lo
 }
 
 /// A journal line's sequence number, read from where the line format puts it
@@ -148,12 +196,13 @@ pub(super) struct Line {
 /// Why a segment could not be read to its end.
 #[derive(Debug)]
 pub(super) enum ReadError {
-    /// The file went away (the DB took its records and removed it meanwhile).
+    /// The file went away while it was read (removed by hand: the server never removes one).
     Gone,
     /// The file could not be read.
     Io(std::io::Error),
-    /// A line that is neither a record nor the torn last line.
-    Damaged { line: usize, reason: String },
+    /// A line that is neither a record nor the torn last line: its number, counted from the
+    /// byte the reading started at (`after`, 0 for the file's start).
+    Damaged { line: usize, after: u64, reason: String },
 }
 
 impl std::fmt::Display for ReadError {
@@ -161,13 +210,15 @@ impl std::fmt::Display for ReadError {
         match self {
             ReadError::Gone => f.write_str("the segment was removed while it was read"),
             ReadError::Io(e) => write!(f, "{e}"),
-            ReadError::Damaged { line, reason } => write!(f, "line {line}: {reason}"),
+            ReadError::Damaged { line, after: 0, reason } => write!(f, "line {line}: {reason}"),
+            ReadError::Damaged { line, after, reason } => write!(f, "line {line} after byte {after}: {reason}"),
         }
     }
 }
 
 /// Calls `each` with every complete line of `path` in order. A last line without its newline,
 /// in the last segment (`last`), is a write the crash cut short and is skipped.
+#[cfg(test)]
 pub(super) fn read_segment(
     path: &Path,
     last: bool,
@@ -176,22 +227,29 @@ pub(super) fn read_segment(
     read_segment_at(path, last, 0, |line, _| each(line))
 }
 
-/// As [`read_segment`], from the first record numbered `from_seq` or later (the lines before
-/// it are skipped unparsed, by [`line_seq`]), telling `each` where in the file each line ends.
+/// Calls `each` with every complete line of `path` in order, from the first record numbered
+/// `from_seq` or later (the reading starts where bisecting puts it, and skips the lines
+/// before `from_seq` unparsed, by [`line_seq`]), telling `each` where in the file each line
+/// ends. A last line without its newline, in the last segment (`last`), is a write the crash
+/// cut short and is skipped.
 pub(super) fn read_segment_at(
     path: &Path,
     last: bool,
     from_seq: i64,
     mut each: impl FnMut(Line, u64) -> std::ops::ControlFlow<()>,
 ) -> Result<(), ReadError> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(ReadError::Gone),
-        Err(e) => return Err(ReadError::Io(e)),
+    let mut file = open(path)?;
+    let start = if from_seq > 1 {
+        line_start_before(&file, from_seq)
+    } else {
+        0
     };
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).map_err(ReadError::Io)?;
+    }
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut buffer = Vec::with_capacity(1024);
-    let (mut number, mut offset) = (0, 0u64);
+    let (mut number, mut offset) = (0, start);
     loop {
         buffer.clear();
         let end = read_line(&mut reader, &mut buffer).map_err(ReadError::Io)?;
@@ -205,6 +263,8 @@ pub(super) fn read_segment_at(
             continue;
         }
         match serde_json::from_slice::<Line>(&buffer) {
+            // A line not in the form `line_seq` reads, before `from_seq`.
+            Ok(line) if complete && line.record.seq < from_seq => {}
             Ok(line) if complete => {
                 if each(line, offset).is_break() {
                     return Ok(());
@@ -214,12 +274,14 @@ pub(super) fn read_segment_at(
             Ok(_) => {
                 return Err(ReadError::Damaged {
                     line: number,
+                    after: start,
                     reason: "a record without its line end in a segment that was continued".into(),
                 });
             }
             Err(e) => {
                 return Err(ReadError::Damaged {
                     line: number,
+                    after: start,
                     reason: format!("not a journal record: {e}"),
                 });
             }
@@ -387,9 +449,6 @@ impl Journal {
     /// Starts the next segment at `first_seq`, keeping the group buffered; returns the path of
     /// the one it ends.
     pub(super) fn rotate(&mut self, first_seq: i64) -> std::io::Result<PathBuf> {
-        // Its zeros go: readers then find every segment but the last ending on a record.
-        self.file.set_len(self.length)?;
-        self.file.sync_all()?;
         let ready = self.spare.take_if(|(_, making)| making.is_finished());
         let (path, file, capacity) = new_segment(&self.dir, first_seq, ready)?;
         self.file = file;
@@ -559,6 +618,74 @@ mod tests {
         );
         assert_eq!(read(b"whole\n{\"torn"), [line("whole\n", true), line("{\"torn", false)]);
         assert_eq!(read(b"\0\0\0\0\0\0\0\0\0\0line\n"), []);
+    }
+
+    /// A segment file of `n` records, followed by zeros as the last segment is: every seventh
+    /// with a request id of 5,000 bytes, every 500th longer than the bisection's probe, and
+    /// every eleventh written with its keys the other way round (not the form `line_seq`
+    /// reads, so a reader has to parse it to skip it).
+    fn long_segment(dir: &Path, n: i64) -> PathBuf {
+        let mut text = Vec::new();
+        let mut body = Vec::new();
+        for seq in 1..=n {
+            let entry = AuditEntry {
+                request_id: match seq {
+                    _ if seq % 500 == 0 => "r".repeat(70_000),
+                    _ if seq % 7 == 0 => "r".repeat(5_000),
+                    _ => format!("request-{seq}"),
+                },
+                endpoint: "GET /".into(),
+                outcome: "allowed".into(),
+                ..AuditEntry::default()
+            };
+            let canonical = Canonical::new(seq, "2026-11-24T00:00:00Z".into(), entry);
+            let hash = canonical.hash_into(GENESIS_HASH, &mut body);
+            if seq % 11 == 0 {
+                text.extend_from_slice(b"{\"record\":");
+                text.extend_from_slice(&body);
+                text.extend_from_slice(format!(",\"hash\":\"{hash}\"}}\n").as_bytes());
+            } else {
+                text.extend_from_slice(format!("{{\"hash\":\"{hash}\",\"record\":").as_bytes());
+                text.extend_from_slice(&body);
+                text.extend_from_slice(b"}\n");
+            }
+        }
+        text.resize(text.len() + 100_000, 0);
+        let path = segment_path(dir, 1);
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_reader_from_a_sequence_number_gets_exactly_the_records_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 3_000;
+        let path = long_segment(dir.path(), n);
+        let file = File::open(&path).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        for from in (0..=n + 2).step_by(37).chain([1, 2, n - 1, n, n + 1]) {
+            let start = line_start_before(&file, from) as usize;
+            assert!(
+                start == 0 || bytes[start - 1] == b'\n',
+                "{from}: {start} is a line start"
+            );
+            if start > 0 {
+                let line = bytes[start..].split(|&b| b == b'\n').next().unwrap();
+                let parsed: Line = serde_json::from_slice(line).unwrap();
+                assert!(parsed.record.seq < from, "{from}: starts before it");
+            }
+            let mut read = Vec::new();
+            read_segment_at(&path, true, from, |line, _| {
+                read.push(line.record.seq);
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+            assert_eq!(read, (from.max(1)..=n).collect::<Vec<_>>(), "from {from}");
+        }
+        // Far into the segment, the reading starts near its record, not at the file's start.
+        let records_end = bytes.len() - 100_000;
+        let start = line_start_before(&file, n - 10) as usize;
+        assert!(start + 300_000 > records_end, "bisected to {start} of {records_end}");
     }
 
     #[test]
