@@ -262,6 +262,18 @@ impl AuditLog {
     /// then starts the writer on a new segment, continuing the chain.
     pub async fn start(catalog: Catalog, dir: &Path) -> Result<Self> {
         let head = head(&catalog, dir).await?;
+        if let Some(anchor) = anchor(&catalog).await?
+            && anchor.0 > head.seq
+        {
+            return Err(Error::AuditUnavailable(format!(
+                "the audit journal in {} ends at record {}, but record {} was recorded: the newest records \
+                 were removed (a segment, or the directory); restore them, or look at it with `huitong audit verify`",
+                dir.display(),
+                head.seq,
+                anchor.0
+            )));
+        }
+        set_anchor(&catalog, head.seq, &head.hash).await?;
         if head.at > now_text() {
             tracing::warn!(
                 last = %head.at,
@@ -273,11 +285,15 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel(8 * MAX_GROUP);
         let durable = Arc::new(AtomicI64::new(head.seq));
         let written = durable.clone();
+        let anchors = Anchors {
+            catalog,
+            runtime: tokio::runtime::Handle::current(),
+        };
         // The writer is a plain thread: it blocks on the file, and waking it (a call queued)
         // or being woken by it (its group synced) costs one thread switch each.
         std::thread::Builder::new()
             .name("huitong-audit".into())
-            .spawn(move || writer(rx, journal, head, &written))
+            .spawn(move || writer(rx, journal, head, &written, &anchors))
             .map_err(|e| Error::AuditUnavailable(format!("starting the audit writer: {e}")))?;
         Ok(Self {
             tx,
@@ -361,6 +377,49 @@ impl AuditLog {
     }
 }
 
+/// The anchor: the newest record known durable, `(seq, hash)`, when one was set.
+async fn anchor(catalog: &Catalog) -> Result<Option<(i64, String)>> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+        .fetch_optional(catalog.pool())
+        .await?;
+    row.map(|row| Ok((row.try_get("seq")?, row.try_get("hash")?)))
+        .transpose()
+}
+
+/// Moves the anchor to record `seq` (never back: anchors set out of order keep the newest).
+async fn set_anchor(catalog: &Catalog, seq: i64, hash: &str) -> Result<()> {
+    if seq == 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, $1, $2) \
+         ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE excluded.seq > audit_anchor.seq",
+    )
+    .bind(seq)
+    .bind(hash)
+    .execute(catalog.pool())
+    .await?;
+    Ok(())
+}
+
+/// Where the writer sets the anchor, off its thread: at each segment's end, to that segment's
+/// last record (durable: the group after it is not written yet).
+struct Anchors {
+    catalog: Catalog,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Anchors {
+    fn set(&self, seq: i64, hash: String) {
+        let catalog = self.catalog.clone();
+        self.runtime.spawn(async move {
+            if let Err(e) = set_anchor(&catalog, seq, &hash).await {
+                tracing::warn!(error = %e, seq, "setting the audit trail's anchor");
+            }
+        });
+    }
+}
+
 /// The chain's head: its last record's sequence number, hash and time.
 struct Head {
     seq: i64,
@@ -420,7 +479,13 @@ async fn head(catalog: &Catalog, dir: &Path) -> Result<Head> {
 
 /// The writer thread: gathers queued records into groups, chains, journals and syncs each
 /// group, answers its callers, and then says the group is durable (`durable`).
-fn writer(mut rx: mpsc::Receiver<Message>, mut journal: journal::Journal, mut head: Head, durable: &AtomicI64) {
+fn writer(
+    mut rx: mpsc::Receiver<Message>,
+    mut journal: journal::Journal,
+    mut head: Head,
+    durable: &AtomicI64,
+    anchors: &Anchors,
+) {
     let mut body = Vec::with_capacity(1024);
     // Kept across groups, so a group's calls are not moved again as it grows.
     let mut group = Vec::new();
@@ -443,10 +508,14 @@ fn writer(mut rx: mpsc::Receiver<Message>, mut journal: journal::Journal, mut he
             journal.push(&prev_hash, &body);
             waiting.push(done);
         }
-        if journal.full()
-            && let Err(e) = journal.rotate(first_seq)
-        {
-            tracing::error!(error = %e, "starting the next audit journal segment; the current one goes on");
+        if journal.full() {
+            match journal.rotate(first_seq) {
+                // Every record of the segment it ended is durable.
+                Ok(_) => anchors.set(head.seq, head.hash.clone()),
+                Err(e) => {
+                    tracing::error!(error = %e, "starting the next audit journal segment; the current one goes on")
+                }
+            }
         }
         match journal.commit() {
             Ok(()) => {
@@ -574,16 +643,29 @@ impl Chain {
 pub async fn verify(catalog: &Catalog, journal: Option<&Path>) -> Result<ChainReport> {
     let mut chain = Chain::after(0, GENESIS_HASH.to_string());
     let mut first_broken = verify_table(catalog, &mut chain).await?;
+    let anchor = anchor(catalog).await?;
     if let (None, Some(dir)) = (&first_broken, journal) {
         let dir = dir.to_path_buf();
+        let at_anchor = anchor.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let broken = verify_journal(&dir, &mut chain);
+            let broken = verify_journal(&dir, &mut chain, at_anchor.as_ref());
             (chain, broken)
         })
         .await
         .map_err(|e| Error::AuditUnavailable(format!("checking the audit journal: {e}")))?;
         chain = checked.0;
         first_broken = checked.1?;
+    }
+    if let (None, Some((seq, _)), Some(_)) = (&first_broken, &anchor, journal)
+        && chain.next_seq <= *seq
+    {
+        first_broken = Some(BrokenLink {
+            seq: chain.next_seq,
+            reason: format!(
+                "the trail ends at record {}, but record {seq} was recorded: the newest records were removed",
+                chain.next_seq - 1
+            ),
+        });
     }
     Ok(ChainReport {
         records: chain.records,
@@ -638,7 +720,7 @@ async fn verify_table(catalog: &Catalog, chain: &mut Chain) -> Result<Option<Bro
 }
 
 /// Checks the journal's records from `chain.next_seq` on; a damaged segment is a broken link.
-fn verify_journal(dir: &Path, chain: &mut Chain) -> Result<Option<BrokenLink>> {
+fn verify_journal(dir: &Path, chain: &mut Chain, anchor: Option<&(i64, String)>) -> Result<Option<BrokenLink>> {
     let unreadable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
     let segments = journal::segments(dir).map_err(|e| unreadable(e.to_string()))?;
     let mut broken = None;
@@ -667,6 +749,16 @@ fn verify_journal(dir: &Path, chain: &mut Chain) -> Result<Option<BrokenLink>> {
                 return ControlFlow::Break(());
             }
             broken = chain.check(&line.record, None, &line.hash);
+            if broken.is_none()
+                && let Some((anchored, hash)) = anchor
+                && seq == *anchored
+                && line.hash != *hash
+            {
+                broken = Some(BrokenLink {
+                    seq,
+                    reason: "the record's hash is not the one anchored for it: the chain was rewritten".into(),
+                });
+            }
             if broken.is_some() {
                 ControlFlow::Break(())
             } else {
@@ -1345,6 +1437,31 @@ mod tests {
         let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
         assert_eq!(broken.seq, 5);
         assert!(broken.reason.contains("renamed"), "{}", broken.reason);
+    }
+
+    #[tokio::test]
+    async fn the_newest_records_removed_are_named_by_the_anchor_and_stop_the_start() {
+        let (_dir, catalog, journal, last) = journal_of(9).await;
+        // A start anchors the head it continues from (record 9) in the metadata DB.
+        drop(AuditLog::start(catalog.clone(), &journal).await.unwrap());
+        let report = verify(&catalog, Some(&journal)).await.unwrap();
+        assert_eq!((report.records, report.first_broken), (9, None));
+
+        // The last segment (record 9) deleted: the chain that is left verifies on its own.
+        std::fs::remove_file(&last).unwrap();
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 9);
+        assert!(broken.reason.contains("record 9 was recorded"), "{}", broken.reason);
+        let Err(Error::AuditUnavailable(why)) = AuditLog::start(catalog.clone(), &journal).await else {
+            panic!("a start must not continue below the anchor");
+        };
+        assert!(why.contains("ends at record 8"), "{why}");
+
+        // The whole directory deleted: the same.
+        std::fs::remove_dir_all(&journal).unwrap();
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 1);
+        assert!(AuditLog::start(catalog.clone(), &journal).await.is_err());
     }
 
     #[tokio::test]
