@@ -1439,6 +1439,27 @@ mod tests {
         assert!(broken.reason.contains("renamed"), "{}", broken.reason);
     }
 
+    /// While the server runs, each segment's end moves the anchor to its last record.
+    #[tokio::test]
+    async fn a_segments_end_moves_the_anchor_to_its_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (catalog, journal) = (catalog(dir.path()).await, dir.path().join("audit"));
+        // Four records a segment under test: the segments from 1 and 5 end at records 4 and 8.
+        let log = record_calls(&catalog, &journal, 9).await;
+        let mut anchored = None;
+        // The anchor is set by a task of the runtime: wait for it (a test that fails hangs
+        // here at most five seconds, then says what it found).
+        for _ in 0..500 {
+            anchored = anchor(&catalog).await.unwrap();
+            if anchored.as_ref().is_some_and(|(seq, _)| *seq == 8) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let records = log.query(&catalog, &everything()).await.unwrap();
+        assert_eq!(anchored, Some((8, records[7].hash.clone())));
+    }
+
     #[tokio::test]
     async fn the_newest_records_removed_are_named_by_the_anchor_and_stop_the_start() {
         let (_dir, catalog, journal, last) = journal_of(9).await;
