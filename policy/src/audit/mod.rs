@@ -262,16 +262,27 @@ impl AuditLog {
     /// then starts the writer on a new segment, continuing the chain.
     pub async fn start(catalog: Catalog, dir: &Path) -> Result<Self> {
         let head = head(&catalog, dir).await?;
-        if let Some(anchor) = anchor(&catalog).await?
-            && anchor.0 > head.seq
-        {
-            return Err(Error::AuditUnavailable(format!(
-                "the audit journal in {} ends at record {}, but record {} was recorded: the newest records \
-                 were removed (a segment, or the directory); restore them, or look at it with `huitong audit verify`",
-                dir.display(),
-                head.seq,
-                anchor.0
-            )));
+        if let Some((seq, hash)) = anchor(&catalog).await? {
+            let refused = |why: String| {
+                Err(Error::AuditUnavailable(format!(
+                    "the audit journal in {}: {why}; restore it, or look at it with `huitong audit verify` \
+                     (docs/configuration.md says how to accept a loss)",
+                    dir.display()
+                )))
+            };
+            if seq > head.seq {
+                return refused(format!(
+                    "it ends at record {}, but record {seq} was recorded: the newest records were removed \
+                     (a segment, or the directory)",
+                    head.seq
+                ));
+            }
+            if hash_of(&catalog, dir, seq).await?.as_deref() != Some(hash.as_str()) {
+                return refused(format!(
+                    "record {seq} is not the one recorded (its hash differs from the anchored one): \
+                     the chain was rewritten"
+                ));
+            }
         }
         set_anchor(&catalog, head.seq, &head.hash).await?;
         if head.at > now_text() {
@@ -384,6 +395,31 @@ async fn anchor(catalog: &Catalog) -> Result<Option<(i64, String)>> {
         .await?;
     row.map(|row| Ok((row.try_get("seq")?, row.try_get("hash")?)))
         .transpose()
+}
+
+/// The hash of record `seq`, from the DB's older records or the journal.
+async fn hash_of(catalog: &Catalog, dir: &Path, seq: i64) -> Result<Option<String>> {
+    let in_table: Option<String> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(catalog.pool())
+        .await?;
+    if in_table.is_some() {
+        return Ok(in_table);
+    }
+    let unreadable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
+    let segments = journal::segments(dir).map_err(|e| unreadable(e.to_string()))?;
+    let Some(i) = segments.iter().rposition(|(first, _)| *first <= seq) else {
+        return Ok(None);
+    };
+    let mut found = None;
+    journal::read_segment_at(&segments[i].1, i + 1 == segments.len(), seq, |line, _| {
+        if line.record.seq == seq {
+            found = Some(line.hash);
+        }
+        ControlFlow::Break(())
+    })
+    .map_err(|e| unreadable(format!("{}: {e}", segments[i].1.display())))?;
+    Ok(found)
 }
 
 /// Moves the anchor to record `seq` (never back: anchors set out of order keep the newest).
@@ -593,6 +629,8 @@ struct Chain {
     next_seq: i64,
     prev_hash: String,
     records: u64,
+    /// The anchored record `(seq, hash)`: the record of that number must have that hash.
+    anchor: Option<(i64, String)>,
 }
 
 impl Chain {
@@ -602,6 +640,7 @@ impl Chain {
             next_seq: seq + 1,
             prev_hash: hash,
             records: 0,
+            anchor: None,
         }
     }
 
@@ -624,6 +663,12 @@ impl Chain {
             Some("prev_hash does not match the previous record's hash".into())
         } else if canonical.hash(&self.prev_hash) != hash {
             Some("the record's content does not match its hash: it was changed".into())
+        } else if self
+            .anchor
+            .as_ref()
+            .is_some_and(|(at, anchored)| *at == seq && anchored != hash)
+        {
+            Some("the record's hash is not the one anchored for it: the chain was rewritten".into())
         } else {
             None
         };
@@ -642,13 +687,13 @@ impl Chain {
 /// the journal's records beyond them, read on a blocking thread.
 pub async fn verify(catalog: &Catalog, journal: Option<&Path>) -> Result<ChainReport> {
     let mut chain = Chain::after(0, GENESIS_HASH.to_string());
-    let mut first_broken = verify_table(catalog, &mut chain).await?;
     let anchor = anchor(catalog).await?;
+    chain.anchor.clone_from(&anchor);
+    let mut first_broken = verify_table(catalog, &mut chain).await?;
     if let (None, Some(dir)) = (&first_broken, journal) {
         let dir = dir.to_path_buf();
-        let at_anchor = anchor.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            let broken = verify_journal(&dir, &mut chain, at_anchor.as_ref());
+            let broken = verify_journal(&dir, &mut chain);
             (chain, broken)
         })
         .await
@@ -720,7 +765,7 @@ async fn verify_table(catalog: &Catalog, chain: &mut Chain) -> Result<Option<Bro
 }
 
 /// Checks the journal's records from `chain.next_seq` on; a damaged segment is a broken link.
-fn verify_journal(dir: &Path, chain: &mut Chain, anchor: Option<&(i64, String)>) -> Result<Option<BrokenLink>> {
+fn verify_journal(dir: &Path, chain: &mut Chain) -> Result<Option<BrokenLink>> {
     let unreadable = |what: String| Error::AuditUnavailable(format!("audit journal {}: {what}", dir.display()));
     let segments = journal::segments(dir).map_err(|e| unreadable(e.to_string()))?;
     let mut broken = None;
@@ -749,16 +794,6 @@ fn verify_journal(dir: &Path, chain: &mut Chain, anchor: Option<&(i64, String)>)
                 return ControlFlow::Break(());
             }
             broken = chain.check(&line.record, None, &line.hash);
-            if broken.is_none()
-                && let Some((anchored, hash)) = anchor
-                && seq == *anchored
-                && line.hash != *hash
-            {
-                broken = Some(BrokenLink {
-                    seq,
-                    reason: "the record's hash is not the one anchored for it: the chain was rewritten".into(),
-                });
-            }
             if broken.is_some() {
                 ControlFlow::Break(())
             } else {
@@ -1483,6 +1518,18 @@ mod tests {
         let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
         assert_eq!(broken.seq, 1);
         assert!(AuditLog::start(catalog.clone(), &journal).await.is_err());
+
+        // Replaced by another chain, longer than the anchor: its record 9 is not the one
+        // anchored (other times, other hashes).
+        let (_other, _, other_journal, _) = journal_of(12).await;
+        std::fs::rename(&other_journal, &journal).unwrap();
+        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+        assert_eq!(broken.seq, 9);
+        assert!(broken.reason.contains("rewritten"), "{}", broken.reason);
+        let Err(Error::AuditUnavailable(why)) = AuditLog::start(catalog.clone(), &journal).await else {
+            panic!("a start must not continue a rewritten chain");
+        };
+        assert!(why.contains("rewritten"), "{why}");
     }
 
     #[tokio::test]
