@@ -770,17 +770,14 @@ fn verify_journal(dir: &Path, chain: &mut Chain) -> Result<Option<BrokenLink>> {
     let segments = journal::segments(dir).map_err(|e| unreadable(e.to_string()))?;
     let mut broken = None;
     // Records the table holds too (a version that copied them crashed before removing their
-    // segment) are skipped, until the first record checked; from there on every record must
-    // continue the chain, and every segment must start with the record it is named after
-    // (readers skip segments by their names).
+    // segment) are skipped by the reader, in the segments read until the first record is
+    // checked; from there on every record must continue the chain, and every segment must
+    // start with the record it is named after (readers skip segments by their names).
     let mut skip_below = chain.next_seq;
     for (i, (first, path)) in segments.iter().enumerate() {
         let mut first_line = true;
         let read = journal::read_segment_at(path, i + 1 == segments.len(), skip_below, |line, _| {
             let seq = line.record.seq;
-            if seq < skip_below {
-                return ControlFlow::Continue(());
-            }
             skip_below = i64::MIN;
             if std::mem::take(&mut first_line) && seq != *first && *first >= chain.next_seq {
                 broken = Some(BrokenLink {
