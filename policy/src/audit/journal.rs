@@ -42,17 +42,26 @@ fn spare_path(dir: &Path, first_seq: i64) -> PathBuf {
     dir.join(format!("spare-{first_seq:020}.tmp"))
 }
 
+/// The zeros a segment is made with are written and sent to the disk this many at a time.
+const ZERO_CHUNK: usize = 256 << 10;
+
 /// Makes `path` a new file of `bytes` zeros, synced with its size.
 /// A file it could not finish is removed, so no segment is left named ahead of the one written.
+///
+/// The zeros go to the disk a chunk at a time, each waited for before the next is written:
+/// the `fdatasync`s of the calls being answered meanwhile wait behind one chunk at most
+/// (about 0.3 ms on this machine's disk), where the 32 MiB of a whole segment written back at
+/// once held them for tens of milliseconds and set the p99 latency at half load.
 fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
     let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
-    let zeros = vec![0u8; (bytes as usize).min(1 << 20)];
-    let mut left = bytes as usize;
+    let zeros = vec![0u8; (bytes as usize).min(ZERO_CHUNK)];
+    let mut written = 0;
     let filled = (|| {
-        while left > 0 {
-            let n = left.min(zeros.len());
-            file.write_all(&zeros[..n])?;
-            left -= n;
+        while written < bytes {
+            let n = (bytes - written).min(zeros.len() as u64);
+            file.write_all(&zeros[..n as usize])?;
+            write_back(&file, written, n)?;
+            written += n;
         }
         file.sync_all()
     })();
@@ -62,6 +71,23 @@ fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
             let _ = fs::remove_file(path);
             Err(e)
         }
+    }
+}
+
+/// Writes `len` bytes of `file` from `offset` to the disk and waits for them, without the
+/// device flush and metadata of an `fsync` (`sync_file_range(2)`; not durable by itself).
+#[allow(unsafe_code)]
+fn write_back(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(std::io::Error::other("a range past the largest file offset"));
+    };
+    // SAFETY: a system call on a descriptor `file` keeps open; it reads or writes none of our memory.
+    if unsafe { libc::sync_file_range(file.as_raw_fd(), offset, len, flags) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
