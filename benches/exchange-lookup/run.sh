@@ -105,9 +105,9 @@ latency() { # port delay_ms seconds
 }
 calibrated_delay() { # port
   local first avg
-  first=$(python3 -c "print(max(1, round($period_ms)))")
+  first=$(python3 -c "print(round($period_ms, 3))")
   avg=$(latency "$1" "$first" 5 | avg_ms)
-  python3 -c "print(max(1, round($period_ms - $avg)))"
+  python3 -c "print(max(0.5, round($period_ms - $avg, 3)))"
 }
 delay_ms=$(calibrated_delay $port)
 out=$(latency $port "$delay_ms" "$duration")
