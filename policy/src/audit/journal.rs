@@ -12,12 +12,20 @@
 //! begin; a JSON line never holds a NUL. A segment ends when the next group does not fit, so
 //! few zeros are left after its records; the last one is cut to its records at a start.
 //!
+//! Segments are written with `O_DIRECT` where the file system allows it: whole 4 KiB pages
+//! from the writer's buffer straight to the disk, the zeros of a new segment included, without
+//! a copy into the page cache and its writeback (the segment maker's copying of 32 MiB of
+//! zeros was some 5 % of the server's CPU under load). A group is written from the start of
+//! the page its first record falls in (the records before it in that page are kept in memory)
+//! to the end of the page of its last, padded with the zeros the file holds there. Elsewhere
+//! the same pages go through the page cache.
+//!
 //! Only the tail of the last segment can be torn (a crash mid-write, before its sync): a last
 //! line without its line end, and whatever lies past the first NUL. No call was answered for
 //! it: readers drop it, and the next start cuts it off.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -45,7 +53,21 @@ fn spare_path(dir: &Path, first_seq: i64) -> PathBuf {
 /// The zeros a segment is made with are written and sent to the disk this many at a time.
 const ZERO_CHUNK: usize = 256 << 10;
 
-/// Makes `path` a new file of `bytes` zeros, synced with its size.
+/// Writes to a segment start and end on this boundary (`O_DIRECT` needs the disk's block size,
+/// which is at most this).
+const PAGE: u64 = 4096;
+
+/// A zeroed buffer of `len` bytes starting on a [`PAGE`] boundary, in `raw` (grown as needed).
+fn aligned(raw: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if raw.len() < len + PAGE as usize {
+        *raw = vec![0; (len + PAGE as usize).next_power_of_two()];
+    }
+    let start = raw.as_ptr().align_offset(PAGE as usize);
+    &mut raw[start..start + len]
+}
+
+/// Makes `path` a new file of `bytes` zeros (a multiple of [`PAGE`]), synced with its size, and
+/// opened for [`Journal`]'s writes: with `O_DIRECT` where the file system takes it.
 /// A file it could not finish is removed, so no segment is left named ahead of the one written.
 ///
 /// The zeros go to the disk a chunk at a time, each waited for before the next is written:
@@ -53,13 +75,26 @@ const ZERO_CHUNK: usize = 256 << 10;
 /// (about 0.3 ms on this machine's disk), where the 32 MiB of a whole segment written back at
 /// once held them for tens of milliseconds and set the p99 latency at half load.
 fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
-    let mut file = OpenOptions::new().read(true).write(true).create_new(true).open(path)?;
-    let zeros = vec![0u8; (bytes as usize).min(ZERO_CHUNK)];
+    use std::os::unix::fs::OpenOptionsExt;
+    let open = |flags| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    let file = match open(libc::O_DIRECT) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0)?,
+        opened => opened?,
+    };
+    let mut raw = Vec::new();
+    let zeros = aligned(&mut raw, (bytes as usize).min(ZERO_CHUNK));
     let mut written = 0;
     let filled = (|| {
         while written < bytes {
             let n = (bytes - written).min(zeros.len() as u64);
-            file.write_all(&zeros[..n as usize])?;
+            file.write_all_at(&zeros[..n as usize], written)?;
             write_back(&file, written, n)?;
             written += n;
         }
@@ -75,7 +110,8 @@ fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
 }
 
 /// Writes `len` bytes of `file` from `offset` to the disk and waits for them, without the
-/// device flush and metadata of an `fsync` (`sync_file_range(2)`; not durable by itself).
+/// device flush and metadata of an `fsync` (`sync_file_range(2)`; not durable by itself; with
+/// `O_DIRECT` they are there already).
 #[allow(unsafe_code)]
 fn write_back(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
@@ -363,6 +399,10 @@ pub(super) struct Journal {
     /// The lines of the group being written, and how many.
     buffer: Vec<u8>,
     buffered: u64,
+    /// The records of the page `length` falls in, before it: a group's write starts with them.
+    tail: Vec<u8>,
+    /// Where a group's pages are put together, aligned for `O_DIRECT`.
+    pages: Vec<u8>,
     /// The next segment, being made ahead.
     spare: Option<(PathBuf, JoinHandle<std::io::Result<File>>)>,
     /// Why writes are refused: a failed write that could not be zeroed again.
@@ -392,6 +432,8 @@ impl Journal {
             records: 0,
             buffer: Vec::with_capacity(64 * 1024),
             buffered: 0,
+            tail: Vec::with_capacity(PAGE as usize),
+            pages: Vec::new(),
             spare: None,
             broken: None,
         })
@@ -426,25 +468,29 @@ impl Journal {
             self.buffer.clear();
             return Err(std::io::Error::other(why.clone()));
         }
-        let written = self
-            .file
-            .write_all_at(&self.buffer, self.length)
-            .and_then(|()| self.file.sync_data());
-        self.buffer.clear();
+        let written = self.write_pages(true).and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
                 self.length += size as u64;
                 self.records += count;
+                // The records in the page where the next group starts: those of this group, or
+                // when it did not fill the page, the tail before it and all of it.
+                let kept = (self.length % PAGE) as usize;
+                if kept < size {
+                    self.tail.clear();
+                    self.tail.extend_from_slice(&self.buffer[size - kept..]);
+                } else {
+                    self.tail.extend_from_slice(&self.buffer);
+                }
+                self.buffer.clear();
                 if self.spare.is_none() && self.length * 2 > self.capacity {
                     self.make_spare();
                 }
                 Ok(())
             }
             Err(e) => {
-                let zeroed = self
-                    .file
-                    .write_all_at(&vec![0; size], self.length)
-                    .and_then(|()| self.file.sync_data());
+                let zeroed = self.write_pages(false).and_then(|()| self.file.sync_data());
+                self.buffer.clear();
                 if let Err(zeroing) = zeroed {
                     tracing::error!(error = %zeroing, path = %self.path.display(), "zeroing a failed audit journal write; refusing writes until a restart");
                     self.broken = Some(format!(
@@ -455,6 +501,21 @@ impl Journal {
                 Err(e)
             }
         }
+    }
+
+    /// Writes the pages from the one `length` falls in: the records before it in that page,
+    /// then the group buffered (`group`) or nothing, then zeros to the end of the page, as
+    /// far as the group buffered reaches (the pages a failed write may have left bytes in).
+    fn write_pages(&mut self, group: bool) -> std::io::Result<()> {
+        let start = self.length - self.tail.len() as u64;
+        let end = (self.length + self.buffer.len() as u64).div_ceil(PAGE) * PAGE;
+        let pages = aligned(&mut self.pages, (end - start) as usize);
+        pages.fill(0);
+        pages[..self.tail.len()].copy_from_slice(&self.tail);
+        if group {
+            pages[self.tail.len()..self.tail.len() + self.buffer.len()].copy_from_slice(&self.buffer);
+        }
+        self.file.write_all_at(pages, start)
     }
 
     /// Starts making the next segment, on a thread of its own.
@@ -482,6 +543,7 @@ impl Journal {
         self.first_seq = first_seq;
         self.length = 0;
         self.records = 0;
+        self.tail.clear();
         Ok(std::mem::replace(&mut self.path, path))
     }
 }
@@ -561,6 +623,34 @@ mod tests {
         let (_, making) = journal.spare.as_ref().expect("a segment is being made ahead");
         while !making.is_finished() {
             std::thread::yield_now();
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Groups written as whole pages from the page their first record falls in: whatever
+        /// the groups' sizes (within a page, across pages, past a segment's end), each segment
+        /// holds its records back to back, then zeros only.
+        #[test]
+        fn groups_of_any_size_leave_records_then_zeros(
+            groups in proptest::collection::vec((1usize..5, 0usize..7000), 1..14)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut journal = Journal::create(dir.path(), 1).unwrap();
+            let mut next = 1;
+            for (n, len) in groups {
+                write_group(&mut journal, next, n, len);
+                next += n as i64;
+            }
+            let mut all = Vec::new();
+            for (_, path) in segments(dir.path()).unwrap() {
+                let bytes = fs::read(&path).unwrap();
+                let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                proptest::prop_assert!(bytes[end..].iter().all(|&b| b == 0), "{} has bytes after its zeros", path.display());
+                proptest::prop_assert!(end == 0 || bytes[end - 1] == b'\n', "{} ends mid-line", path.display());
+                all.extend(seqs(&path));
+            }
+            proptest::prop_assert_eq!(all, (1..next).collect::<Vec<_>>());
         }
     }
 
