@@ -30,11 +30,13 @@ fi
 huitong="$target/release/huitong"
 lookup="$target/release/exchange-lookup"
 
+fresh=0
 if [ -f "$data/bench.json" ]; then
   echo "== reusing $data" >&2
 else
   echo "== preparing $rows rows in $data" >&2
   "$lookup" prepare --data-dir "$data" --rows "$rows" >&2
+  fresh=1
 fi
 # The library just written may still be on its way to the disk: measure on a quiet one.
 sync
@@ -61,6 +63,12 @@ server_pid=$!
 # Opening a 10M-row library from a cold page cache took up to 40 s here.
 for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
 curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "huitong did not start:" >&2; cat "$data/serve.log" >&2; exit 1; }
+if [ "$fresh" = 1 ]; then
+  # A library just written gets its export snapshot (1.6 GB at 10M rows) in the background
+  # after the start: let it be written and reach the disk before measuring.
+  for _ in $(seq 1 600); do grep -q 'export snapshot written.*"population"' "$data/serve.log" && break; sleep 0.5; done
+  sync
+fi
 first=$(head -1 "$keys")
 curl -sf -H "Authorization: Bearer $key" "http://127.0.0.1:$port/api/v1/exchange/$code/records/$first" >"$data/body.json"
 echo "== one response: $(wc -c <"$data/body.json") bytes" >&2
