@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -31,10 +31,13 @@ pub(crate) struct TtlMap<K, V> {
 
 struct Entry<V> {
     fetched: Instant,
-    /// A caller was told to fetch it again.
-    refreshing: AtomicBool,
+    /// The entry's age, in microseconds, when a caller was last told to fetch it again
+    /// ([`NOT_CLAIMED`]: never).
+    claimed: AtomicU64,
     value: V,
 }
+
+const NOT_CLAIMED: u64 = u64::MAX;
 
 impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
     pub(crate) fn new(ttl: Duration, max: usize) -> Self {
@@ -46,7 +49,9 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
     }
 
     /// The value of `key` if it was fetched less than `ttl` ago, unless it is past half of
-    /// that and no caller was told to fetch it again yet: this one is.
+    /// that and no caller was told to fetch it again in the last eighth of `ttl`: this one is.
+    /// (A caller told to whose fetch failed, or who went away, puts nothing back: another is
+    /// told an eighth of `ttl` later.)
     pub(crate) fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q) -> Option<V>
     where
         K: std::borrow::Borrow<Q>,
@@ -54,8 +59,31 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let entry = entries.get(key)?;
         let age = entry.fetched.elapsed();
-        let refresh = age >= self.ttl / 2 && !entry.refreshing.swap(true, Ordering::Relaxed);
-        (age < self.ttl && !refresh).then(|| entry.value.clone())
+        if age >= self.ttl {
+            return None;
+        }
+        if age >= self.ttl / 2 {
+            let now = age.as_micros() as u64;
+            let claimed = entry.claimed.load(Ordering::Relaxed);
+            let open = claimed == NOT_CLAIMED || now.saturating_sub(claimed) >= (self.ttl / 8).as_micros() as u64;
+            if open
+                && entry
+                    .claimed
+                    .compare_exchange(claimed, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return None;
+            }
+        }
+        Some(entry.value.clone())
+    }
+
+    /// Drops `key`'s entry (its fetch again found it no longer valid).
+    pub(crate) fn remove<Q: Eq + Hash + ?Sized>(&self, key: &Q)
+    where
+        K: std::borrow::Borrow<Q>,
+    {
+        self.write().remove(key);
     }
 
     /// Keeps `value`, fetched at `fetched`. When full, stale entries go first, then all.
@@ -71,12 +99,12 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
                 entries.clear();
             }
         }
-        let refreshing = AtomicBool::new(false);
+        let claimed = AtomicU64::new(NOT_CLAIMED);
         entries.insert(
             key,
             Entry {
                 fetched,
-                refreshing,
+                claimed,
                 value,
             },
         );
@@ -226,6 +254,24 @@ mod tests {
             let got: Vec<_> = (0..5).map(|_| map.get("k")).collect();
             assert_eq!(got, told, "an entry {age:?} old");
         }
+    }
+
+    #[test]
+    fn a_refresh_nobody_put_back_is_handed_to_another_caller_an_eighth_of_the_ttl_later() {
+        let map = map_with(TTL * 2 / 3);
+        assert_eq!(map.get("k"), None, "the first caller is told to fetch it again");
+        assert_eq!(map.get("k"), Some(7));
+        // That caller's fetch failed: nothing was put back. Its claim, made at age 2/3, is
+        // set back by an eighth of the ttl, as if that much time had passed.
+        let entries = map.entries.read().unwrap();
+        let entry = entries.get("k").unwrap();
+        let claimed = entry.claimed.load(Ordering::Relaxed);
+        entry
+            .claimed
+            .store(claimed - (TTL / 8).as_micros() as u64, Ordering::Relaxed);
+        drop(entries);
+        assert_eq!(map.get("k"), None, "another caller is told");
+        assert_eq!(map.get("k"), Some(7));
     }
 
     #[test]

@@ -299,7 +299,9 @@ impl Authenticator {
         if let Some(hit) = self.cached(&cache_key) {
             return hit;
         }
-        let stored = find_by_hash(&self.catalog, &crate::hex_string(&digest)).await?;
+        let stored = find_by_hash(&self.catalog, &crate::hex_string(&digest))
+            .await
+            .inspect_err(|e| self.forget_refused(&cache_key, e))?;
         self.remember(cache_key, stored)
     }
 
@@ -311,8 +313,17 @@ impl Authenticator {
         }
         let stored = find_by_id(&self.catalog, id)
             .await?
-            .ok_or(Error::Unauthenticated("unknown credential"))?;
+            .ok_or(Error::Unauthenticated("unknown credential"))
+            .inspect_err(|e| self.forget_refused(&cache_key, e))?;
         self.remember(cache_key, stored)
+    }
+
+    /// Drops what is remembered of `cache_key` when asking the DB again refused it (a key
+    /// revoked or deleted since), so calls still using the entry stop at once.
+    fn forget_refused(&self, cache_key: &Presented, refused: &Error) {
+        if matches!(refused, Error::Unauthenticated(_)) {
+            self.entries.remove(cache_key);
+        }
     }
 
     /// Drops whatever is remembered of credential `id` (after revoking or rotating it).
@@ -332,7 +343,7 @@ impl Authenticator {
     fn remember(&self, cache_key: Presented, stored: Stored) -> Result<Credential> {
         let checked_at = Instant::now();
         let expires_at = stored.expiry();
-        let credential = stored.usable()?;
+        let credential = stored.usable().inspect_err(|e| self.forget_refused(&cache_key, e))?;
         let cached = Cached {
             credential: credential.clone(),
             expires_at,

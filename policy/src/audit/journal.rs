@@ -62,7 +62,8 @@ fn aligned(raw: &mut Vec<u8>, len: usize) -> &mut [u8] {
     if raw.len() < len + PAGE as usize {
         *raw = vec![0; (len + PAGE as usize).next_power_of_two()];
     }
-    let start = raw.as_ptr().align_offset(PAGE as usize);
+    let address = raw.as_ptr() as usize;
+    let start = address.next_multiple_of(PAGE as usize) - address;
     &mut raw[start..start + len]
 }
 
@@ -85,7 +86,11 @@ fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
             .open(path)
     };
     let file = match open(libc::O_DIRECT) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0)?,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // The file system does not take O_DIRECT; Linux made the file before refusing.
+            let _ = fs::remove_file(path);
+            open(0)?
+        }
         opened => opened?,
     };
     let mut raw = Vec::new();
@@ -510,6 +515,11 @@ impl Journal {
         let start = self.length - self.tail.len() as u64;
         let end = (self.length + self.buffer.len() as u64).div_ceil(PAGE) * PAGE;
         let pages = aligned(&mut self.pages, (end - start) as usize);
+        debug_assert!(
+            start.is_multiple_of(PAGE)
+                && (pages.len() as u64).is_multiple_of(PAGE)
+                && (pages.as_ptr() as u64).is_multiple_of(PAGE)
+        );
         pages.fill(0);
         pages[..self.tail.len()].copy_from_slice(&self.tail);
         if group {
