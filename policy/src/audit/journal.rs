@@ -520,11 +520,13 @@ impl Journal {
                 && (pages.len() as u64).is_multiple_of(PAGE)
                 && (pages.as_ptr() as u64).is_multiple_of(PAGE)
         );
-        pages.fill(0);
-        pages[..self.tail.len()].copy_from_slice(&self.tail);
+        let mut at = self.tail.len();
+        pages[..at].copy_from_slice(&self.tail);
         if group {
-            pages[self.tail.len()..self.tail.len() + self.buffer.len()].copy_from_slice(&self.buffer);
+            pages[at..at + self.buffer.len()].copy_from_slice(&self.buffer);
+            at += self.buffer.len();
         }
+        pages[at..].fill(0);
         self.file.write_all_at(pages, start)
     }
 

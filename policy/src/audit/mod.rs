@@ -1500,15 +1500,20 @@ mod tests {
         let report = verify(&catalog, Some(&journal)).await.unwrap();
         assert_eq!((report.records, report.first_broken), (9, None));
 
+        // Verify names record `seq` saying `broken`; a start refuses the journal saying `refused`.
+        let named_and_refused = async |seq: i64, broken: &str, refused: &str| {
+            let link = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
+            assert_eq!(link.seq, seq);
+            assert!(link.reason.contains(broken), "{}", link.reason);
+            let Err(Error::AuditUnavailable(why)) = AuditLog::start(catalog.clone(), &journal).await else {
+                panic!("a start must not continue this journal ({broken})");
+            };
+            assert!(why.contains(refused), "{why}");
+        };
+
         // The last segment (record 9) deleted: the chain that is left verifies on its own.
         std::fs::remove_file(&last).unwrap();
-        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
-        assert_eq!(broken.seq, 9);
-        assert!(broken.reason.contains("record 9 was recorded"), "{}", broken.reason);
-        let Err(Error::AuditUnavailable(why)) = AuditLog::start(catalog.clone(), &journal).await else {
-            panic!("a start must not continue below the anchor");
-        };
-        assert!(why.contains("ends at record 8"), "{why}");
+        named_and_refused(9, "record 9 was recorded", "ends at record 8").await;
 
         // The whole directory deleted: the same.
         std::fs::remove_dir_all(&journal).unwrap();
@@ -1520,13 +1525,7 @@ mod tests {
         // anchored (other times, other hashes).
         let (_other, _, other_journal, _) = journal_of(12).await;
         std::fs::rename(&other_journal, &journal).unwrap();
-        let broken = verify(&catalog, Some(&journal)).await.unwrap().first_broken.unwrap();
-        assert_eq!(broken.seq, 9);
-        assert!(broken.reason.contains("rewritten"), "{}", broken.reason);
-        let Err(Error::AuditUnavailable(why)) = AuditLog::start(catalog.clone(), &journal).await else {
-            panic!("a start must not continue a rewritten chain");
-        };
-        assert!(why.contains("rewritten"), "{why}");
+        named_and_refused(9, "rewritten", "rewritten").await;
     }
 
     #[tokio::test]
