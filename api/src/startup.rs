@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::http::Method;
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpRequest, HttpServer, Route, web};
 use catalog::Catalog;
 use exchange_core::Library;
@@ -180,9 +181,7 @@ impl Application {
                     .app_data(web::QueryConfig::default().error_handler(|err, _| {
                         crate::problem::bad_request_body("invalid_query", err.to_string()).into()
                     }))
-                    .wrap(actix_web::middleware::from_fn(request_id))
-                    .wrap(actix_web::middleware::from_fn(log_request))
-                    .wrap(actix_web::middleware::from_fn(invalidate_after_writes))
+                    .wrap(actix_web::middleware::from_fn(around_request))
                     .configure(register_endpoints)
                     .route("/api/docs", web::get().to(crate::openapi::docs_redirect))
                     .service(crate::openapi::swagger_ui())
@@ -275,30 +274,6 @@ fn spawn_snapshot_keeper(libraries: Libraries, min_interval: std::time::Duration
             }
         }
     });
-}
-
-/// After a catalog write served here (any successful request that is not a read or an
-/// exchange/lab/CKAN call; a form post succeeds with a redirect), the cached catalog reads are
-/// dropped, so the next call sees the write.
-async fn invalidate_after_writes(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let writes = !matches!(
-        *req.method(),
-        actix_web::http::Method::GET | actix_web::http::Method::HEAD
-    ) && !req.path().starts_with("/api/v1/exchange/")
-        && !req.path().starts_with("/api/v1/lab/")
-        && !req.path().starts_with("/api/3/action/")
-        && !req.path().starts_with("/api/action/");
-    let state = writes.then(|| req.app_data::<web::Data<AppState>>().cloned()).flatten();
-    let response = next.call(req).await?;
-    if let Some(state) = state
-        && (response.status().is_success() || response.status().is_redirection())
-    {
-        state.catalog_cache.invalidate();
-    }
-    Ok(response)
 }
 
 /// One endpoint: its method, its full path (the actix pattern, which is also its path in the
@@ -464,54 +439,18 @@ fn register_endpoints(config: &mut web::ServiceConfig) {
     }
 }
 
-/// Middleware, the access log: one `huitong::http` line per request (status, request line,
-/// time to the response head). Exchange calls are left out: each is in the audit trail
-/// already, with more than a log line holds, and a line per lookup would cost the hot path a
-/// write. A prefix test, where actix-web's `Logger` matched a regex and wrapped every body:
-/// about 1 % of the CPU of an exchange lookup under load.
-async fn log_request(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    if req.path().starts_with("/api/v1/exchange/") {
-        return next.call(req).await;
-    }
-    let started = std::time::Instant::now();
-    let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
-    let response = next.call(req).await?;
-    tracing::info!(
-        target: "huitong::http",
-        "{} {line} {:.3}ms",
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64() * 1000.0
-    );
-    Ok(response)
-}
-
 fn seconds(n: u64) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
 }
 
-/// The request id of a request, chosen by [`request_id`]: the caller's `X-Request-Id` when it
-/// is 1–128 visible ASCII characters, else a generated one. Read it from the request's
-/// extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
-
-impl RequestId {
-    /// The caller's id if acceptable, else a new one.
-    fn choose(req: &actix_web::dev::ServiceRequest) -> Self {
-        let sent = req
-            .headers()
-            .get(X_REQUEST_ID)
-            .map(|v| v.as_bytes())
-            .filter(|v| !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()));
-        match sent {
-            // Visible ASCII only, so this is valid UTF-8.
-            Some(bytes) => Self(String::from_utf8_lossy(bytes).into_owned()),
-            None => Self(new_request_id()),
-        }
-    }
+/// The caller's `X-Request-Id`, when it is 1–128 visible ASCII characters: the id its
+/// response carries and its audit record holds. Without one, an id is generated
+/// ([`new_request_id`]).
+pub(crate) fn sent_request_id(headers: &actix_web::http::header::HeaderMap) -> Option<&HeaderValue> {
+    headers.get(X_REQUEST_ID).filter(|v| {
+        let v = v.as_bytes();
+        !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic())
+    })
 }
 
 /// A new request id: 12 random bytes in hex.
@@ -520,25 +459,56 @@ pub(crate) fn new_request_id() -> String {
     policy::hex_string(&rand::rng().random::<[u8; 12]>())
 }
 
-const X_REQUEST_ID: actix_web::http::header::HeaderName =
-    actix_web::http::header::HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Middleware: every response carries `X-Request-Id` — the one a handler already set (the
-/// exchange handlers' audit records read it from the request's [`RequestId`]), else the one
-/// chosen here.
-async fn request_id(
+/// The one middleware around every request (one layer: each `from_fn` layer costs a boxed
+/// future per request):
+/// - every response carries `X-Request-Id`: the one its handler set (handlers that record
+///   the call in the audit trail choose it as [`sent_request_id`] says), else the caller's
+///   when acceptable, else a generated one;
+/// - the access log: one `huitong::http` line per request (status, request line, time to the
+///   response head), except exchange calls: each is in the audit trail already, with more
+///   than a log line holds, and a line per lookup would cost the hot path a write;
+/// - after a catalog write served here (any successful request that is not a read or an
+///   exchange/lab/CKAN call; a form post succeeds with a redirect), the cached catalog reads
+///   are dropped, so the next call sees the write.
+async fn around_request(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    use actix_web::HttpMessage;
-    let id = RequestId::choose(&req);
-    let value = actix_web::http::header::HeaderValue::from_str(&id.0).ok();
-    req.extensions_mut().insert(id);
+    let path = req.path();
+    let exchange = path.starts_with("/api/v1/exchange/");
+    let sent = sent_request_id(req.headers()).cloned();
+    let logged = (!exchange).then(|| {
+        let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
+        (std::time::Instant::now(), line)
+    });
+    let writes = !matches!(
+        *req.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    ) && !exchange
+        && !path.starts_with("/api/v1/lab/")
+        && !path.starts_with("/api/3/action/")
+        && !path.starts_with("/api/action/");
+    let state = writes.then(|| req.app_data::<web::Data<AppState>>().cloned()).flatten();
     let mut response = next.call(req).await?;
-    if let Some(value) = value
-        && !response.headers().contains_key(X_REQUEST_ID)
+    if !response.headers().contains_key(X_REQUEST_ID)
+        && let Some(id) = sent.or_else(|| HeaderValue::from_str(&new_request_id()).ok())
     {
-        response.headers_mut().insert(X_REQUEST_ID, value);
+        response.headers_mut().insert(X_REQUEST_ID, id);
+    }
+    if let Some(state) = state
+        && (response.status().is_success() || response.status().is_redirection())
+    {
+        state.catalog_cache.invalidate();
+    }
+    if let Some((started, line)) = logged {
+        tracing::info!(
+            target: "huitong::http",
+            "{} {line} {:.3}ms",
+            response.status().as_u16(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
     }
     Ok(response)
 }

@@ -27,20 +27,11 @@ pub(crate) struct CallRecord {
 
 impl CallRecord {
     pub(crate) fn new(req: &HttpRequest, endpoint: &str, resource_code: &str) -> Self {
-        // The id the request-id middleware chose (startup.rs), so the audit record and the
-        // response header agree; the header check below only serves requests without it.
-        let chosen = actix_web::HttpMessage::extensions(req)
-            .get::<crate::startup::RequestId>()
-            .map(|id| id.0.clone());
-        let request_id = chosen
-            .or_else(|| {
-                req.headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| !v.is_empty() && v.len() <= 128)
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(crate::startup::new_request_id);
+        // The caller's id when acceptable, as the middleware would echo it (startup.rs); this
+        // one is set on the response, so the audit record and the response header agree.
+        let request_id = crate::startup::sent_request_id(req.headers())
+            .and_then(|id| id.to_str().ok())
+            .map_or_else(crate::startup::new_request_id, str::to_string);
         Self {
             started: Instant::now(),
             entry: AuditEntry {
@@ -92,9 +83,7 @@ impl CallRecord {
             response = actix_web::ResponseError::error_response(&problem);
         }
         if let Ok(value) = request_id.parse() {
-            response
-                .headers_mut()
-                .insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
+            response.headers_mut().insert(crate::startup::X_REQUEST_ID, value);
         }
         response
     }
