@@ -12,6 +12,7 @@
 
 mod journal;
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,31 +111,13 @@ impl<S: AsRef<str>> Canonical<S> {
     /// journal writer serializes every call's record, and that scan was 1.7 % of the CPU of an
     /// exchange lookup under load.
     fn write_json(&self, o: &mut Vec<u8>) {
-        fn key(o: &mut Vec<u8>, name: &str) {
-            if o.last() != Some(&b'{') {
-                o.push(b',');
-            }
-            o.push(b'"');
-            o.extend_from_slice(name.as_bytes());
-            o.extend_from_slice(b"\":");
-        }
-        fn int(o: &mut Vec<u8>, name: &str, value: Option<i64>) {
-            key(o, name);
-            match value {
-                Some(v) => o.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
-                None => o.extend_from_slice(b"null"),
-            }
-        }
-        fn text<S: AsRef<str>>(o: &mut Vec<u8>, name: &str, value: Option<&S>) {
-            key(o, name);
-            match value {
-                Some(v) => json_str(o, v.as_ref()),
-                None => o.extend_from_slice(b"null"),
-            }
-        }
-        o.push(b'{');
-        int(o, "seq", Some(self.seq));
-        text(o, "at", Some(&self.at));
+        write_head(o, self.seq, self.at.as_ref());
+        self.write_rest(o);
+    }
+
+    /// Appends the record's JSON after its `seq` and `at` ([`write_head`]): what a call knows
+    /// before the writer numbers and dates it.
+    fn write_rest(&self, o: &mut Vec<u8>) {
         text(o, "request_id", Some(&self.request_id));
         int(o, "credential_id", self.credential_id);
         text(o, "department", self.department.as_ref());
@@ -165,6 +148,41 @@ impl<S: AsRef<str>> Canonical<S> {
 
     fn hash(&self, prev_hash: &str) -> String {
         self.hash_into(prev_hash, &mut Vec::with_capacity(512))
+    }
+}
+
+/// Appends a record's JSON up to its `seq` and `at`: `{"seq":…,"at":"…"`.
+fn write_head(o: &mut Vec<u8>, seq: i64, at: &str) {
+    o.push(b'{');
+    int(o, "seq", Some(seq));
+    text(o, "at", Some(&at));
+}
+
+/// Appends `"name":` after a `,` (or after the opening `{`).
+fn key(o: &mut Vec<u8>, name: &str) {
+    if o.last() != Some(&b'{') {
+        o.push(b',');
+    }
+    o.push(b'"');
+    o.extend_from_slice(name.as_bytes());
+    o.extend_from_slice(b"\":");
+}
+
+/// Appends `"name":value`, `null` when none.
+fn int(o: &mut Vec<u8>, name: &str, value: Option<i64>) {
+    key(o, name);
+    match value {
+        Some(v) => o.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+        None => o.extend_from_slice(b"null"),
+    }
+}
+
+/// Appends `"name":"value"`, `null` when none.
+fn text<S: AsRef<str>>(o: &mut Vec<u8>, name: &str, value: Option<&S>) {
+    key(o, name);
+    match value {
+        Some(v) => json_str(o, v.as_ref()),
+        None => o.extend_from_slice(b"null"),
     }
 }
 
@@ -206,6 +224,7 @@ fn json_list(items: &[String]) -> String {
     String::from_utf8(o).unwrap_or_default()
 }
 
+#[cfg(test)]
 impl Canonical<String> {
     fn new(seq: i64, at: String, entry: AuditEntry) -> Self {
         Self {
@@ -231,6 +250,41 @@ impl Canonical<String> {
     }
 }
 
+impl AuditEntry {
+    /// The JSON of this call's record after its `seq` and `at` (the writer's part,
+    /// [`write_head`]), made by the call before it is queued: the writer, which every call
+    /// waits on, then only numbers, dates, hashes and writes it, and the entry's texts are
+    /// freed on the thread that made them.
+    fn rest_json(&self) -> Vec<u8> {
+        fn text(s: &str) -> Cow<'_, str> {
+            Cow::Borrowed(s)
+        }
+        let view = Canonical::<Cow<'_, str>> {
+            seq: 0,
+            at: Cow::Borrowed(""),
+            request_id: text(&self.request_id),
+            credential_id: self.credential_id,
+            department: self.department.as_deref().map(text),
+            resource_code: self.resource_code.as_deref().map(text),
+            endpoint: text(&self.endpoint),
+            subject_hash: self.subject_hash.as_deref().map(text),
+            status: i64::from(self.status),
+            outcome: text(&self.outcome),
+            items_plain: Cow::Owned(json_list(&self.items_plain)),
+            items_masked: Cow::Owned(json_list(&self.items_masked)),
+            grant_id: self.grant_id,
+            latency_us: self.latency_us,
+            row_count: self.row_count,
+            demand_id: self.demand_id,
+            client_hash: self.client_hash.as_deref().map(text),
+            application_id: self.application_id,
+        };
+        let mut rest = Vec::with_capacity(640);
+        view.write_rest(&mut rest);
+        rest
+    }
+}
+
 type Done<T> = oneshot::Sender<Result<T, String>>;
 
 /// Answers for calls waiting on one thread: each call's sender and what it is told.
@@ -244,9 +298,10 @@ thread_local! {
     static ROUTE: std::cell::RefCell<Option<Route>> = const { std::cell::RefCell::new(None) };
 }
 
-/// A call's record, where to say its sequence number once it is durable, and the route of the
-/// thread the call waits on, if it has one.
-struct Message(AuditEntry, Done<i64>, Option<Route>);
+/// A call's record (its JSON after `seq` and `at`, [`AuditEntry::rest_json`]), where to say
+/// its sequence number once it is durable, and the route of the thread the call waits on, if
+/// it has one.
+struct Message(Vec<u8>, Done<i64>, Option<Route>);
 
 /// The handle to the audit writer.
 #[derive(Clone)]
@@ -348,7 +403,7 @@ impl AuditLog {
         let (done, wait) = oneshot::channel();
         let route = ROUTE.with(|route| route.borrow().clone());
         self.tx
-            .send(Message(entry, done, route))
+            .send(Message(entry.rest_json(), done, route))
             .await
             .map_err(|_| Error::AuditUnavailable("writer stopped".into()))?;
         wait.await
@@ -527,8 +582,8 @@ fn writer(
     let mut group = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut next = Some(first);
-        while let Some(Message(entry, done, route)) = next.take() {
-            group.push((entry, (done, route)));
+        while let Some(Message(rest, done, route)) = next.take() {
+            group.push((rest, (done, route)));
             if group.len() < MAX_GROUP {
                 next = rx.try_recv().ok();
             }
@@ -538,9 +593,11 @@ fn writer(
         let at = now_text().max(head.at.clone());
         let (first_seq, mut prev_hash) = (head.seq + 1, head.hash.clone());
         let mut waiting = Vec::with_capacity(group.len());
-        for (i, (entry, done)) in group.drain(..).enumerate() {
-            let canonical = Canonical::new(first_seq + i as i64, at.clone(), entry);
-            prev_hash = canonical.hash_into(&prev_hash, &mut body);
+        for (i, (rest, done)) in group.drain(..).enumerate() {
+            body.clear();
+            write_head(&mut body, first_seq + i as i64, &at);
+            body.extend_from_slice(&rest);
+            prev_hash = sha256_hex(&[prev_hash.as_bytes(), b"\n", &body]);
             journal.push(&prev_hash, &body);
             waiting.push(done);
         }
@@ -1629,6 +1686,43 @@ mod tests {
             let mut ours = Vec::new();
             record.write_json(&mut ours);
             prop_assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&record).unwrap());
+        }
+
+        /// What the writer hashes, the head it writes then the JSON the call made, is the
+        /// serde_json form of the record the readers check, whatever the call's entry holds.
+        #[test]
+        fn the_writers_bytes_are_the_canonical_records(
+            seq in any::<i64>(),
+            at in any::<String>(),
+            texts in proptest::collection::vec(any::<String>(), 3),
+            maybe_texts in proptest::collection::vec(proptest::option::of("[a-z\"\\\\\u{0}-\u{1f}中]{0,8}"), 4),
+            items in proptest::collection::vec(proptest::collection::vec("[a-z_\"\\\\\u{0}-\u{1f}中]{0,8}", 0..4), 2),
+            ints in proptest::collection::vec(proptest::option::of(any::<i64>()), 5),
+            status in any::<u16>(),
+        ) {
+            let entry = AuditEntry {
+                request_id: texts[0].clone(),
+                credential_id: ints[0],
+                department: maybe_texts[0].clone(),
+                resource_code: maybe_texts[1].clone(),
+                endpoint: texts[1].clone(),
+                subject_hash: maybe_texts[2].clone(),
+                status,
+                outcome: texts[2].clone(),
+                items_plain: items[0].clone(),
+                items_masked: items[1].clone(),
+                grant_id: ints[1],
+                latency_us: ints[2].unwrap_or_default(),
+                row_count: ints[3],
+                demand_id: ints[4],
+                client_hash: maybe_texts[3].clone(),
+                application_id: ints[0].map(|i| i.wrapping_add(1)),
+            };
+            let mut written = Vec::new();
+            write_head(&mut written, seq, &at);
+            written.extend_from_slice(&entry.rest_json());
+            let record = Canonical::new(seq, at, entry);
+            prop_assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(&record).unwrap());
         }
 
         #[test]
