@@ -400,10 +400,13 @@ impl AuditLog {
 
     /// Appends `entry` and returns its sequence number once it is durable.
     pub async fn record(&self, entry: AuditEntry) -> Result<i64> {
+        let rest = entry.rest_json();
+        // Freed now, not held through the wait on the group's sync.
+        drop(entry);
         let (done, wait) = oneshot::channel();
         let route = ROUTE.with(|route| route.borrow().clone());
         self.tx
-            .send(Message(entry.rest_json(), done, route))
+            .send(Message(rest, done, route))
             .await
             .map_err(|_| Error::AuditUnavailable("writer stopped".into()))?;
         wait.await
