@@ -85,13 +85,13 @@ fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
             .custom_flags(flags)
             .open(path)
     };
-    let file = match open(libc::O_DIRECT) {
+    let (file, direct) = match open(libc::O_DIRECT) {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             // The file system does not take O_DIRECT; Linux made the file before refusing.
             let _ = fs::remove_file(path);
-            open(0)?
+            (open(0)?, false)
         }
-        opened => opened?,
+        opened => (opened?, true),
     };
     let mut raw = Vec::new();
     let zeros = aligned(&mut raw, (bytes as usize).min(ZERO_CHUNK));
@@ -100,7 +100,10 @@ fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
         while written < bytes {
             let n = (bytes - written).min(zeros.len() as u64);
             file.write_all_at(&zeros[..n as usize], written)?;
-            write_back(&file, written, n)?;
+            // With O_DIRECT the write returned once the chunk was on the disk.
+            if !direct {
+                write_back(&file, written, n)?;
+            }
             written += n;
         }
         file.sync_all()
@@ -115,8 +118,7 @@ fn make_segment(path: &Path, bytes: u64) -> std::io::Result<File> {
 }
 
 /// Writes `len` bytes of `file` from `offset` to the disk and waits for them, without the
-/// device flush and metadata of an `fsync` (`sync_file_range(2)`; not durable by itself; with
-/// `O_DIRECT` they are there already).
+/// device flush and metadata of an `fsync` (`sync_file_range(2)`; not durable by itself).
 #[allow(unsafe_code)]
 fn write_back(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
