@@ -51,6 +51,11 @@ pub struct StoredRecord {
 /// ([`crate::Lineage::encode`]).
 pub fn encode(record: &StoredRecord, out: &mut Vec<u8>) {
     out.clear();
+    append_encoded(record, out);
+}
+
+/// Appends [`encode`]'s bytes for `record` to `out`.
+pub(crate) fn append_encoded(record: &StoredRecord, out: &mut Vec<u8>) {
     encode_head(record.version, &record.source, &record.values, out);
     record.lineage.encode(out);
 }

@@ -379,49 +379,32 @@ impl Library {
         if reset {
             self.index.apply(None, true, std::iter::empty())?;
         }
-        // One partition: one sort that spills its runs and merges them, where a sort per
-        // partition plus a merge across them asks the pool for more than it can give.
+        // One stream of the version's rows, read as they come (the changes sort them).
         let config = datafusion::prelude::SessionConfig::new().with_target_partitions(1);
         let ctx = self.session_within(table, config, REPLAY_MEMORY).await?;
-        let key = crate::history::ident(self.schema.key);
         for version in (from + 1)..=table_version {
             self.replayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // Within a version each key appears once (a writer refuses a second row for a key).
-            // In key order (sorted beyond REPLAY_MEMORY on disk), the inserts walk the B-tree
-            // from left to right instead of landing all over it: a full load appends.
+            // The changes are gathered and applied as a write applies its own: sorted (spilled
+            // past INDEX_CHANGES_MEMORY), then put into redb, or written as a new base segment
+            // when they are a large part of the index, as after a reset: a rebuilt index is the
+            // one the writes would have made, not millions of records in redb.
             let df = ctx
                 .sql(&format!(
-                    "SELECT * FROM library WHERE _version = {version} AND _op IN ('I', 'U', 'D') ORDER BY {key}"
+                    "SELECT * FROM library WHERE _version = {version} AND _op IN ('I', 'U', 'D')"
                 ))
                 .await?;
             let mut stream = df.execute_stream().await?;
-            let (mut read_time, mut apply_time) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
-            let mut t = std::time::Instant::now();
-            let mut pending: Vec<(String, Option<StoredRecord>)> = Vec::new();
-            loop {
-                let batch = stream.try_next().await?;
-                if let Some(batch) = &batch {
-                    pending.extend(self.records_from_batch(batch)?);
-                }
-                if pending.len() >= INDEX_CHUNK || (batch.is_none() && !pending.is_empty()) {
-                    read_time += t.elapsed();
-                    t = std::time::Instant::now();
-                    self.index
-                        .apply(None, false, pending.iter().map(|(k, r)| (k.as_str(), r.as_ref())))?;
-                    pending.clear();
-                    apply_time += t.elapsed();
-                    t = std::time::Instant::now();
-                }
-                if batch.is_none() {
-                    break;
+            let mut changes = IndexChanges::new(self.dir.clone(), INDEX_CHANGES_MEMORY);
+            while let Some(batch) = stream.try_next().await? {
+                for (key, record) in self.records_from_batch(&batch)? {
+                    match record {
+                        Some(record) => changes.put(&key, |out| crate::index::append_encoded(&record, out))?,
+                        None => changes.delete(&key)?,
+                    }
                 }
             }
-            tracing::debug!(
-                version,
-                read_ms = read_time.as_millis() as u64,
-                apply_ms = apply_time.as_millis() as u64,
-                "index replay"
-            );
+            changes.apply(&self.index)?;
         }
         self.index.apply(Some(table_version), false, std::iter::empty())
     }
@@ -608,15 +591,12 @@ pub(crate) fn cell_to_string(array: &ArrayRef, row: usize) -> Option<String> {
     None
 }
 
-/// Records applied to the serving index per transaction when a version is replayed.
-const INDEX_CHUNK: usize = 100_000;
-
 /// Memory a write's index changes may hold before they spill to disk (in unit tests, little
 /// enough that a test of a few thousand records spills).
 const INDEX_CHANGES_MEMORY: usize = if cfg!(test) { 1 << 20 } else { 64 << 20 };
 
-/// Memory the replay's sort of a version's rows by key may hold before it spills to disk (in
-/// unit tests, little enough that a test of a hundred thousand records spills).
+/// Memory the replay's scan of a version's rows may hold (its changes spill past
+/// INDEX_CHANGES_MEMORY).
 const REPLAY_MEMORY: usize = if cfg!(test) { 24 << 20 } else { 256 << 20 };
 
 /// Parquet files of a run roll over at this size.
@@ -1196,6 +1176,12 @@ mod tests {
         std::fs::remove_file(dir.join("libraries/population/serving.redb")).unwrap();
         let library = Library::open(dir, &POPULATION).await.unwrap();
         assert_eq!(index_records(&library), kept);
+        // Rebuilt as a write builds it: a base segment, not every record put into redb.
+        let segments = std::fs::read_dir(dir.join("libraries/population"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .count();
+        assert_eq!(segments, 1, "the rebuilt index has its base");
     }
 
     #[tokio::test]
@@ -1477,7 +1463,8 @@ mod tests {
             keys
         };
         // The index lists keys in key order whatever order they were written in, so this holds
-        // every key once; what the test exercises is the replay's sort spilling past its memory.
+        // every key once; what the test exercises is the replay's changes spilling past their
+        // memory and merging.
         let want: Vec<String> = (0..n).map(|i| format!("K{i:07}")).collect();
         assert_eq!(keys(&library), want);
         // Rebuilt from the table alone: the same records.
