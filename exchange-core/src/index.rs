@@ -28,8 +28,9 @@ const BASE_KEY: &str = "base";
 const COUNT_KEY: &str = "records";
 /// What redb holds for a base record deleted since: encoded records are never empty.
 const TOMBSTONE: &[u8] = b"";
-/// Bumped when the record encoding changes; an index in another format is rebuilt from its table.
-const FORMAT: i64 = 3;
+/// Bumped when the record encoding or the base segment's format changes; an index in another
+/// format is rebuilt from its table.
+const FORMAT: i64 = 4;
 /// The index's page cache.
 const INDEX_CACHE_BYTES: usize = 256 << 20;
 
