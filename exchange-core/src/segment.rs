@@ -127,7 +127,7 @@ impl SegmentWriter {
         if self.directory.is_empty() {
             return Ok(());
         }
-        let count = (self.directory.len() / ITEM) as u16;
+        let count = u16::try_from(self.directory.len() / ITEM).expect("a block of 4 KiB holds at most 683 entries");
         self.directory.extend_from_slice(&count.to_le_bytes());
         self.out
             .write_all(&self.directory)
@@ -213,6 +213,11 @@ impl Segment {
             return Err(corrupt(path, "no valid trailer (the file is not a finished segment)"));
         }
         let footer = &map[footer_offset as usize..(len - TRAILER) as usize];
+        // Each block takes at least 10 bytes of the footer: a damaged count is refused before
+        // anything is sized by it.
+        if blocks > footer.len() as u64 / 10 {
+            return Err(corrupt(path, "footer does not match its trailer"));
+        }
         let mut offsets = Vec::with_capacity(blocks as usize + 1);
         let mut keys = Vec::with_capacity(footer.len());
         let mut key_ends = Vec::with_capacity(blocks as usize);
@@ -496,6 +501,16 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_empty_segment_finds_nothing_and_walks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment = written(dir.path(), &BTreeMap::new());
+        assert!(segment.is_empty());
+        assert!(!segment.get_with(b"k", |r| r.is_some()).unwrap());
+        assert!(segment.cursor(None).unwrap().key().is_none());
+        assert!(segment.cursor(Some(b"k")).unwrap().key().is_none());
+    }
+
     /// Keys whose fingerprints are equal, in one block: each is told from the other by its
     /// whole key, and a key sharing their fingerprint but absent is not found.
     #[test]
@@ -543,10 +558,11 @@ mod tests {
         let err = segment.get_with(b"k000", |r| r.is_some()).unwrap_err();
         assert!(err.to_string().contains("damaged.seg"), "{err}");
         assert!(segment.cursor(None).is_err());
-        // An item points past the entries.
+        // An item points past the entries (14 entries of 310 bytes in the first block).
         let first_item = end_of_first - 2 - ITEM * 14;
-        let segment = damaged(&|b| b[first_item..first_item + 2].copy_from_slice(&4090u16.to_le_bytes())).unwrap();
-        assert!(segment.get_with(b"k000", |r| r.is_some()).is_err());
+        let segment = damaged(&|b| b[first_item..first_item + 2].copy_from_slice(&u16::MAX.to_le_bytes())).unwrap();
+        let err = segment.get_with(b"k000", |r| r.is_some()).unwrap_err();
+        assert!(err.to_string().contains("points past"), "{err}");
         assert!(
             segment.get_with(b"k001", |r| r.is_some()).unwrap(),
             "the other items still serve"
