@@ -11,12 +11,21 @@
 //! - `csv-export`: the data of the CSV export benchmark (a 10M-record library shared in bulk);
 //!   `benches/csv-export/run.sh` exports it over HTTP against DuckDB's `COPY … TO` CSV.
 //! - `exchange-lookup`: `GET records/{key}` at 10M records, against a bare actix-web handler.
+//! - `index-lookup`: point lookups in a prepared data dir's population index, without HTTP.
 //! - `library-upsert`: upserting 1M changed records into a 10M-record library, against
 //!   appending 1M new ones; target at most 2×.
 //!
 //! [`synthetic`] is the population generator the library benchmarks share.
 
 pub mod synthetic;
+
+/// The value after `name` in a command line (`--rows 1000`), if it is there.
+pub fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
 
 /// Percentiles of a set of latencies in microseconds: (p50, p99, max).
 pub fn percentiles(samples: &mut [u64]) -> (u64, u64, u64) {

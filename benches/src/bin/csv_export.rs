@@ -14,17 +14,11 @@
 //! directory. `benches/csv-export/run.sh` exports over HTTP against DuckDB reading the table's
 //! Parquet files.
 
+use huitong_benches::flag;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use huitong::settings::Settings;
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 /// A consumer key of department `code`, which holds a grant of every item of `resource`, those
 /// in `plain` unmasked.

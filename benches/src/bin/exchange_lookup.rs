@@ -14,6 +14,7 @@
 //! nothing else — no authentication, policy, masking, quota or audit — on as many workers as
 //! `huitong serve`. `benches/exchange-lookup/run.sh` loads both with the same wrk script.
 
+use huitong_benches::flag;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,13 +24,6 @@ use huitong_benches::synthetic::{person, record};
 /// The allocator `huitong` runs with, so both servers allocate alike.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 /// Builds the demo in `data_dir` and fills the population library up to `rows` records with
 /// synthetic people (their ID numbers are distinct up to 26.88M).

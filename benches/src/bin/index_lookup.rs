@@ -14,6 +14,7 @@
 //! `Vec` of borrowed strings) and fetching the key from the drawn list. Prints the time per
 //! lookup of each round.
 
+use huitong_benches::flag;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -24,13 +25,6 @@ use exchange_core::schema::POPULATION;
 /// The allocator `huitong` runs with.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 fn run(args: &[String]) -> Result<(), String> {
     let data_dir = PathBuf::from(flag(args, "--data-dir").ok_or("--data-dir is required")?);

@@ -17,6 +17,7 @@
 //! median ratio upsert/append and the peak RSS of the measured rounds, and exits 3 when the
 //! ratio is above 2.
 
+use huitong_benches::flag;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -31,13 +32,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The target: an upsert of changed rows takes at most this many times an append of as many.
 const TARGET_RATIO: f64 = 2.0;
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 fn number(args: &[String], name: &str, default: u64) -> Result<u64, String> {
     match flag(args, name) {
