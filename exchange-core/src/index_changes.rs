@@ -208,8 +208,12 @@ impl IndexChanges {
     /// are not synced; the caller stamps the version afterwards.
     /// When they are many against what the index holds (a library's first load above all),
     /// the index is written anew instead, as a base merged from the records it holds and
-    /// these changes, in one sequential pass ([`ServingIndex::rebase`]).
+    /// these changes, in one sequential pass ([`ServingIndex::rebase`]). No change writes
+    /// nothing (not an empty base over an empty index).
     pub(crate) fn apply(self, index: &ServingIndex) -> Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
         let (pending, held) = {
             let reader = index.reader()?;
             (self.len.saturating_add(reader.changes_since_base()?), reader.len()?)
@@ -532,6 +536,20 @@ mod tests {
 
     /// Small writes go on top of the base until, with those before them, they reach a quarter
     /// of the index: that write writes a new base, and redb holds no change after it.
+    #[test]
+    fn no_change_writes_no_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = ServingIndex::open(&dir.path().join("index.redb")).unwrap();
+        IndexChanges::new(dir.path().to_path_buf(), 1 << 20)
+            .apply(&index)
+            .unwrap();
+        let segments = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .count();
+        assert_eq!(segments, 0);
+    }
+
     #[test]
     fn small_writes_pile_up_to_a_quarter_of_the_index_then_rebase() {
         let dir = tempfile::tempdir().unwrap();

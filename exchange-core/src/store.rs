@@ -407,11 +407,7 @@ impl Library {
                 }
             }
             let rows = changes.len();
-            // A version of conflicts only changes no record (and would write an empty base
-            // over an empty index).
-            if rows > 0 {
-                changes.apply(&self.index)?;
-            }
+            changes.apply(&self.index)?;
             tracing::debug!(version, rows, ms = started.elapsed().as_millis() as u64, "index replay");
         }
         self.index.apply(Some(table_version), false, std::iter::empty())
